@@ -1,0 +1,3 @@
+//! What each subcommand does, given its parsed arguments. `main` only dispatches here.
+
+pub mod score;

@@ -1,0 +1,367 @@
+//! The isolation forest of Liu, Ting and Zhou (ICDM 2008), written for this project.
+//!
+//! An isolation forest scores how easy a point is to separate from the rest: trees split the data
+//! at random, and anomalies end up alone after few splits. It needs no labels and no distance
+//! metric, fits in milliseconds, and scores in nanoseconds, which is why the daemon can keep one
+//! model per (service, signal) series.
+//!
+//! The algorithm follows scikit-learn's `IsolationForest` closely (sampling, the splitter, the
+//! handling of constant features, the path-length normalisation and the `contamination` offset),
+//! so its figures can be compared with scikit-learn's on the same data. Differences: our own
+//! random generator (so a seed means the same forest on every machine and version), and NaN or
+//! infinite inputs are refused when a [`Matrix`] is built rather than routed.
+//!
+//! - [`Forest::fit`] grows the trees (on all cores for large forests);
+//! - [`Forest::score_batch`] and [`Forest::score_row`] give s(x) in (0, 1], higher = more
+//!   anomalous; [`Forest::threshold`] is the score above which a row is called anomalous;
+//! - [`Forest::to_bytes`] and [`Forest::from_bytes`] persist a model (see [`persist`]).
+
+mod build;
+mod layout;
+mod matrix;
+pub mod persist;
+mod rng;
+mod score;
+
+use std::num::NonZeroUsize;
+use std::thread;
+
+pub use layout::{MAX_FEATURES, MAX_SAMPLE_SIZE, average_path_length, height_limit};
+pub use matrix::Matrix;
+
+use build::grow_tree;
+use layout::Node;
+use rng::ForestRng;
+
+/// What can go wrong building input for, fitting, or loading a forest.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ForestError {
+    /// The input has no rows.
+    #[error("no rows to fit on")]
+    Empty,
+    /// The input has no feature columns.
+    #[error("no feature columns")]
+    NoFeatures,
+    /// More feature columns than a model can index.
+    #[error("{columns} feature columns: at most {MAX_FEATURES} are supported")]
+    TooManyFeatures {
+        /// Columns given.
+        columns: usize,
+    },
+    /// A flat value buffer that is not a whole number of rows.
+    #[error("{values} values do not make whole rows of {columns} columns")]
+    RaggedValues {
+        /// Values given.
+        values: usize,
+        /// Columns per row.
+        columns: usize,
+    },
+    /// A row with the wrong number of values.
+    #[error("row {row} has {found} values, expected {columns}")]
+    RowLength {
+        /// Row index, from 0.
+        row: usize,
+        /// Values in that row.
+        found: usize,
+        /// Columns expected.
+        columns: usize,
+    },
+    /// NaN, ±Inf, or a value too large for `f32`.
+    #[error("row {row}, column {column}: value is NaN, infinite or beyond float32 range")]
+    NonFinite {
+        /// Row index, from 0.
+        row: usize,
+        /// Column index, from 0.
+        column: usize,
+    },
+    /// A parameter out of its range.
+    #[error("invalid parameter {name}: {problem}")]
+    InvalidParameter {
+        /// The parameter's name, as the CLI and config spell it.
+        name: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// Scoring rows with a different number of columns than the model was fitted on.
+    #[error("model was fitted on {expected} features, rows have {found}")]
+    FeatureMismatch {
+        /// Features of the model.
+        expected: usize,
+        /// Features of the rows.
+        found: usize,
+    },
+    /// A persisted model that cannot be read (see [`persist`]).
+    #[error(transparent)]
+    Persist(#[from] persist::PersistError),
+}
+
+/// Where the decision threshold on the score lies.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Contamination {
+    /// The paper's rule: a row is anomalous when s(x) > 0.5.
+    #[default]
+    Auto,
+    /// The expected share of anomalies in the training data, in (0, 0.5]: the threshold is the
+    /// score at that upper percentile of the training rows' scores.
+    Fraction(f64),
+}
+
+/// How to fit a forest. The defaults are the paper's and scikit-learn's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForestParams {
+    /// Number of trees, t (default 100).
+    pub trees: usize,
+    /// Rows drawn, without replacement, for each tree: ψ. `None` means min(256, n).
+    pub sample_size: Option<usize>,
+    /// Seed of the random streams; the same seed and data give the same forest everywhere.
+    pub seed: u64,
+    /// Decision threshold rule.
+    pub contamination: Contamination,
+}
+
+impl Default for ForestParams {
+    fn default() -> Self {
+        Self { trees: 100, sample_size: None, seed: 0, contamination: Contamination::Auto }
+    }
+}
+
+impl ForestParams {
+    /// Checks the parameters on their own (before any data is seen).
+    pub fn validate(&self) -> Result<(), ForestError> {
+        let invalid = |name, problem: &str| Err(ForestError::InvalidParameter { name, problem: problem.to_owned() });
+        if self.trees == 0 {
+            return invalid("trees", "must be at least 1");
+        }
+        if self.trees > u32::MAX as usize {
+            return invalid("trees", "too many");
+        }
+        match self.sample_size {
+            Some(0) => return invalid("sample-size", "must be at least 1"),
+            Some(n) if n > MAX_SAMPLE_SIZE => {
+                return invalid("sample-size", &format!("must be at most {MAX_SAMPLE_SIZE}"));
+            }
+            _ => {}
+        }
+        if let Contamination::Fraction(f) = self.contamination {
+            if !(f > 0.0 && f <= 0.5) {
+                return invalid("contamination", "must be 'auto' or a fraction in (0, 0.5]");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A fitted isolation forest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forest {
+    /// Every tree's nodes, tree after tree.
+    nodes: Vec<Node>,
+    /// Where each tree starts in `nodes`, plus the end: `trees + 1` entries.
+    offsets: Vec<u32>,
+    /// Each tree's height (the depth of its deepest leaf).
+    heights: Vec<u8>,
+    /// Feature columns the model was fitted on.
+    columns: usize,
+    /// ψ actually used: min(requested, rows).
+    sample_size: usize,
+    /// The tree height limit, ceil(log2(max(ψ, 2))).
+    max_depth: u32,
+    /// Rows the model was fitted on.
+    training_rows: usize,
+    /// Seed the model was fitted with.
+    seed: u64,
+    /// The score above which a row is anomalous.
+    threshold: f64,
+    /// c(n) for n in 0..=ψ: a leaf's expected remaining depth, looked up rather than recomputed.
+    average_path_by_size: Vec<f64>,
+}
+
+/// The machine's cores, for fitting and batch scoring.
+fn available_threads() -> NonZeroUsize {
+    thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
+}
+
+impl Forest {
+    /// Fits a forest on every row of `data`, using all cores.
+    pub fn fit(data: &Matrix, params: &ForestParams) -> Result<Self, ForestError> {
+        Self::fit_with_threads(data, params, available_threads())
+    }
+
+    /// Fits a forest with at most `threads` threads. The result does not depend on `threads`.
+    pub fn fit_with_threads(data: &Matrix, params: &ForestParams, threads: NonZeroUsize) -> Result<Self, ForestError> {
+        params.validate()?;
+        if data.rows() == 0 {
+            return Err(ForestError::Empty);
+        }
+        if data.columns() > MAX_FEATURES {
+            return Err(ForestError::TooManyFeatures { columns: data.columns() });
+        }
+        let sample_size = params.sample_size.unwrap_or(256).min(data.rows());
+        let max_depth = height_limit(sample_size);
+        let grow = |tree: usize| grow_tree(data, sample_size, max_depth, &mut ForestRng::for_tree(params.seed, tree));
+
+        // Small forests fit in microseconds: a thread would cost more than it saves.
+        let threads = if params.trees * sample_size < 8 * 1024 { 1 } else { threads.get().min(params.trees) };
+        let grown: Vec<_> = if threads == 1 {
+            (0..params.trees).map(grow).collect()
+        } else {
+            let per_thread = params.trees.div_ceil(threads);
+            thread::scope(|scope| {
+                let handles: Vec<_> = (0..params.trees)
+                    .step_by(per_thread)
+                    .map(|first| {
+                        let last = (first + per_thread).min(params.trees);
+                        scope.spawn(move || (first..last).map(grow).collect::<Vec<_>>())
+                    })
+                    .collect();
+                handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+            })
+        };
+
+        let mut forest = Self::assemble(grown, data.columns(), sample_size, data.rows(), params.seed);
+        forest.threshold = match params.contamination {
+            Contamination::Auto => 0.5,
+            Contamination::Fraction(fraction) => {
+                let mut training_scores = forest.score_rows(data.values(), threads_nonzero(threads));
+                upper_percentile(&mut training_scores, fraction)
+            }
+        };
+        Ok(forest)
+    }
+
+    fn assemble(
+        grown: Vec<build::GrownTree>,
+        columns: usize,
+        sample_size: usize,
+        training_rows: usize,
+        seed: u64,
+    ) -> Self {
+        let mut nodes = Vec::with_capacity(grown.iter().map(|t| t.nodes.len()).sum());
+        let mut offsets = Vec::with_capacity(grown.len() + 1);
+        let mut heights = Vec::with_capacity(grown.len());
+        offsets.push(0);
+        for tree in grown {
+            nodes.extend_from_slice(&tree.nodes);
+            offsets.push(nodes.len() as u32);
+            heights.push(tree.height);
+        }
+        Self::from_parts(nodes, offsets, heights, columns, sample_size, training_rows, seed, 0.5)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn from_parts(
+        nodes: Vec<Node>,
+        offsets: Vec<u32>,
+        heights: Vec<u8>,
+        columns: usize,
+        sample_size: usize,
+        training_rows: usize,
+        seed: u64,
+        threshold: f64,
+    ) -> Self {
+        Self {
+            nodes,
+            offsets,
+            heights,
+            columns,
+            sample_size,
+            max_depth: height_limit(sample_size),
+            training_rows,
+            seed,
+            threshold,
+            average_path_by_size: (0..=sample_size).map(average_path_length).collect(),
+        }
+    }
+
+    /// Scores every row of `data`, in order, using all cores on large batches.
+    pub fn score_batch(&self, data: &Matrix) -> Result<Vec<f64>, ForestError> {
+        self.score_batch_with_threads(data, available_threads())
+    }
+
+    /// Scores every row of `data` with at most `threads` threads.
+    pub fn score_batch_with_threads(&self, data: &Matrix, threads: NonZeroUsize) -> Result<Vec<f64>, ForestError> {
+        self.check_columns(data.columns())?;
+        Ok(self.score_rows(data.values(), threads))
+    }
+
+    /// Scores one row. Cheap enough to call per point: no allocation beyond the result, no threads.
+    pub fn score_row(&self, row: &[f32]) -> Result<f64, ForestError> {
+        self.check_columns(row.len())?;
+        if let Some(column) = row.iter().position(|v| !v.is_finite()) {
+            return Err(ForestError::NonFinite { row: 0, column });
+        }
+        Ok(self.score_rows(row, NonZeroUsize::MIN)[0])
+    }
+
+    fn check_columns(&self, found: usize) -> Result<(), ForestError> {
+        if found == self.columns { Ok(()) } else { Err(ForestError::FeatureMismatch { expected: self.columns, found }) }
+    }
+
+    /// The score above which a row is anomalous: 0.5 for [`Contamination::Auto`], else the
+    /// training scores' percentile.
+    pub fn threshold(&self) -> f64 {
+        self.threshold
+    }
+
+    /// Whether a score is above the decision threshold.
+    pub fn is_anomalous(&self, score: f64) -> bool {
+        score > self.threshold
+    }
+
+    /// Number of trees.
+    pub fn trees(&self) -> usize {
+        self.heights.len()
+    }
+
+    /// Feature columns the model expects.
+    pub fn columns(&self) -> usize {
+        self.columns
+    }
+
+    /// ψ: rows each tree was grown on.
+    pub fn sample_size(&self) -> usize {
+        self.sample_size
+    }
+
+    /// Rows the model was fitted on.
+    pub fn training_rows(&self) -> usize {
+        self.training_rows
+    }
+
+    /// The seed the model was fitted with.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Total nodes (splits and leaves) over all trees.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Bytes the model occupies in memory (nodes, tree index, lookup table and the struct).
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.nodes.len() * std::mem::size_of::<Node>()
+            + self.offsets.len() * 4
+            + self.heights.len()
+            + self.average_path_by_size.len() * 8
+    }
+}
+
+fn threads_nonzero(threads: usize) -> NonZeroUsize {
+    NonZeroUsize::new(threads).unwrap_or(NonZeroUsize::MIN)
+}
+
+/// The score that `fraction` of `scores` lie above: numpy's `percentile(scores, 100·(1 − fraction))`
+/// with linear interpolation, which is what scikit-learn's `offset_` amounts to.
+fn upper_percentile(scores: &mut [f64], fraction: f64) -> f64 {
+    scores.sort_by(f64::total_cmp);
+    let position = (1.0 - fraction) * (scores.len() - 1) as f64;
+    let below = position.floor() as usize;
+    let above = (below + 1).min(scores.len() - 1);
+    let weight = position - below as f64;
+    scores[below] + (scores[above] - scores[below]) * weight
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,222 @@
+//! Behaviour of the forest through its public surface.
+
+use std::num::NonZeroUsize;
+
+use super::*;
+
+fn params(seed: u64) -> ForestParams {
+    ForestParams { seed, ..ForestParams::default() }
+}
+
+/// A deterministic cloud of `rows` points in `columns` dimensions, in [0, 1).
+fn cloud(rows: usize, columns: usize, seed: u64) -> Matrix {
+    let mut rng = ForestRng::for_tree(seed, 999);
+    let values = (0..rows * columns).map(|_| rng.next_unit() as f32).collect();
+    Matrix::from_row_major(values, columns).unwrap()
+}
+
+#[test]
+fn scikit_learn_documented_example_for_many_seeds() {
+    // From scikit-learn's IsolationForest docstring: fit on [-1.1, 0.3, 0.5, 100],
+    // predict([[0.1], [0], [90]]) == [1, 1, -1].
+    let train = Matrix::from_rows_f64(&[[-1.1], [0.3], [0.5], [100.0]], 1).unwrap();
+    for seed in 0..200 {
+        let forest = Forest::fit(&train, &params(seed)).unwrap();
+        let normal_a = forest.score_row(&[0.1]).unwrap();
+        let normal_b = forest.score_row(&[0.0]).unwrap();
+        let anomaly = forest.score_row(&[90.0]).unwrap();
+        assert!(!forest.is_anomalous(normal_a), "seed {seed}: 0.1 scored {normal_a}");
+        assert!(!forest.is_anomalous(normal_b), "seed {seed}: 0 scored {normal_b}");
+        assert!(forest.is_anomalous(anomaly), "seed {seed}: 90 scored {anomaly}");
+    }
+}
+
+#[test]
+fn sample_size_one_scores_one_half() {
+    let data = cloud(50, 2, 1);
+    let forest = Forest::fit(&data, &ForestParams { sample_size: Some(1), ..params(0) }).unwrap();
+    for score in forest.score_batch(&data).unwrap() {
+        assert_eq!(score, 0.5);
+    }
+}
+
+#[test]
+fn trees_respect_height_limit_and_leaf_sizes_sum_to_sample_size() {
+    for (rows, sample_size) in [(1000, 256), (1000, 64), (100, 256), (1, 256), (600, 257)] {
+        let data = cloud(rows, 3, 2);
+        let forest = Forest::fit(&data, &ForestParams { sample_size: Some(sample_size), ..params(5) }).unwrap();
+        let psi = sample_size.min(rows);
+        assert_eq!(forest.sample_size(), psi);
+        for tree in 0..forest.trees() {
+            let nodes = &forest.nodes[forest.offsets[tree] as usize..forest.offsets[tree + 1] as usize];
+            let leaves: Vec<_> = nodes.iter().filter_map(|n| n.leaf_parts()).collect();
+            assert_eq!(leaves.iter().map(|&(_, size)| size).sum::<usize>(), psi);
+            assert!(leaves.iter().all(|&(depth, _)| depth <= height_limit(psi)));
+            assert_eq!(u32::from(forest.heights[tree]), leaves.iter().map(|&(d, _)| d).max().unwrap());
+        }
+    }
+}
+
+#[test]
+fn constant_feature_is_never_split() {
+    // Column 1 is constant everywhere, column 2 nearly so (span 5e-8 <= 1e-7).
+    let mut rng = ForestRng::for_tree(9, 0);
+    let rows: Vec<[f64; 3]> = (0..500).map(|i| [rng.next_unit(), 7.0, 1.0 + (i % 2) as f64 * 5e-8]).collect();
+    let data = Matrix::from_rows_f64(&rows, 3).unwrap();
+    let forest = Forest::fit(&data, &params(3)).unwrap();
+    let splits: Vec<_> = forest.nodes.iter().filter(|n| n.leaf_parts().is_none()).collect();
+    assert!(!splits.is_empty());
+    assert!(splits.iter().all(|n| n.feature == 0), "split on a constant feature");
+}
+
+#[test]
+fn all_constant_rows_make_single_leaf_trees() {
+    let data = Matrix::from_rows_f64(&vec![[1.0, 2.0]; 300], 2).unwrap();
+    let forest = Forest::fit(&data, &params(0)).unwrap();
+    assert_eq!(forest.node_count(), forest.trees());
+    // Every row sits in a root leaf of size 256: h = c(256) = c(ψ), so s = 0.5.
+    let score = forest.score_row(&[1.0, 2.0]).unwrap();
+    assert!((score - 0.5).abs() < 1e-12, "{score}");
+}
+
+#[test]
+fn thresholds_lie_within_node_range() {
+    // Walk each tree with the training sample's full range: every split threshold must be at
+    // least the smallest value and below the largest value of its feature among the node's rows.
+    let data = cloud(300, 2, 4);
+    let forest = Forest::fit(&data, &ForestParams { sample_size: Some(300), ..params(1) }).unwrap();
+    for tree in 0..forest.trees() {
+        let nodes = &forest.nodes[forest.offsets[tree] as usize..forest.offsets[tree + 1] as usize];
+        let mut stack = vec![(0usize, (0..data.rows()).collect::<Vec<_>>())];
+        while let Some((index, members)) = stack.pop() {
+            let node = nodes[index];
+            if node.leaf_parts().is_some() {
+                continue;
+            }
+            let values: Vec<f32> = members.iter().map(|&r| data.row(r)[usize::from(node.feature)]).collect();
+            let min = values.iter().copied().fold(f32::INFINITY, f32::min);
+            let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            assert!(node.threshold >= min && node.threshold < max);
+            let (left, right) =
+                members.iter().partition(|&&r| data.row(r)[usize::from(node.feature)] <= node.threshold);
+            stack.push((usize::from(node.left), left));
+            stack.push((usize::from(node.left) + 1, right));
+        }
+    }
+}
+
+#[test]
+fn fit_does_not_depend_on_thread_count() {
+    let data = cloud(5000, 4, 6);
+    let one = Forest::fit_with_threads(&data, &params(11), NonZeroUsize::MIN).unwrap();
+    let many = Forest::fit_with_threads(&data, &params(11), NonZeroUsize::new(3).unwrap()).unwrap();
+    assert_eq!(one, many);
+    let scores_one = one.score_batch_with_threads(&data, NonZeroUsize::MIN).unwrap();
+    let scores_many = one.score_batch_with_threads(&data, NonZeroUsize::new(2).unwrap()).unwrap();
+    assert_eq!(scores_one, scores_many);
+}
+
+#[test]
+fn batch_and_single_row_scores_agree() {
+    let data = cloud(100, 3, 7);
+    let forest = Forest::fit(&data, &params(2)).unwrap();
+    let batch = forest.score_batch(&data).unwrap();
+    for (row, expected) in batch.iter().enumerate() {
+        assert_eq!(forest.score_row(data.row(row)).unwrap(), *expected);
+    }
+}
+
+#[test]
+fn outlier_scores_higher_than_inliers() {
+    let mut rows: Vec<[f64; 2]> = (0..500).map(|i| [(i % 25) as f64 * 0.01, (i / 25) as f64 * 0.01]).collect();
+    rows.push([5.0, 5.0]);
+    let data = Matrix::from_rows_f64(&rows, 2).unwrap();
+    let forest = Forest::fit(&data, &params(0)).unwrap();
+    let scores = forest.score_batch(&data).unwrap();
+    let outlier = scores[500];
+    assert!(scores[..500].iter().all(|&s| s < outlier));
+    assert!(forest.is_anomalous(outlier));
+}
+
+#[test]
+fn contamination_threshold_flags_that_share_of_training_rows() {
+    let data = cloud(2000, 3, 8);
+    let forest =
+        Forest::fit(&data, &ForestParams { contamination: Contamination::Fraction(0.1), ..params(4) }).unwrap();
+    let flagged = forest.score_batch(&data).unwrap().iter().filter(|&&s| forest.is_anomalous(s)).count();
+    assert!((190..=210).contains(&flagged), "{flagged} of 2000 flagged at 10%");
+}
+
+#[test]
+fn upper_percentile_interpolates_like_numpy() {
+    // numpy.percentile([1, 2, 3, 4], 75) == 3.25
+    assert_eq!(upper_percentile(&mut [4.0, 1.0, 3.0, 2.0], 0.25), 3.25);
+    assert_eq!(upper_percentile(&mut [5.0], 0.1), 5.0);
+}
+
+#[test]
+fn invalid_parameters_are_refused_by_name() {
+    let data = cloud(10, 1, 0);
+    let refuse = |p: ForestParams, name: &str| match Forest::fit(&data, &p) {
+        Err(ForestError::InvalidParameter { name: got, .. }) => assert_eq!(got, name),
+        other => panic!("expected {name} to be refused, got {other:?}"),
+    };
+    refuse(ForestParams { trees: 0, ..params(0) }, "trees");
+    refuse(ForestParams { sample_size: Some(0), ..params(0) }, "sample-size");
+    refuse(ForestParams { sample_size: Some(MAX_SAMPLE_SIZE + 1), ..params(0) }, "sample-size");
+    refuse(ForestParams { contamination: Contamination::Fraction(0.0), ..params(0) }, "contamination");
+    refuse(ForestParams { contamination: Contamination::Fraction(0.7), ..params(0) }, "contamination");
+    let empty = Matrix::from_row_major(vec![], 2).unwrap();
+    assert_eq!(Forest::fit(&empty, &params(0)), Err(ForestError::Empty));
+}
+
+#[test]
+fn scoring_checks_feature_count_and_finiteness() {
+    let forest = Forest::fit(&cloud(50, 2, 0), &params(0)).unwrap();
+    assert!(matches!(forest.score_row(&[1.0]), Err(ForestError::FeatureMismatch { expected: 2, found: 1 })));
+    assert!(matches!(forest.score_row(&[1.0, f32::NAN]), Err(ForestError::NonFinite { column: 1, .. })));
+}
+
+#[test]
+fn saved_model_scores_bit_identically() {
+    let data = cloud(3000, 5, 3);
+    let forest =
+        Forest::fit(&data, &ForestParams { contamination: Contamination::Fraction(0.05), ..params(8) }).unwrap();
+    let loaded = Forest::from_bytes(&forest.to_bytes()).unwrap();
+    assert_eq!(loaded, forest);
+    let before: Vec<u64> = forest.score_batch(&data).unwrap().iter().map(|s| s.to_bits()).collect();
+    let after: Vec<u64> = loaded.score_batch(&data).unwrap().iter().map(|s| s.to_bits()).collect();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn unknown_format_version_is_refused_with_a_clear_message() {
+    let mut bytes = Forest::fit(&cloud(100, 2, 0), &params(0)).unwrap().to_bytes();
+    bytes[8..12].copy_from_slice(&7u32.to_le_bytes());
+    let err = Forest::from_bytes(&bytes).unwrap_err();
+    assert_eq!(err, ForestError::Persist(persist::PersistError::UnsupportedVersion { found: 7 }));
+    assert!(err.to_string().contains("version 7 is not supported"));
+}
+
+#[test]
+fn damaged_model_files_are_refused_not_panicked_on() {
+    let bytes = Forest::fit(&cloud(300, 2, 0), &params(0)).unwrap().to_bytes();
+    assert!(Forest::from_bytes(b"").is_err());
+    assert!(Forest::from_bytes(b"not a model at all").is_err());
+    for cut in [12, 40, bytes.len() / 2, bytes.len() - 1] {
+        assert!(Forest::from_bytes(&bytes[..cut]).is_err(), "truncated at {cut}");
+    }
+    for position in (0..bytes.len()).step_by(7) {
+        let mut damaged = bytes.clone();
+        damaged[position] ^= 0x55;
+        assert!(Forest::from_bytes(&damaged).is_err(), "flipped byte {position}");
+    }
+}
+
+#[test]
+fn default_model_fits_the_memory_target() {
+    // 100 trees at ψ = 256 must stay within 128 KiB (issue 2).
+    let data = cloud(20_000, 6, 10);
+    let forest = Forest::fit(&data, &params(0)).unwrap();
+    assert!(forest.memory_bytes() <= 128 * 1024, "{} bytes", forest.memory_bytes());
+}

@@ -1,0 +1,12 @@
+//! anomaly-exporter: an anomaly-detection companion for Prometheus.
+//!
+//! The daemon reads signals from Prometheus, scores every (service, signal) series with its own
+//! isolation forest, and exports the scores as metrics. The modules follow the data:
+//! source → features → [`forest`] → classify → export and store, with logs, alerts and the web
+//! layer beside them. This crate is the library behind the `anomaly-exporter` binary.
+
+pub mod cli;
+pub mod commands;
+pub mod evaluate;
+pub mod forest;
+pub mod table;
