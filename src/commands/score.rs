@@ -13,7 +13,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::evaluate::roc_auc;
-use crate::forest::{Contamination, Forest, ForestError, ForestParams};
+use crate::forest::{Contamination, Forest, ForestError, ForestParams, available_threads};
 use crate::table::{TableError, TableSpec, read_table};
 
 /// Arguments of `score`.
@@ -40,6 +40,9 @@ pub struct ScoreArgs {
     /// The column holding labels (1 = anomaly); it is not a feature. Named explicitly, it must exist.
     #[arg(long)]
     pub label_column: Option<String>,
+    /// Threads for fitting and scoring (default: every core).
+    #[arg(long)]
+    pub threads: Option<std::num::NonZeroUsize>,
     /// Print a one-line report on stdout.
     #[arg(long, value_enum)]
     pub report: Option<ReportFormat>,
@@ -114,10 +117,11 @@ pub fn run(args: &ScoreArgs) -> Result<(), ScoreError> {
     let table = read_table(&args.input, &spec)?;
 
     let fit_started = Instant::now();
-    let forest = Forest::fit(&table.features, &params)?;
+    let threads = args.threads.unwrap_or_else(available_threads);
+    let forest = Forest::fit_with_threads(&table.features, &params, threads)?;
     let fit_seconds = fit_started.elapsed().as_secs_f64();
     let score_started = Instant::now();
-    let scores = forest.score_batch(&table.features)?;
+    let scores = forest.score_batch_with_threads(&table.features, threads)?;
     let score_seconds = score_started.elapsed().as_secs_f64();
 
     let anomalies = write_scores(&args.output, &scores, &forest)?;

@@ -24,7 +24,7 @@ pub const MAX_SAMPLE_SIZE: usize = 32_768;
 pub const MAX_FEATURES: usize = u16::MAX as usize + 1;
 
 /// One node: an internal split, or a leaf (NaN threshold, `left` pointing at itself).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy)]
 #[repr(C)]
 pub(crate) struct Node {
     /// Rows with `x[feature] <= threshold` go left. For a leaf, a NaN carrying the leaf's data.
@@ -33,6 +33,15 @@ pub(crate) struct Node {
     pub(crate) feature: u16,
     /// Index, within the tree, of the left child; the right child is `left + 1`.
     pub(crate) left: u16,
+}
+
+/// Nodes are equal when their bits are: leaves hold NaNs, which `f32`'s own equality never matches.
+impl PartialEq for Node {
+    fn eq(&self, other: &Self) -> bool {
+        self.threshold.to_bits() == other.threshold.to_bits()
+            && self.feature == other.feature
+            && self.left == other.left
+    }
 }
 
 const LEAF_TAG: u32 = 0x7FC0_0000;
@@ -88,7 +97,7 @@ mod tests {
             assert_eq!(leaf.leaf_parts(), Some((depth, size)));
             assert!(leaf.threshold.is_nan());
             for x in [f32::MIN, -1.0, 0.0, 1.0, f32::MAX, f32::INFINITY] {
-                assert!(!(x > leaf.threshold), "{x} > leaf threshold");
+                assert_eq!(x.partial_cmp(&leaf.threshold), None, "{x} compared with a leaf threshold");
             }
         }
         let split = Node { threshold: 0.5, feature: 1, left: 3 };

@@ -24,7 +24,7 @@ impl Matrix {
         if columns == 0 {
             return Err(ForestError::NoFeatures);
         }
-        if values.len() % columns != 0 {
+        if !values.len().is_multiple_of(columns) {
             return Err(ForestError::RaggedValues { values: values.len(), columns });
         }
         if let Some(position) = values.iter().position(|v| !v.is_finite()) {

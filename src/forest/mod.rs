@@ -142,10 +142,10 @@ impl ForestParams {
             }
             _ => {}
         }
-        if let Contamination::Fraction(f) = self.contamination {
-            if !(f > 0.0 && f <= 0.5) {
-                return invalid("contamination", "must be 'auto' or a fraction in (0, 0.5]");
-            }
+        if let Contamination::Fraction(f) = self.contamination
+            && !(f > 0.0 && f <= 0.5)
+        {
+            return invalid("contamination", "must be 'auto' or a fraction in (0, 0.5]");
         }
         Ok(())
     }
@@ -176,8 +176,8 @@ pub struct Forest {
     average_path_by_size: Vec<f64>,
 }
 
-/// The machine's cores, for fitting and batch scoring.
-fn available_threads() -> NonZeroUsize {
+/// The machine's cores: the default for fitting and batch scoring.
+pub fn available_threads() -> NonZeroUsize {
     thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
 }
 

@@ -90,7 +90,14 @@ mod tests {
         assert_eq!(first, PINNED_FIRST_OUTPUT);
     }
 
-    const PINNED_FIRST_OUTPUT: u64 = 0;
+    const PINNED_FIRST_OUTPUT: u64 = 5_987_356_902_031_041_503;
+
+    #[test]
+    fn xoshiro_matches_reference_output() {
+        // The reference implementation's first output from state {1, 2, 3, 4}.
+        let mut rng = ForestRng { state: [1, 2, 3, 4] };
+        assert_eq!(rng.next_u64(), 41_943_041);
+    }
 
     #[test]
     fn below_stays_in_range_and_covers_it() {

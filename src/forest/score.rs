@@ -13,7 +13,9 @@ use super::layout::Node;
 
 /// Rows walked in lock-step: enough independent walks to hide load latency, few enough to keep
 /// their state in registers and L1.
-const LANES: usize = 16;
+const LANES: usize = 8;
+// The masked indexing in `accumulate_block` needs a power-of-two block.
+const _: () = assert!(LANES.is_power_of_two());
 
 /// Below this many rows per thread, starting a thread costs more than it saves.
 const MIN_ROWS_PER_THREAD: usize = 4096;
@@ -22,22 +24,48 @@ impl Forest {
     /// Adds each row's path length through every tree to `path_sums` (one entry per row).
     fn accumulate_path_lengths(&self, rows: &[f32], path_sums: &mut [f64]) {
         let columns = self.columns;
-        let mut blocks = rows.chunks(LANES * columns).zip(path_sums.chunks_mut(LANES));
-        for (block, sums) in &mut blocks {
-            let lanes = sums.len();
-            for tree in 0..self.heights.len() {
-                let nodes = &self.nodes[self.offsets[tree] as usize..self.offsets[tree + 1] as usize];
-                let mut at = [0u16; LANES];
-                for _ in 0..self.heights[tree] {
-                    for lane in 0..lanes {
-                        let node = nodes[usize::from(at[lane])];
-                        let x = block[lane * columns + usize::from(node.feature)];
-                        at[lane] = node.left + u16::from(x > node.threshold);
-                    }
+        let full_blocks = path_sums.len() / LANES;
+        let mut scratch = vec![0f32; columns.next_power_of_two() * LANES];
+        let (full_rows, tail_rows) = rows.split_at(full_blocks * LANES * columns);
+        let (full_sums, tail_sums) = path_sums.split_at_mut(full_blocks * LANES);
+        for (block, sums) in full_rows.chunks_exact(LANES * columns).zip(full_sums.chunks_exact_mut(LANES)) {
+            let sums: &mut [f64; LANES] = sums.try_into().unwrap_or_else(|_| unreachable!("chunks of LANES"));
+            self.accumulate_block::<LANES>(block, sums, &mut scratch);
+        }
+        // The last, partial block walks one row at a time (N = 1 is a power of two too).
+        for (row, sum) in tail_rows.chunks_exact(columns).zip(tail_sums) {
+            self.accumulate_block::<1>(row, std::array::from_mut(sum), &mut scratch);
+        }
+    }
+
+    /// Walks `N` rows through every tree in lock-step. `N` is a constant so that the lane loops
+    /// unroll and each lane's position stays in a register.
+    #[inline(always)]
+    fn accumulate_block<const N: usize>(&self, block: &[f32], sums: &mut [f64; N], scratch: &mut [f32]) {
+        let columns = self.columns;
+        // The block, feature-major and padded to a power-of-two size, so that a masked index is
+        // provably in bounds (no bounds check in the walk) and the lane's offset folds into the
+        // address.
+        let mask = columns.next_power_of_two() * N - 1;
+        let by_feature = &mut scratch[..mask + 1];
+        for lane in 0..N {
+            for feature in 0..columns {
+                by_feature[feature * N + lane] = block[lane * columns + feature];
+            }
+        }
+        let by_feature = &by_feature[..mask + 1];
+        for (tree, bounds) in self.offsets.windows(2).enumerate() {
+            let nodes = &self.nodes[bounds[0] as usize..bounds[1] as usize];
+            let mut at = [0usize; N];
+            for _ in 0..self.heights[tree] {
+                for lane in 0..N {
+                    let node = nodes[at[lane]];
+                    let x = by_feature[(usize::from(node.feature) * N + lane) & mask];
+                    at[lane] = usize::from(node.left) + usize::from(x > node.threshold);
                 }
-                for lane in 0..lanes {
-                    sums[lane] += self.leaf_path_length(nodes[usize::from(at[lane])]);
-                }
+            }
+            for lane in 0..N {
+                sums[lane] += self.leaf_path_length(nodes[at[lane]]);
             }
         }
     }
