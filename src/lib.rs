@@ -5,8 +5,11 @@
 //! source → features → [`forest`] → classify → export and store, with logs, alerts and the web
 //! layer beside them. This crate is the library behind the `anomaly-exporter` binary.
 
+pub mod classify;
 pub mod cli;
 pub mod commands;
+pub mod detect;
 pub mod evaluate;
+pub mod features;
 pub mod forest;
 pub mod table;

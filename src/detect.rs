@@ -1,0 +1,324 @@
+//! The per-series detector: causal features, a forest of the series' own, and its calibration.
+//!
+//! Each (service, signal) series keeps a window of recent values ([`FeatureWindow`]), the
+//! features of its recent points (the training set), and an isolation forest fitted on them.
+//! A point is scored by the model trained *before* it, then joins the training set; the model is
+//! refitted every `retrain_every_points` points by the data's own clock, so the daemon and
+//! `backtest` behave identically.
+//!
+//! The exported anomaly score has two parts, and is the larger of them:
+//! - the forest's score divided by its decision threshold (the score of the training points' top
+//!   `contamination` share), so 1.0 is the model's own boundary;
+//! - how far the point lies beyond the range its training points spanned, in units of that range:
+//!   `1 + excess − range_tolerance`. An isolation forest cannot tell "far outside everything seen"
+//!   from "at the edge of what was seen" (a split threshold never lies outside the training
+//!   range, so every point beyond it lands in the same edge leaf); this term restores that.
+//!
+//! Above 1 is anomalous, the convention vmanomaly users already alert on.
+
+use std::collections::VecDeque;
+
+use serde::Deserialize;
+
+use crate::features::{FEATURE_COUNT, FeatureWindow};
+use crate::forest::{Contamination, Forest, ForestParams, Matrix};
+
+/// How every series' detector is built. The defaults keep a model near 25 KiB, so 10,000 series
+/// fit in a few hundred MiB.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectorParams {
+    /// Points in the rolling window the features describe.
+    pub window: usize,
+    /// Trees per model.
+    pub trees: usize,
+    /// Rows drawn for each tree (ψ).
+    pub sample_size: usize,
+    /// Most recent points a model is trained on.
+    pub training_points: usize,
+    /// Points needed before the first model is fitted (until then the series is warming up).
+    pub min_training_points: usize,
+    /// Points between refits.
+    pub retrain_every_points: usize,
+    /// Expected share of anomalous points: where the decision threshold (score 1.0) lies.
+    pub contamination: f64,
+    /// How far beyond its training range (as a share of that range) a feature may go before the
+    /// point counts as anomalous for that reason alone.
+    pub range_tolerance: f64,
+    /// Base seed; each series mixes in its own key, so models differ but are reproducible.
+    pub seed: u64,
+}
+
+impl Default for DetectorParams {
+    fn default() -> Self {
+        Self {
+            window: 20,
+            trees: 50,
+            sample_size: 128,
+            training_points: 2880,
+            min_training_points: 60,
+            retrain_every_points: 240,
+            contamination: 0.01,
+            range_tolerance: 0.25,
+            seed: 0,
+        }
+    }
+}
+
+impl DetectorParams {
+    /// Checks the parameters; the message names the key under `detector.`.
+    pub fn validate(&self) -> Result<(), String> {
+        let checks = [
+            (self.window >= 2, "window: must be at least 2"),
+            (self.trees >= 1, "trees: must be at least 1"),
+            (
+                (1..=crate::forest::MAX_SAMPLE_SIZE).contains(&self.sample_size),
+                "sample_size: must be between 1 and 32768",
+            ),
+            (self.min_training_points >= 2, "min_training_points: must be at least 2"),
+            (self.training_points >= self.min_training_points, "training_points: must be at least min_training_points"),
+            (self.retrain_every_points >= 1, "retrain_every_points: must be at least 1"),
+            (self.contamination > 0.0 && self.contamination <= 0.5, "contamination: must be in (0, 0.5]"),
+            (self.range_tolerance >= 0.0 && self.range_tolerance.is_finite(), "range_tolerance: must be at least 0"),
+        ];
+        match checks.iter().find(|(ok, _)| !ok) {
+            Some((_, problem)) => Err(format!("detector.{problem}")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What a model knows about itself, for `/services` and the metrics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ModelInfo {
+    /// When it was fitted, by the data's clock (ms since the epoch).
+    pub trained_at_ms: i64,
+    /// Points it was fitted on.
+    pub rows: usize,
+    /// How many times this series' model has been fitted.
+    pub generation: u64,
+}
+
+/// The verdict on one point.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Observation {
+    /// When (ms since the epoch).
+    pub timestamp_ms: i64,
+    /// The value scored.
+    pub value: f64,
+    /// The anomaly score (1.0 = decision threshold), or `None` while warming up or for a value
+    /// that could not be scored (NaN, the first points of a window).
+    pub anomaly_score: Option<f64>,
+}
+
+/// A fitted model: the forest and the range of each feature over its training points.
+#[derive(Debug, Clone)]
+struct Model {
+    forest: Forest,
+    feature_min: [f32; FEATURE_COUNT],
+    feature_max: [f32; FEATURE_COUNT],
+    info: ModelInfo,
+}
+
+impl Model {
+    fn anomaly_score(&self, features: &[f32; FEATURE_COUNT], range_tolerance: f64) -> Option<f64> {
+        let forest_score = self.forest.score_row(features).ok()? / self.forest.threshold();
+        let excess = (0..FEATURE_COUNT)
+            .map(|f| {
+                let (low, high, x) =
+                    (f64::from(self.feature_min[f]), f64::from(self.feature_max[f]), f64::from(features[f]));
+                let range = (high - low).max(high.abs().max(low.abs()) * 1e-3).max(1e-9);
+                ((x - high).max(low - x) / range).max(0.0)
+            })
+            .fold(0.0, f64::max);
+        Some(forest_score.max(1.0 + excess - range_tolerance))
+    }
+}
+
+/// One series' detector.
+#[derive(Debug, Clone)]
+pub struct SeriesDetector {
+    window: FeatureWindow,
+    training: VecDeque<[f32; FEATURE_COUNT]>,
+    model: Option<Model>,
+    points_since_fit: usize,
+    seed: u64,
+    last_timestamp_ms: Option<i64>,
+}
+
+impl SeriesDetector {
+    /// A fresh detector; `series_seed` distinguishes this series' models from others'.
+    pub fn new(params: &DetectorParams, series_seed: u64) -> Self {
+        Self {
+            window: FeatureWindow::new(params.window),
+            training: VecDeque::with_capacity(params.training_points.min(4096)),
+            model: None,
+            points_since_fit: 0,
+            seed: params.seed ^ series_seed,
+            last_timestamp_ms: None,
+        }
+    }
+
+    /// Scores the point at `timestamp_ms` with the current model, then learns from it (and
+    /// refits when due). Points at or before the last one seen are ignored (a replayed backfill
+    /// overlapping live data), and give `None`.
+    pub fn observe(&mut self, params: &DetectorParams, timestamp_ms: i64, value: f64) -> Option<Observation> {
+        if self.last_timestamp_ms.is_some_and(|last| timestamp_ms <= last) {
+            return None;
+        }
+        self.last_timestamp_ms = Some(timestamp_ms);
+        let Some(features) = self.window.push(value) else {
+            return Some(Observation { timestamp_ms, value, anomaly_score: None });
+        };
+        let anomaly_score =
+            self.model.as_ref().and_then(|model| model.anomaly_score(&features, params.range_tolerance));
+        self.training.push_back(features);
+        if self.training.len() > params.training_points {
+            self.training.pop_front();
+        }
+        self.points_since_fit += 1;
+        let due = match self.model {
+            None => self.training.len() >= params.min_training_points,
+            Some(_) => self.points_since_fit >= params.retrain_every_points,
+        };
+        if due {
+            self.fit(params, timestamp_ms);
+        }
+        Some(Observation { timestamp_ms, value, anomaly_score })
+    }
+
+    /// Learns from history without scoring it (cold start), then fits at once if there is enough.
+    pub fn warm_up(&mut self, params: &DetectorParams, points: impl IntoIterator<Item = (i64, f64)>) {
+        let mut last = None;
+        for (timestamp_ms, value) in points {
+            if self.last_timestamp_ms.is_some_and(|seen| timestamp_ms <= seen) {
+                continue;
+            }
+            self.last_timestamp_ms = Some(timestamp_ms);
+            last = Some(timestamp_ms);
+            if let Some(features) = self.window.push(value) {
+                self.training.push_back(features);
+                if self.training.len() > params.training_points {
+                    self.training.pop_front();
+                }
+            }
+        }
+        if let Some(now) = last
+            && self.training.len() >= params.min_training_points
+        {
+            self.fit(params, now);
+        }
+    }
+
+    fn fit(&mut self, params: &DetectorParams, now_ms: i64) {
+        let values: Vec<f32> = self.training.iter().flatten().copied().collect();
+        let generation = self.model.as_ref().map_or(0, |model| model.info.generation) + 1;
+        let forest_params = ForestParams {
+            trees: params.trees,
+            sample_size: Some(params.sample_size),
+            seed: self.seed.wrapping_add(generation),
+            contamination: Contamination::Fraction(params.contamination),
+        };
+        // Features are finite by construction (FeatureWindow refuses the rest) and parameters
+        // were validated with the config, so a failure here is a bug; keep the old model then.
+        let fitted = Matrix::from_row_major(values, FEATURE_COUNT)
+            .and_then(|matrix| Forest::fit_with_threads(&matrix, &forest_params, std::num::NonZeroUsize::MIN));
+        match fitted {
+            Ok(forest) => {
+                let mut feature_min = [f32::INFINITY; FEATURE_COUNT];
+                let mut feature_max = [f32::NEG_INFINITY; FEATURE_COUNT];
+                for row in &self.training {
+                    for f in 0..FEATURE_COUNT {
+                        feature_min[f] = feature_min[f].min(row[f]);
+                        feature_max[f] = feature_max[f].max(row[f]);
+                    }
+                }
+                let info = ModelInfo { trained_at_ms: now_ms, rows: self.training.len(), generation };
+                self.model = Some(Model { forest, feature_min, feature_max, info });
+                self.points_since_fit = 0;
+            }
+            Err(error) => tracing::warn!(%error, "model fit failed; keeping the previous model"),
+        }
+    }
+
+    /// The current model's facts, or `None` while warming up.
+    pub fn model_info(&self) -> Option<ModelInfo> {
+        self.model.as_ref().map(|model| model.info)
+    }
+
+    /// The current model, if any.
+    pub fn model(&self) -> Option<&Forest> {
+        self.model.as_ref().map(|model| &model.forest)
+    }
+
+    /// Timestamp of the last point learned from.
+    pub fn last_timestamp_ms(&self) -> Option<i64> {
+        self.last_timestamp_ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params() -> DetectorParams {
+        DetectorParams { min_training_points: 50, retrain_every_points: 100, ..DetectorParams::default() }
+    }
+
+    /// A noisy periodic signal, deterministic.
+    fn signal(i: usize) -> f64 {
+        let noise = ((i * 7919) % 101) as f64 / 101.0 - 0.5;
+        0.3 + 0.05 * (i as f64 / 40.0).sin() + 0.01 * noise
+    }
+
+    #[test]
+    fn warms_up_then_scores_and_flags_a_spike() {
+        let p = params();
+        let mut detector = SeriesDetector::new(&p, 1);
+        for i in 0..600 {
+            let observation = detector.observe(&p, i as i64 * 15_000, signal(i)).unwrap();
+            // Two points start the window, then 50 points of features train the first model.
+            if i < 52 {
+                assert_eq!(observation.anomaly_score, None, "point {i} scored before a model exists");
+            } else {
+                assert!(observation.anomaly_score.is_some());
+            }
+        }
+        // After two full periods of history, ordinary points sit inside the model's boundary.
+        let mut scores: Vec<f64> =
+            (600..800).filter_map(|i| detector.observe(&p, i as i64 * 15_000, signal(i))?.anomaly_score).collect();
+        scores.sort_by(f64::total_cmp);
+        let typical = scores[scores.len() / 2];
+        let spike = detector.observe(&p, 800 * 15_000, 0.9).unwrap().anomaly_score.unwrap();
+        assert!(typical < 1.0, "typical point scored {typical}");
+        assert!(spike > 1.5, "spike scored {spike}");
+        assert!(detector.model_info().unwrap().generation >= 7, "refits every 100 points");
+    }
+
+    #[test]
+    fn cold_start_fits_from_history_at_once() {
+        let p = params();
+        let mut detector = SeriesDetector::new(&p, 2);
+        detector.warm_up(&p, (0..200).map(|i| (i as i64 * 15_000, signal(i))));
+        let info = detector.model_info().expect("model after backfill");
+        assert_eq!(info.trained_at_ms, 199 * 15_000);
+        // The backfilled range is not replayed: an older point is ignored, a newer one scored.
+        assert_eq!(detector.observe(&p, 100 * 15_000, 1.0), None);
+        assert!(detector.observe(&p, 200 * 15_000, signal(200)).unwrap().anomaly_score.is_some());
+    }
+
+    #[test]
+    fn short_history_stays_in_warm_up() {
+        let p = params();
+        let mut detector = SeriesDetector::new(&p, 3);
+        detector.warm_up(&p, (0..10).map(|i| (i as i64, signal(i as usize))));
+        assert!(detector.model_info().is_none());
+    }
+
+    #[test]
+    fn invalid_params_name_the_key() {
+        let p = DetectorParams { contamination: 0.0, ..DetectorParams::default() };
+        assert_eq!(p.validate().unwrap_err(), "detector.contamination: must be in (0, 0.5]");
+        assert!(DetectorParams::default().validate().is_ok());
+    }
+}
