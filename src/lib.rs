@@ -12,4 +12,5 @@ pub mod detect;
 pub mod evaluate;
 pub mod features;
 pub mod forest;
+pub mod source;
 pub mod table;

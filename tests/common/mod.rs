@@ -1,0 +1,341 @@
+//! The shared harness of the integration tests: real `prometheus` and `prometheus-alertmanager`
+//! processes on free loopback ports, each with its own temporary storage, killed on drop; plus
+//! small helpers to wait for a condition and to match samples in a scrape.
+//!
+//! Nothing here uses the fixed default ports (9090, 9093), so a system-wide Prometheus started
+//! by the Debian package neither helps nor hurts a test.
+
+// Each test binary compiles this module and uses only part of it.
+#![allow(dead_code)]
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// How long a server may take to become ready; Prometheus replays its (empty) WAL first.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A loopback port that was free a moment ago. Another process may take it before we bind it;
+/// [`ServerProcess::start`] retries on a fresh port when that happens.
+pub(crate) fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
+    listener.local_addr().expect("local address of a bound listener").port()
+}
+
+/// Polls `condition` every 100 ms until it holds or `timeout` passes; true when it held.
+pub(crate) async fn wait_until<F, Fut>(timeout: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// GETs `url` and returns the body, for scrapes (`/metrics`) and simple API calls.
+pub(crate) async fn fetch_text(url: &str) -> String {
+    let response = reqwest::get(url).await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert!(response.status().is_success(), "GET {url}: HTTP {}", response.status());
+    response.text().await.unwrap_or_else(|e| panic!("GET {url}: reading the body: {e}"))
+}
+
+/// A real Prometheus server with its own storage, stopped on drop.
+#[derive(Debug)]
+pub(crate) struct Prometheus {
+    process: ServerProcess,
+}
+
+impl Prometheus {
+    /// Starts `prometheus` with `config_yaml` as its configuration and waits until it is ready.
+    /// `$SELF_ADDRESS` in the config is replaced by the server's own `127.0.0.1:<port>`, so it can
+    /// scrape itself.
+    pub(crate) async fn start(config_yaml: &str) -> Self {
+        let process = ServerProcess::start("prometheus", config_yaml, |port, dir| {
+            vec![
+                format!("--config.file={}", dir.join("config.yml").display()),
+                format!("--storage.tsdb.path={}", dir.join("data").display()),
+                format!("--web.listen-address=127.0.0.1:{port}"),
+                format!("--web.external-url=http://127.0.0.1:{port}/"),
+            ]
+        })
+        .await;
+        Self { process }
+    }
+
+    /// The base URL, such as `http://127.0.0.1:40123` (no trailing slash).
+    pub(crate) fn url(&self) -> &str {
+        &self.process.url
+    }
+
+    /// The server's own output so far, for failure messages.
+    pub(crate) fn log(&self) -> String {
+        self.process.log_tail()
+    }
+}
+
+/// A real Alertmanager with its own storage and no clustering, stopped on drop.
+#[derive(Debug)]
+pub(crate) struct Alertmanager {
+    process: ServerProcess,
+}
+
+impl Alertmanager {
+    /// Starts `prometheus-alertmanager` with `config_yaml` and waits until it is ready.
+    /// `$SELF_ADDRESS` in the config is replaced as for [`Prometheus::start`].
+    pub(crate) async fn start(config_yaml: &str) -> Self {
+        let process = ServerProcess::start("prometheus-alertmanager", config_yaml, |port, dir| {
+            vec![
+                format!("--config.file={}", dir.join("config.yml").display()),
+                format!("--storage.path={}", dir.join("data").display()),
+                format!("--web.listen-address=127.0.0.1:{port}"),
+                format!("--web.external-url=http://127.0.0.1:{port}/"),
+                // Empty: a single node that does not try to form a gossip cluster.
+                "--cluster.listen-address=".to_owned(),
+            ]
+        })
+        .await;
+        Self { process }
+    }
+
+    /// The base URL, such as `http://127.0.0.1:40124` (no trailing slash).
+    pub(crate) fn url(&self) -> &str {
+        &self.process.url
+    }
+
+    /// The server's own output so far, for failure messages.
+    pub(crate) fn log(&self) -> String {
+        self.process.log_tail()
+    }
+}
+
+/// A child server process, its temporary directory and its log file.
+#[derive(Debug)]
+struct ServerProcess {
+    child: Child,
+    url: String,
+    log_path: PathBuf,
+    // Dropped after the child is killed (field order does not matter: Drop kills first).
+    _dir: TempDir,
+}
+
+impl ServerProcess {
+    async fn start(binary: &str, config_yaml: &str, args: impl Fn(u16, &Path) -> Vec<String>) -> Self {
+        let path = find_on_path(binary).unwrap_or_else(|| {
+            panic!("`{binary}` is not installed: run `sudo scripts/install-deps.sh` (Debian packages prometheus and prometheus-alertmanager)")
+        });
+        // The port can be taken between free_port() and the server's bind: try a few.
+        let mut last_failure = String::new();
+        for _attempt in 0..3 {
+            let dir = tempfile::tempdir().expect("create a temporary directory");
+            let port = free_port();
+            let url = format!("http://127.0.0.1:{port}");
+            let config = config_yaml.replace("$SELF_ADDRESS", &format!("127.0.0.1:{port}"));
+            std::fs::write(dir.path().join("config.yml"), config).expect("write the config file");
+            let log_path = dir.path().join("output.log");
+            let log = std::fs::File::create(&log_path).expect("create the log file");
+            let child = Command::new(&path)
+                .args(args(port, dir.path()))
+                .current_dir(dir.path())
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("clone the log file handle"))
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("start {}: {e}", path.display()));
+            let mut process = ServerProcess { child, url, log_path, _dir: dir };
+            match process.wait_ready().await {
+                Ok(()) => return process,
+                Err(failure) => {
+                    last_failure = format!("{binary}: {failure}\n--- its output ---\n{}", process.log_tail())
+                }
+            }
+        }
+        panic!("{last_failure}");
+    }
+
+    async fn wait_ready(&mut self) -> Result<(), String> {
+        let ready_url = format!("{}/-/ready", self.url);
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("build an HTTP client");
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("exited with {status} before becoming ready"));
+            }
+            if let Ok(response) = client.get(&ready_url).send().await
+                && response.status().is_success()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(format!("not ready at {ready_url} within {READY_TIMEOUT:?}"))
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let mut tail = String::new();
+        for line in &lines[lines.len().saturating_sub(40)..] {
+            let _ = writeln!(tail, "{line}");
+        }
+        tail
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        // SIGKILL: the storage is thrown away anyway, and a graceful stop only costs time.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find_on_path(binary: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(binary)).find(|candidate| candidate.is_file())
+}
+
+/// Starts a fluent match on the samples of metric `name` in a text-format scrape:
+/// `metric("up").label("job", "demo").value(1.0).assert_in(&scrape)`.
+pub(crate) fn metric(name: &str) -> MetricMatcher {
+    MetricMatcher { name: name.to_owned(), labels: Vec::new(), value: None }
+}
+
+/// A sample pattern: the name, some of its labels, and optionally its value.
+#[derive(Debug, Clone)]
+pub(crate) struct MetricMatcher {
+    name: String,
+    labels: Vec<(String, String)>,
+    value: Option<f64>,
+}
+
+/// One sample line of the text exposition format.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ScrapedSample {
+    pub(crate) name: String,
+    pub(crate) labels: Vec<(String, String)>,
+    pub(crate) value: f64,
+}
+
+impl MetricMatcher {
+    /// Requires label `key` to equal `value` (other labels may be present too).
+    pub(crate) fn label(mut self, key: &str, value: impl ToString) -> Self {
+        self.labels.push((key.to_owned(), value.to_string()));
+        self
+    }
+
+    /// Requires the sample's value to equal `value` (NaN matches NaN).
+    pub(crate) fn value(mut self, value: f64) -> Self {
+        self.value = Some(value);
+        self
+    }
+
+    /// The samples of `scrape` that match.
+    pub(crate) fn matches_in(&self, scrape: &str) -> Vec<ScrapedSample> {
+        parse_samples(scrape).into_iter().filter(|sample| self.matches(sample)).collect()
+    }
+
+    /// Panics, showing the samples of the same name, unless some sample matches.
+    pub(crate) fn assert_in(&self, scrape: &str) {
+        if self.matches_in(scrape).is_empty() {
+            panic!("no sample matches {self:?}; samples named {:?}:\n{}", self.name, self.same_name(scrape));
+        }
+    }
+
+    /// Panics, showing the offenders, if some sample matches.
+    pub(crate) fn assert_not_in(&self, scrape: &str) {
+        let found = self.matches_in(scrape);
+        assert!(found.is_empty(), "expected no sample matching {self:?}, found {found:?}");
+    }
+
+    fn matches(&self, sample: &ScrapedSample) -> bool {
+        sample.name == self.name
+            && self.labels.iter().all(|wanted| sample.labels.contains(wanted))
+            && self.value.is_none_or(|v| v == sample.value || (v.is_nan() && sample.value.is_nan()))
+    }
+
+    fn same_name(&self, scrape: &str) -> String {
+        let samples = parse_samples(scrape);
+        let lines: Vec<String> =
+            samples.iter().filter(|s| s.name == self.name).map(|s| format!("  {:?} {}", s.labels, s.value)).collect();
+        if lines.is_empty() { "  (none)".to_owned() } else { lines.join("\n") }
+    }
+}
+
+/// The sample lines of a text-format scrape; comments and lines that do not parse are skipped.
+pub(crate) fn parse_samples(scrape: &str) -> Vec<ScrapedSample> {
+    scrape.lines().filter(|line| !line.starts_with('#')).filter_map(parse_sample_line).collect()
+}
+
+fn parse_sample_line(line: &str) -> Option<ScrapedSample> {
+    let line = line.trim();
+    let name_end = line.find(['{', ' ']).unwrap_or(line.len());
+    let (name, mut rest) = line.split_at(name_end);
+    let mut labels = Vec::new();
+    if let Some(mut inner) = rest.strip_prefix('{') {
+        loop {
+            inner = inner.trim_start_matches([',', ' ']);
+            if let Some(after) = inner.strip_prefix('}') {
+                rest = after;
+                break;
+            }
+            let (key, after_key) = inner.split_once("=\"")?;
+            let (value, after_value) = unescape_until_quote(after_key)?;
+            labels.push((key.trim().to_owned(), value));
+            inner = after_value;
+        }
+    }
+    let value = rest.split_whitespace().next()?.parse().ok()?;
+    Some(ScrapedSample { name: name.to_owned(), labels, value })
+}
+
+/// A label value up to its closing quote, unescaped (`\"`, `\\`, `\n`), and the text after it.
+fn unescape_until_quote(text: &str) -> Option<(String, &str)> {
+    let mut value = String::new();
+    let mut chars = text.char_indices();
+    while let Some((index, c)) = chars.next() {
+        match c {
+            '"' => return Some((value, &text[index + 1..])),
+            '\\' => match chars.next()?.1 {
+                'n' => value.push('\n'),
+                other => value.push(other),
+            },
+            other => value.push(other),
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCRAPE: &str = r#"# HELP demo_cpu_usage CPU
+# TYPE demo_cpu_usage gauge
+demo_cpu_usage{application="checkout",zone="a,b"} 0.25
+demo_cpu_usage{application="say \"hi\""} NaN
+up 1 1700000000000
+"#;
+
+    #[test]
+    fn matcher_finds_samples_by_labels_and_value() {
+        metric("demo_cpu_usage").label("application", "checkout").value(0.25).assert_in(SCRAPE);
+        metric("demo_cpu_usage").label("zone", "a,b").assert_in(SCRAPE);
+        metric("demo_cpu_usage").label("application", "say \"hi\"").value(f64::NAN).assert_in(SCRAPE);
+        metric("up").value(1.0).assert_in(SCRAPE);
+        metric("demo_cpu_usage").label("application", "checkout").value(0.5).assert_not_in(SCRAPE);
+        metric("demo_cpu").assert_not_in(SCRAPE);
+    }
+}
