@@ -14,3 +14,7 @@ pub mod features;
 pub mod forest;
 pub mod source;
 pub mod table;
+pub mod config;
+pub mod export;
+pub mod process;
+pub mod engine;

@@ -1,0 +1,341 @@
+//! The YAML configuration file (`--config.file`): what to watch and how to judge it.
+//!
+//! The file describes the pipeline (source, signals, thresholds, detector); runtime knobs such
+//! as the listen address are flags. Reading happens in two stages, as ripgrep does with its
+//! arguments: [`RawConfig`] is what serde parses (unknown keys refused), and [`Config`] is the
+//! validated result, every duration parsed and every threshold checked, with errors that name the
+//! key: `config: signals.latency.query: empty PromQL expression`.
+//!
+//! A file with no `signals:` key watches the shipped Spring Boot / Micrometer defaults
+//! ([`default_signals`]).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::classify::{AnomalyLevels, Direction, Thresholds};
+use crate::detect::DetectorParams;
+use crate::source::{SourceConfig, parse_duration};
+
+/// Why a configuration was refused. The message names the file and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("config: cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// Not valid YAML, or a key of the wrong type or unknown.
+    #[error("config: {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (it names the key and line).
+        message: String,
+    },
+    /// Parsed, but a value is not acceptable.
+    #[error("config: {key}: {problem}")]
+    Invalid {
+        /// The key, dotted (`signals.cpu.thresholds`).
+        key: String,
+        /// What is wrong and what would be right.
+        problem: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), problem: problem.into() }
+}
+
+/// The file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// The Prometheus-compatible API to read.
+    pub source: SourceConfig,
+    /// How often every signal is queried and scored.
+    #[serde(default = "default_interval")]
+    pub interval: String,
+    /// How long a service may be absent before its series are dropped.
+    #[serde(default = "default_service_grace")]
+    pub service_grace: String,
+    /// How much history a new series is backfilled with, to fit its first model at once.
+    #[serde(default = "default_backfill")]
+    pub backfill: String,
+    /// The per-series detector.
+    #[serde(default)]
+    pub detector: DetectorParams,
+    /// Where the anomaly score turns into warning, high and critical.
+    #[serde(default)]
+    pub anomaly_levels: AnomalyLevels,
+    /// The signals, by name. Absent: the Spring Boot defaults.
+    #[serde(default)]
+    pub signals: Option<BTreeMap<String, RawSignal>>,
+}
+
+fn default_interval() -> String {
+    "15s".to_owned()
+}
+fn default_service_grace() -> String {
+    "5m".to_owned()
+}
+fn default_backfill() -> String {
+    "6h".to_owned()
+}
+fn default_service_label() -> String {
+    "application".to_owned()
+}
+
+/// One signal as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSignal {
+    /// PromQL returning one series per service, labelled with `service_label`.
+    pub query: String,
+    /// The label whose value names the service (Micrometer's `application`, or `job`).
+    #[serde(default = "default_service_label")]
+    pub service_label: String,
+    /// Static thresholds on the value.
+    #[serde(default)]
+    pub thresholds: Thresholds,
+    /// Per-service thresholds replacing the signal's own.
+    #[serde(default)]
+    pub overrides: BTreeMap<String, Thresholds>,
+}
+
+/// A validated signal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Signal {
+    /// Its name: the `signal` label of every exported series.
+    pub name: String,
+    /// PromQL returning one series per service.
+    pub query: String,
+    /// The label naming the service.
+    pub service_label: String,
+    /// Static thresholds on the value.
+    pub thresholds: Thresholds,
+    /// Per-service thresholds.
+    pub overrides: BTreeMap<String, Thresholds>,
+}
+
+impl Signal {
+    /// The thresholds that apply to `service`.
+    pub fn thresholds_for(&self, service: &str) -> &Thresholds {
+        self.overrides.get(service).unwrap_or(&self.thresholds)
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The source, as written (its client validates and opens it).
+    pub source: SourceConfig,
+    /// Query and scoring period.
+    pub interval: Duration,
+    /// Absence after which a service's series are dropped.
+    pub service_grace: Duration,
+    /// History fetched for a new series.
+    pub backfill: Duration,
+    /// The detector's parameters.
+    pub detector: DetectorParams,
+    /// Anomaly score levels.
+    pub anomaly_levels: AnomalyLevels,
+    /// The signals, sorted by name.
+    pub signals: Vec<Signal>,
+}
+
+/// The Spring Boot / Micrometer signals watched when the file names none. Each returns one
+/// series per `application`; `or` falls back where a form of the metric is not published.
+pub fn default_signals() -> BTreeMap<String, RawSignal> {
+    let signal = |query: &str, warning, high, critical| RawSignal {
+        query: query.to_owned(),
+        service_label: default_service_label(),
+        thresholds: Thresholds {
+            warning: Some(warning),
+            high: Some(high),
+            critical: Some(critical),
+            direction: Direction::Up,
+        },
+        overrides: BTreeMap::new(),
+    };
+    BTreeMap::from([
+        ("cpu".to_owned(), signal("max by (application) (process_cpu_usage)", 0.7, 0.85, 0.95)),
+        (
+            "memory".to_owned(),
+            // Pools without a limit report max = -1; only real limits count.
+            signal(
+                r#"sum by (application) (jvm_memory_used_bytes{area="heap"}) / sum by (application) (jvm_memory_max_bytes{area="heap"} > 0)"#,
+                0.8,
+                0.9,
+                0.97,
+            ),
+        ),
+        (
+            "latency".to_owned(),
+            // p95 from the histogram where Boot publishes buckets, else the mean from _sum/_count.
+            signal(
+                "histogram_quantile(0.95, sum by (application, le) (rate(http_server_requests_seconds_bucket[1m]))) \
+                 or sum by (application) (rate(http_server_requests_seconds_sum[1m])) \
+                 / sum by (application) (rate(http_server_requests_seconds_count[1m]))",
+                0.5,
+                1.0,
+                2.0,
+            ),
+        ),
+        (
+            "error_ratio".to_owned(),
+            // `status` exists in Boot 2 and 3 (`outcome` only from 2.2); a service without any
+            // 5xx series gets 0 rather than no series at all.
+            signal(
+                r#"(sum by (application) (rate(http_server_requests_seconds_count{status=~"5.."}[1m])) or sum by (application) (rate(http_server_requests_seconds_count[1m])) * 0) / sum by (application) (rate(http_server_requests_seconds_count[1m]))"#,
+                0.01,
+                0.05,
+                0.2,
+            ),
+        ),
+    ])
+}
+
+fn is_label_value_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
+    parse_duration(text).map_err(|e| invalid(key, e.to_string()))
+}
+
+impl TryFrom<RawConfig> for Config {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawConfig) -> Result<Self, ConfigError> {
+        raw.source.validate().map_err(|e| invalid("source", e.to_string()))?;
+        let interval = duration("interval", &raw.interval)?;
+        if interval < Duration::from_secs(1) {
+            return Err(invalid("interval", "must be at least 1s"));
+        }
+        let service_grace = duration("service_grace", &raw.service_grace)?;
+        if service_grace < interval {
+            return Err(invalid("service_grace", "must be at least the interval"));
+        }
+        let backfill = duration("backfill", &raw.backfill)?;
+        raw.detector.validate().map_err(|problem| invalid("detector", problem))?;
+        raw.anomaly_levels.validate().map_err(|problem| invalid("anomaly_levels", problem))?;
+
+        let raw_signals = raw.signals.unwrap_or_else(default_signals);
+        if raw_signals.is_empty() {
+            return Err(invalid("signals", "no signals: name at least one, or remove the key for the Spring Boot defaults"));
+        }
+        let mut signals = Vec::with_capacity(raw_signals.len());
+        for (name, signal) in raw_signals {
+            let key = format!("signals.{name}");
+            if !is_label_value_name(&name) {
+                return Err(invalid(key, "a signal name must be letters, digits and underscores, not starting with a digit"));
+            }
+            if signal.query.trim().is_empty() {
+                return Err(invalid(format!("{key}.query"), "empty PromQL expression"));
+            }
+            if signal.service_label.is_empty() || !is_label_value_name(&signal.service_label) {
+                return Err(invalid(format!("{key}.service_label"), "must be a Prometheus label name"));
+            }
+            signal.thresholds.validate().map_err(|problem| invalid(format!("{key}.thresholds"), problem))?;
+            for (service, thresholds) in &signal.overrides {
+                thresholds.validate().map_err(|problem| invalid(format!("{key}.overrides.{service}"), problem))?;
+            }
+            signals.push(Signal {
+                name,
+                query: signal.query,
+                service_label: signal.service_label,
+                thresholds: signal.thresholds,
+                overrides: signal.overrides,
+            });
+        }
+        Ok(Config {
+            source: raw.source,
+            interval,
+            service_grace,
+            backfill,
+            detector: raw.detector,
+            anomaly_levels: raw.anomaly_levels,
+            signals,
+        })
+    }
+}
+
+impl Config {
+    /// Parses and validates YAML text; `path` is only used in messages.
+    pub fn from_yaml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = serde_yaml_ng::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        Config::try_from(raw)
+    }
+
+    /// Reads, parses and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::from_yaml(&text, path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_yaml(text, Path::new("test.yml"))
+    }
+
+    #[test]
+    fn example_config_in_the_repository_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("anomaly-exporter.yml");
+        let config = Config::load(&path).unwrap();
+        assert!(config.signals.iter().any(|s| s.name == "latency"));
+    }
+
+    #[test]
+    fn minimal_file_gets_defaults_and_spring_boot_signals() {
+        let config = parse("source:\n  url: http://127.0.0.1:9090\n").unwrap();
+        assert_eq!(config.interval, Duration::from_secs(15));
+        let names: Vec<_> = config.signals.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["cpu", "error_ratio", "latency", "memory"]);
+        assert!(config.signals.iter().all(|s| s.service_label == "application"));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("source:\n  url: http://x\nintervall: 5s\n", "unknown field `intervall`"),
+            ("source:\n  url: http://x\ninterval: 5 seconds\n", "config: interval: invalid duration"),
+            ("source:\n  url: http://x\nsignals:\n  cpu:\n    query: ' '\n", "config: signals.cpu.query: empty PromQL expression"),
+            ("source:\n  url: http://x\nsignals: {}\n", "config: signals: no signals"),
+            (
+                "source:\n  url: http://x\nsignals:\n  cpu:\n    query: up\n    thresholds: {warning: 2, high: 1}\n",
+                "config: signals.cpu.thresholds: warning threshold 2 must be at most the high threshold 1",
+            ),
+            ("source:\n  url: http://x\nsignals:\n  9cpu:\n    query: up\n", "config: signals.9cpu: a signal name"),
+            ("source:\n  url: http://x\ndetector:\n  trees: 0\n", "config: detector: detector.trees: must be at least 1"),
+            ("source:\n  url: ''\n", "config: source: source.url"),
+        ];
+        for (text, expected) in cases {
+            let message = parse(text).unwrap_err().to_string();
+            assert!(message.contains(expected), "{text:?}: expected {expected:?} in {message:?}");
+        }
+    }
+
+    #[test]
+    fn per_service_overrides_apply() {
+        let config = parse(
+            "source:\n  url: http://x\nsignals:\n  cpu:\n    query: up\n    thresholds: {warning: 0.5}\n    overrides:\n      batch: {warning: 0.9}\n",
+        )
+        .unwrap();
+        let cpu = &config.signals[0];
+        assert_eq!(cpu.thresholds_for("web").warning, Some(0.5));
+        assert_eq!(cpu.thresholds_for("batch").warning, Some(0.9));
+    }
+}
