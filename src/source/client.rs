@@ -175,7 +175,7 @@ impl PrometheusClient {
             Some(Credentials::Bearer(token)) => request.bearer_auth(token),
         };
         let started = Instant::now();
-        let transport_error = |e: reqwest::Error| self.transport_error(e, endpoint);
+        let transport_error = |e: reqwest::Error| self.transport_error(&e, endpoint);
         let response = request.send().await.map_err(transport_error)?;
         let status = response.status().as_u16();
         let body = response.bytes().await.map_err(transport_error)?;
@@ -183,14 +183,14 @@ impl PrometheusClient {
         Ok((status, body))
     }
 
-    fn transport_error(&self, error: reqwest::Error, endpoint: &Url) -> SourceError {
+    fn transport_error(&self, error: &reqwest::Error, endpoint: &Url) -> SourceError {
         let endpoint = endpoint.as_str().to_owned();
         if error.is_timeout() {
             SourceError::Timeout { endpoint, after: self.timeout }
         } else if error.is_connect() {
-            SourceError::Connect { endpoint, detail: error_chain(&error) }
+            SourceError::Connect { endpoint, detail: error_chain(error) }
         } else {
-            SourceError::Transport { endpoint, detail: error_chain(&error) }
+            SourceError::Transport { endpoint, detail: error_chain(error) }
         }
     }
 }

@@ -173,9 +173,8 @@ impl ServerProcess {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!("exited with {status} before becoming ready"));
             }
-            if let Ok(response) = client.get(&ready_url).send().await
-                && response.status().is_success()
-            {
+            let ready = client.get(&ready_url).send().await.is_ok_and(|response| response.status().is_success());
+            if ready {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -231,8 +230,8 @@ pub(crate) struct ScrapedSample {
 
 impl MetricMatcher {
     /// Requires label `key` to equal `value` (other labels may be present too).
-    pub(crate) fn label(mut self, key: &str, value: impl ToString) -> Self {
-        self.labels.push((key.to_owned(), value.to_string()));
+    pub(crate) fn label(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.labels.push((key.to_owned(), value.into()));
         self
     }
 
