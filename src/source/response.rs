@@ -384,6 +384,17 @@ mod tests {
     }
 
     #[test]
+    fn field_order_and_extra_fields_do_not_matter() {
+        // Result before resultType, query stats in data, infos beside warnings (Prometheus 2.45+).
+        let body = br#"{"infos":["PromQL info: metric might not be a counter"],"data":{
+            "result":[{"value":[1700000000,"2"],"metric":{"application":"a"}}],
+            "stats":{"timings":{"evalTotalTime":0.01}},"resultType":"vector"},"status":"success"}"#;
+        let vector = decode_instant(ENDPOINT, 200, body).unwrap();
+        assert_eq!(vector.samples[0].value, 2.0);
+        assert!(vector.warnings.is_empty());
+    }
+
+    #[test]
     fn scalar_result_becomes_one_unlabelled_sample() {
         let body = br#"{"status":"success","data":{"resultType":"scalar","result":[1700000000.5,"42"]}}"#;
         let vector = decode_instant(ENDPOINT, 200, body).unwrap();
