@@ -237,11 +237,15 @@ pub(super) fn decode_instant(endpoint: &str, status: u16, body: &[u8]) -> Result
         QueryData::Scalar(RawPoint(Timestamp(timestamp_ms), Value(value))) => {
             vec![Sample { labels: Labels::new(), timestamp_ms, value }]
         }
-        QueryData::Matrix(_) => Err(unsupported(
-            "a range vector",
-            "an instant query must give an instant vector; remove the [range] selector or wrap it in a function such as rate()",
-        ))?,
-        QueryData::String(_) => Err(unsupported("a string", "the expression must give a number per series"))?,
+        QueryData::Matrix(_) => {
+            return Err(unsupported(
+                "a range vector",
+                "an instant query must give an instant vector; remove the [range] selector or wrap it in a function such as rate()",
+            ));
+        }
+        QueryData::String(_) => {
+            return Err(unsupported("a string", "the expression must give a number per series"));
+        }
     };
     Ok(InstantVector { samples, warnings })
 }
