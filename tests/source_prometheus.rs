@@ -36,6 +36,7 @@ fn prometheus_config(exporter: &str) -> String {
         r#"global:
   scrape_interval: 1s
   evaluation_interval: 1s
+rule_files: [rules.yml]
 scrape_configs:
   - job_name: prometheus
     static_configs: [{{targets: ["$SELF_ADDRESS"]}}]
@@ -52,7 +53,9 @@ fn client_for(url: &str) -> PrometheusClient {
 /// Starts Prometheus with the tiny exporter and waits until all three applications are in.
 async fn prometheus_with_demo_data() -> (Prometheus, PrometheusClient) {
     let exporter = start_tiny_exporter().await;
-    let prometheus = Prometheus::start(&prometheus_config(&exporter)).await;
+    let rules =
+        "groups:\n  - name: demo\n    rules:\n      - record: demo:cpu_usage:sum\n        expr: sum(demo_cpu_usage)\n";
+    let prometheus = Prometheus::start_with(&prometheus_config(&exporter), &[("rules.yml", rules)], &[]).await;
     let client = client_for(prometheus.url());
     let scraped = wait_until(Duration::from_secs(30), || async {
         client.query("demo_cpu_usage", SystemTime::now()).await.is_ok_and(|v| v.samples.len() == 3)
@@ -109,6 +112,14 @@ async fn client_reads_instant_range_and_label_values_from_real_prometheus() {
     // Without matchers, every series counts (the self-scrape may not have happened yet).
     let all_jobs = client.label_values("job", &[]).await.unwrap().values;
     assert!(all_jobs.contains(&"demo".to_owned()), "{all_jobs:?}");
+
+    // The rule file the harness wrote beside the config is loaded and evaluated.
+    let recorded = wait_until(Duration::from_secs(10), || async {
+        let sum = client.query("demo:cpu_usage:sum", SystemTime::now()).await;
+        sum.is_ok_and(|v| v.samples.first().is_some_and(|s| s.value == 1.5))
+    })
+    .await;
+    assert!(recorded, "recording rule never evaluated\n{}", prometheus.log());
 
     // The harness's scrape matcher, on Prometheus's own metrics.
     let scrape = fetch_text(&format!("{}/metrics", prometheus.url())).await;

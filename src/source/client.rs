@@ -175,7 +175,7 @@ impl PrometheusClient {
             Some(Credentials::Bearer(token)) => request.bearer_auth(token),
         };
         let started = Instant::now();
-        let transport_error = |e: reqwest::Error| self.transport_error(e, endpoint);
+        let transport_error = |e: reqwest::Error| self.transport_error(&e, endpoint);
         let response = request.send().await.map_err(transport_error)?;
         let status = response.status().as_u16();
         let body = response.bytes().await.map_err(transport_error)?;
@@ -183,14 +183,14 @@ impl PrometheusClient {
         Ok((status, body))
     }
 
-    fn transport_error(&self, error: reqwest::Error, endpoint: &Url) -> SourceError {
+    fn transport_error(&self, error: &reqwest::Error, endpoint: &Url) -> SourceError {
         let endpoint = endpoint.as_str().to_owned();
         if error.is_timeout() {
             SourceError::Timeout { endpoint, after: self.timeout }
         } else if error.is_connect() {
-            SourceError::Connect { endpoint, detail: error_chain(&error) }
+            SourceError::Connect { endpoint, detail: error_chain(error) }
         } else {
-            SourceError::Transport { endpoint, detail: error_chain(&error) }
+            SourceError::Transport { endpoint, detail: error_chain(error) }
         }
     }
 }
@@ -287,6 +287,34 @@ mod tests {
         let client = PrometheusClient::new(&config).unwrap();
         let debug = format!("{client:?}");
         assert!(!debug.contains("hunter2") && !debug.contains("tenant-secret"), "{debug}");
+    }
+
+    /// A self-signed CA certificate (public part only), made with
+    /// `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -subj "/CN=anomaly-exporter test CA"`.
+    const TEST_CA_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBnjCCAUOgAwIBAgIUZEWOza/BxQOeRkLzw7tqHBEzrfkwCgYIKoZIzj0EAwIw
+IzEhMB8GA1UEAwwYYW5vbWFseS1leHBvcnRlciB0ZXN0IENBMCAXDTI2MTEyNDE2
+MjEzOFoYDzIxMjYxMDMxMTYyMTM4WjAjMSEwHwYDVQQDDBhhbm9tYWx5LWV4cG9y
+dGVyIHRlc3QgQ0EwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAARAA4u1vC4bchnz
+rwvgCGju3dsa1i5AVon9K7KG90SWMv5F+OjvEqcH11JiXGBJ53vG0P+nmRUtgN4b
+F+GjvH/To1MwUTAdBgNVHQ4EFgQUFAhrzvzSa+1LWcIoUrbCwWSNWJMwHwYDVR0j
+BBgwFoAUFAhrzvzSa+1LWcIoUrbCwWSNWJMwDwYDVR0TAQH/BAUwAwEB/zAKBggq
+hkjOPQQDAgNJADBGAiEAtKnNLAKSD6ZjCIi9IYTyRPDzTqzRVZEILBjt/RJ0ZQwC
+IQC6yB8vqcpTmKCPhSn3TulI5wZ+5HmLJhulNT1Aw9w23Q==
+-----END CERTIFICATE-----
+";
+
+    #[test]
+    fn ca_file_with_a_certificate_builds_a_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, TEST_CA_PEM).unwrap();
+        let mut config = SourceConfig::new("https://h:9090");
+        config.ca_file = Some(path);
+        PrometheusClient::new(&config).unwrap();
+        config.ca_file = Some(dir.path().join("missing.pem"));
+        let err = PrometheusClient::new(&config).unwrap_err();
+        assert!(err.to_string().starts_with("source.ca_file: cannot read"), "{err}");
     }
 
     #[test]

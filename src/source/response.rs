@@ -237,11 +237,15 @@ pub(super) fn decode_instant(endpoint: &str, status: u16, body: &[u8]) -> Result
         QueryData::Scalar(RawPoint(Timestamp(timestamp_ms), Value(value))) => {
             vec![Sample { labels: Labels::new(), timestamp_ms, value }]
         }
-        QueryData::Matrix(_) => Err(unsupported(
-            "a range vector",
-            "an instant query must give an instant vector; remove the [range] selector or wrap it in a function such as rate()",
-        ))?,
-        QueryData::String(_) => Err(unsupported("a string", "the expression must give a number per series"))?,
+        QueryData::Matrix(_) => {
+            return Err(unsupported(
+                "a range vector",
+                "an instant query must give an instant vector; remove the [range] selector or wrap it in a function such as rate()",
+            ));
+        }
+        QueryData::String(_) => {
+            return Err(unsupported("a string", "the expression must give a number per series"));
+        }
     };
     Ok(InstantVector { samples, warnings })
 }
@@ -381,6 +385,17 @@ mod tests {
         let matrix = decode_matrix(ENDPOINT, 200, body).unwrap();
         let times: Vec<i64> = matrix.series[0].points.iter().map(|p| p.timestamp_ms).collect();
         assert_eq!(times, [1_700_000_000_000, 1_700_000_000_500, 1_700_000_001_250, 1_700_000_000_000]);
+    }
+
+    #[test]
+    fn field_order_and_extra_fields_do_not_matter() {
+        // Result before resultType, query stats in data, infos beside warnings (Prometheus 2.45+).
+        let body = br#"{"infos":["PromQL info: metric might not be a counter"],"data":{
+            "result":[{"value":[1700000000,"2"],"metric":{"application":"a"}}],
+            "stats":{"timings":{"evalTotalTime":0.01}},"resultType":"vector"},"status":"success"}"#;
+        let vector = decode_instant(ENDPOINT, 200, body).unwrap();
+        assert_eq!(vector.samples[0].value, 2.0);
+        assert!(vector.warnings.is_empty());
     }
 
     #[test]

@@ -143,5 +143,22 @@ mod tests {
             let last = chunks[chunks.len() - 1].end_ms;
             prop_assert!(last <= end && last + step > end, "last point {} for end {}", last, end);
         }
+
+        #[test]
+        fn merged_chunks_equal_one_unlimited_answer(
+            span in 0i64..40_000,
+            step in 1i64..4,
+            repeat_boundary in any::<bool>(),
+        ) {
+            let grid: Vec<i64> = (0..=span / step).map(|i| i * step).collect();
+            let answers = split_range(0, span, step).into_iter().map(|chunk| {
+                // A server may repeat the previous chunk's last point; the merge must drop it.
+                let from = if repeat_boundary { chunk.start_ms - step } else { chunk.start_ms };
+                let times: Vec<i64> = grid.iter().copied().filter(|t| (from..=chunk.end_ms).contains(t)).collect();
+                RangeMatrix { series: vec![series("a", &times)], warnings: Warnings::default() }
+            });
+            let merged = merge_chunks(answers);
+            prop_assert_eq!(merged.series, vec![series("a", &grid)]);
+        }
     }
 }

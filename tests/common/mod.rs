@@ -63,13 +63,21 @@ impl Prometheus {
     /// `$SELF_ADDRESS` in the config is replaced by the server's own `127.0.0.1:<port>`, so it can
     /// scrape itself.
     pub(crate) async fn start(config_yaml: &str) -> Self {
-        let process = ServerProcess::start("prometheus", config_yaml, |port, dir| {
-            vec![
+        Self::start_with(config_yaml, &[], &[]).await
+    }
+
+    /// Like [`Prometheus::start`], with more files beside the config (rule files, named by a
+    /// relative path in `rule_files:`) and more flags (`--enable-feature=...`).
+    pub(crate) async fn start_with(config_yaml: &str, files: &[(&str, &str)], extra_args: &[&str]) -> Self {
+        let process = ServerProcess::start("prometheus", config_yaml, files, |port, dir| {
+            let mut args = vec![
                 format!("--config.file={}", dir.join("config.yml").display()),
                 format!("--storage.tsdb.path={}", dir.join("data").display()),
                 format!("--web.listen-address=127.0.0.1:{port}"),
                 format!("--web.external-url=http://127.0.0.1:{port}/"),
-            ]
+            ];
+            args.extend(extra_args.iter().map(|arg| arg.to_string()));
+            args
         })
         .await;
         Self { process }
@@ -84,6 +92,11 @@ impl Prometheus {
     pub(crate) fn log(&self) -> String {
         self.process.log_tail()
     }
+
+    /// The directory holding the config and the extra files.
+    pub(crate) fn dir(&self) -> &Path {
+        self.process.dir.path()
+    }
 }
 
 /// A real Alertmanager with its own storage and no clustering, stopped on drop.
@@ -96,18 +109,31 @@ impl Alertmanager {
     /// Starts `prometheus-alertmanager` with `config_yaml` and waits until it is ready.
     /// `$SELF_ADDRESS` in the config is replaced as for [`Prometheus::start`].
     pub(crate) async fn start(config_yaml: &str) -> Self {
-        let process = ServerProcess::start("prometheus-alertmanager", config_yaml, |port, dir| {
-            vec![
+        Self::start_with(config_yaml, &[], &[]).await
+    }
+
+    /// Like [`Alertmanager::start`], with more files beside the config (templates, secret files
+    /// such as a Slack URL file) and more flags.
+    pub(crate) async fn start_with(config_yaml: &str, files: &[(&str, &str)], extra_args: &[&str]) -> Self {
+        let process = ServerProcess::start("prometheus-alertmanager", config_yaml, files, |port, dir| {
+            let mut args = vec![
                 format!("--config.file={}", dir.join("config.yml").display()),
                 format!("--storage.path={}", dir.join("data").display()),
                 format!("--web.listen-address=127.0.0.1:{port}"),
                 format!("--web.external-url=http://127.0.0.1:{port}/"),
                 // Empty: a single node that does not try to form a gossip cluster.
                 "--cluster.listen-address=".to_owned(),
-            ]
+            ];
+            args.extend(extra_args.iter().map(|arg| arg.to_string()));
+            args
         })
         .await;
         Self { process }
+    }
+
+    /// The directory holding the config and the extra files, to name them by absolute path.
+    pub(crate) fn dir(&self) -> &Path {
+        self.process.dir.path()
     }
 
     /// The base URL, such as `http://127.0.0.1:40124` (no trailing slash).
@@ -127,12 +153,17 @@ struct ServerProcess {
     child: Child,
     url: String,
     log_path: PathBuf,
-    // Dropped after the child is killed (field order does not matter: Drop kills first).
-    _dir: TempDir,
+    // Removed after the child is killed: Drop runs before the fields are dropped.
+    dir: TempDir,
 }
 
 impl ServerProcess {
-    async fn start(binary: &str, config_yaml: &str, args: impl Fn(u16, &Path) -> Vec<String>) -> Self {
+    async fn start(
+        binary: &str,
+        config_yaml: &str,
+        files: &[(&str, &str)],
+        args: impl Fn(u16, &Path) -> Vec<String>,
+    ) -> Self {
         let path = find_on_path(binary).unwrap_or_else(|| {
             panic!("`{binary}` is not installed: run `sudo scripts/install-deps.sh` (Debian packages prometheus and prometheus-alertmanager)")
         });
@@ -144,6 +175,13 @@ impl ServerProcess {
             let url = format!("http://127.0.0.1:{port}");
             let config = config_yaml.replace("$SELF_ADDRESS", &format!("127.0.0.1:{port}"));
             std::fs::write(dir.path().join("config.yml"), config).expect("write the config file");
+            for (name, content) in files {
+                let path = dir.path().join(name);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).expect("create a directory for an extra file");
+                }
+                std::fs::write(&path, content).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+            }
             let log_path = dir.path().join("output.log");
             let log = std::fs::File::create(&log_path).expect("create the log file");
             let child = Command::new(&path)
@@ -154,7 +192,7 @@ impl ServerProcess {
                 .stderr(log)
                 .spawn()
                 .unwrap_or_else(|e| panic!("start {}: {e}", path.display()));
-            let mut process = ServerProcess { child, url, log_path, _dir: dir };
+            let mut process = ServerProcess { child, url, log_path, dir };
             match process.wait_ready().await {
                 Ok(()) => return process,
                 Err(failure) => {
@@ -173,9 +211,8 @@ impl ServerProcess {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!("exited with {status} before becoming ready"));
             }
-            if let Ok(response) = client.get(&ready_url).send().await
-                && response.status().is_success()
-            {
+            let ready = client.get(&ready_url).send().await.is_ok_and(|response| response.status().is_success());
+            if ready {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -231,8 +268,8 @@ pub(crate) struct ScrapedSample {
 
 impl MetricMatcher {
     /// Requires label `key` to equal `value` (other labels may be present too).
-    pub(crate) fn label(mut self, key: &str, value: impl ToString) -> Self {
-        self.labels.push((key.to_owned(), value.to_string()));
+    pub(crate) fn label(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.labels.push((key.to_owned(), value.into()));
         self
     }
 
