@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use tracing::{debug, info, warn};
 
@@ -78,13 +78,25 @@ impl Engine {
         Self { config, client, metrics, snapshot, series: HashMap::new(), cycle: 0 }
     }
 
-    /// Runs cycles until `shutdown` resolves. Failing cycles back off (doubling, up to eight
-    /// intervals) and the loop recovers by itself when the source answers again.
-    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+    /// Runs cycles until `shutdown` resolves, calling `on_first_cycle` once the first cycle is
+    /// done (readiness). Failing cycles back off (doubling, up to eight intervals) and the loop
+    /// recovers by itself when the source answers again.
+    pub async fn run_with_ready(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+        on_first_cycle: impl FnOnce(),
+    ) {
         tokio::pin!(shutdown);
+        let mut on_first_cycle = Some(on_first_cycle);
         let mut consecutive_failures = 0u32;
         loop {
-            let report = self.run_cycle(SystemTime::now()).await;
+            let report = tokio::select! {
+                () = &mut shutdown => break,
+                report = self.run_cycle(SystemTime::now()) => report,
+            };
+            if let Some(mark_ready) = on_first_cycle.take() {
+                mark_ready();
+            }
             let all_failed = report.failed_signals.len() == self.config.signals.len();
             consecutive_failures = if all_failed { consecutive_failures.saturating_add(1) } else { 0 };
             let backoff = self.config.interval * 2u32.saturating_pow(consecutive_failures.min(3));
@@ -283,11 +295,6 @@ fn split_by_service(service_label: &str, samples: Vec<Sample>) -> Answer {
         debug!(service_label, unlabelled, "samples without the service label skipped");
     }
     answer
-}
-
-/// How long to wait before the first cycle so that cycles line up with the interval.
-pub fn first_delay(_interval: Duration) -> Duration {
-    Duration::ZERO
 }
 
 #[cfg(test)]

@@ -18,3 +18,4 @@ pub mod config;
 pub mod export;
 pub mod process;
 pub mod engine;
+pub mod web;

@@ -1,18 +1,39 @@
 //! The `anomaly-exporter` binary: parses the command line and hands off to a command.
+//! This is the one place where `anyhow` is used: every module below has its own error type.
 
 use std::process::ExitCode;
 
-use anomaly_exporter::cli::{Cli, Command};
+use anomaly_exporter::cli::{Cli, Command, LogArgs, LogFormat, LogLevel};
 use anomaly_exporter::commands;
 use clap::Parser;
 
-/// Exit code for a mistake in the input or the arguments (as clap uses for bad flags).
+/// Exit code for a mistake in the input, the configuration or the arguments (as clap uses).
 const USAGE_ERROR: u8 = 2;
+
+fn init_logging(log: &LogArgs) {
+    let level = match log.level {
+        LogLevel::Debug => tracing::Level::DEBUG,
+        LogLevel::Info => tracing::Level::INFO,
+        LogLevel::Warn => tracing::Level::WARN,
+        LogLevel::Error => tracing::Level::ERROR,
+    };
+    let builder = tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr);
+    match log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Logfmt => builder.with_ansi(false).init(),
+    }
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let outcome: Result<(), (u8, anyhow::Error)> = match &cli.command {
-        Command::Score(args) => commands::score::run(args).map_err(|e| (USAGE_ERROR, e.into())),
+    init_logging(&cli.log);
+    let outcome: Result<(), (u8, anyhow::Error)> = match cli.command {
+        Some(Command::Score(args)) => commands::score::run(&args).map_err(|e| (USAGE_ERROR, e.into())),
+        Some(Command::CheckConfig(args)) => commands::run::check_config(&args)
+            .map(|config| println!("{}: valid, {} signals", args.config_file.display(), config.signals.len()))
+            .map_err(|e| (e.exit_code(), e.into())),
+        Some(Command::Run(args)) => run_daemon(args),
+        None => run_daemon(cli.run),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -21,4 +42,12 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+fn run_daemon(args: commands::run::RunArgs) -> Result<(), (u8, anyhow::Error)> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| (1, anyhow::Error::new(e).context("cannot start the async runtime")))?;
+    runtime.block_on(commands::run::run(args)).map_err(|e| (e.exit_code(), e.into()))
 }

@@ -1,0 +1,151 @@
+//! `anomaly-exporter run` (the default command): the daemon.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clap::Args;
+use prometheus_client::registry::Registry;
+use tracing::info;
+
+use crate::config::{Config, ConfigError};
+use crate::engine::Engine;
+use crate::export::{ScoresCollector, SelfMetrics, SnapshotCell};
+use crate::source::{PrometheusClient, SourceError};
+use crate::web::router::{AppState, router};
+
+/// The default address: outside 9100–9999, which Prometheus's port allocation list has filled.
+pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:10110";
+
+/// Flags of `run`; the pipeline itself is described by the config file.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The YAML configuration file.
+    #[arg(long = "config.file", default_value = "anomaly-exporter.yml")]
+    pub config_file: PathBuf,
+    /// Address to listen on for the web interface and telemetry.
+    #[arg(long = "web.listen-address", default_value = DEFAULT_LISTEN_ADDRESS)]
+    pub listen_address: SocketAddr,
+    /// Path under which to expose metrics.
+    #[arg(long = "web.telemetry-path", default_value = "/metrics", value_parser = parse_telemetry_path)]
+    pub telemetry_path: String,
+}
+
+fn parse_telemetry_path(text: &str) -> Result<String, String> {
+    if text.starts_with('/') && text.len() > 1 && !text.starts_with("/-/") && text != "/services" {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("{text:?}: must start with '/' and not clash with /, /-/… or /services"))
+    }
+}
+
+/// Why the daemon could not start (exit code 2: the configuration) or stopped (exit code 1).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The configuration file was refused.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The source could not be set up (secret files, CA file).
+    #[error("config: {0}")]
+    Source(#[from] SourceError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        /// The address.
+        address: SocketAddr,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// The server failed while running.
+    #[error("web server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+impl RunError {
+    /// 2 for mistakes in the configuration or flags, 1 for failures at run time.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Config(_) | RunError::Source(_) | RunError::Listen { .. } => 2,
+            RunError::Serve(_) => 1,
+        }
+    }
+}
+
+/// Loads and checks the configuration without starting anything (`check-config`).
+pub fn check_config(args: &RunArgs) -> Result<Config, RunError> {
+    let config = Config::load(&args.config_file)?;
+    PrometheusClient::new(&config.source)?;
+    Ok(config)
+}
+
+/// Runs the daemon until SIGINT or SIGTERM.
+pub async fn run(args: RunArgs) -> Result<(), RunError> {
+    let config = Arc::new(check_config(&args)?);
+    let client = PrometheusClient::new(&config.source)?;
+    let snapshot = Arc::new(SnapshotCell::default());
+    let mut registry = Registry::default();
+    let metrics = SelfMetrics::register(&mut registry);
+    registry.register_collector(Box::new(ScoresCollector::new(Arc::clone(&snapshot), config.interval.as_secs_f64())));
+    let ready = Arc::new(AtomicBool::new(false));
+
+    let listener = tokio::net::TcpListener::bind(args.listen_address)
+        .await
+        .map_err(|source| RunError::Listen { address: args.listen_address, source })?;
+    let local = listener.local_addr().map_err(RunError::Serve)?;
+    info!(address = %local, telemetry_path = %args.telemetry_path, signals = config.signals.len(), "listening");
+
+    let state = AppState {
+        snapshot: Arc::clone(&snapshot),
+        registry: Arc::new(registry),
+        ready: Arc::clone(&ready),
+        telemetry_path: args.telemetry_path.clone(),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let engine = Engine::new(Arc::clone(&config), client, metrics, snapshot);
+    let engine_task = tokio::spawn({
+        let mut stop = stop_rx.clone();
+        let ready = Arc::clone(&ready);
+        async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            };
+            engine.run_with_ready(stopped, move || ready.store(true, Ordering::Release)).await;
+        }
+    });
+
+    let mut server_stop = stop_rx;
+    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+        let _ = server_stop.wait_for(|stopped| *stopped).await;
+    });
+    let signals = async {
+        shutdown_signal().await;
+        info!("shutting down");
+        let _ = stop_tx.send(true);
+    };
+    let (served, ()) = tokio::join!(server.into_future(), signals);
+    let _ = engine_task.await;
+    served.map_err(RunError::Serve)
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
