@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 use crate::commands::score::ScoreArgs;
+use crate::simulate::FleetOptions;
 
 /// Anomaly detection companion for Prometheus.
 #[derive(Debug, Parser)]
@@ -18,4 +19,6 @@ pub struct Cli {
 pub enum Command {
     /// Fit an isolation forest on a CSV or Parquet table and write each row's anomaly score.
     Score(ScoreArgs),
+    /// Run a simulated fleet of Spring Boot services for demos and tests.
+    Simulate(FleetOptions),
 }

@@ -9,4 +9,5 @@ pub mod cli;
 pub mod commands;
 pub mod evaluate;
 pub mod forest;
+pub mod simulate;
 pub mod table;
