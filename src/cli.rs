@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::commands::run::RunArgs;
 use crate::commands::score::ScoreArgs;
+use crate::simulate::FleetOptions;
 
 /// Anomaly detection companion for Prometheus.
 #[derive(Debug, Parser)]
@@ -29,6 +30,8 @@ pub enum Command {
     CheckConfig(RunArgs),
     /// Fit an isolation forest on a CSV or Parquet table and write each row's anomaly score.
     Score(ScoreArgs),
+    /// Run a simulated fleet of Spring Boot services for demos and tests.
+    Simulate(FleetOptions),
 }
 
 /// Logging flags, shared by every command.

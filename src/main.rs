@@ -5,10 +5,13 @@ use std::process::ExitCode;
 
 use anomaly_exporter::cli::{Cli, Command, LogArgs, LogFormat, LogLevel};
 use anomaly_exporter::commands;
+use anomaly_exporter::simulate;
 use clap::Parser;
 
 /// Exit code for a mistake in the input, the configuration or the arguments (as clap uses).
 const USAGE_ERROR: u8 = 2;
+/// Exit code for a failure while running (a port taken, a file not writable).
+const RUNTIME_FAILURE: u8 = 1;
 
 fn init_logging(log: &LogArgs) {
     let level = match log.level {
@@ -34,6 +37,8 @@ fn main() -> ExitCode {
             .map_err(|e| (e.exit_code(), e.into())),
         Some(Command::Run(args)) => run_daemon(args),
         None => run_daemon(cli.run),
+        Some(Command::Simulate(options)) => simulate::run(options)
+            .map_err(|e| (if e.is_usage_error() { USAGE_ERROR } else { RUNTIME_FAILURE }, e.into())),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
