@@ -33,21 +33,24 @@ pub enum SimulateError {
     UnknownFault(u64),
     /// A listening socket could not be opened.
     #[error(
-        "cannot listen on {address}: {source} (is another process using the port? pick another with --base-port or --listen-address, or 0 for an ephemeral port)"
+        "cannot listen on {address}: {reason}; is another process using it? pick another port with \
+         --base-port or --listen-address, or 0 for an ephemeral one"
     )]
     Bind {
         /// The address asked for.
         address: SocketAddr,
-        /// The operating system's reason.
-        source: std::io::Error,
+        /// The operating system's reason. Not a `source`: the message already says it, and the
+        /// CLI prints the whole chain.
+        reason: std::io::Error,
     },
     /// A log file or its directory could not be created or written.
-    #[error("{path}: cannot write the service log: {source}")]
+    #[error("{path}: cannot write the service log: {reason}")]
     LogFile {
         /// The file or directory.
         path: PathBuf,
-        /// The operating system's reason.
-        source: std::io::Error,
+        /// The operating system's reason. Not a `source`: the message already says it, and the
+        /// CLI prints the whole chain.
+        reason: std::io::Error,
     },
     /// The async runtime or the signal handlers could not be set up.
     #[error("cannot start the runtime: {0}")]

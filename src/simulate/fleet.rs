@@ -176,11 +176,11 @@ pub async fn start(options: FleetOptions) -> Result<FleetHandle, SimulateError> 
 }
 
 async fn bind(address: SocketAddr) -> Result<TcpListener, SimulateError> {
-    TcpListener::bind(address).await.map_err(|source| SimulateError::Bind { address, source })
+    TcpListener::bind(address).await.map_err(|source| SimulateError::Bind { address, reason: source })
 }
 
 fn local_address(listener: &TcpListener, wanted: SocketAddr) -> Result<SocketAddr, SimulateError> {
-    listener.local_addr().map_err(|source| SimulateError::Bind { address: wanted, source })
+    listener.local_addr().map_err(|source| SimulateError::Bind { address: wanted, reason: source })
 }
 
 async fn serve(listener: TcpListener, router: Router, mut shutdown: watch::Receiver<bool>) {

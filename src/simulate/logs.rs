@@ -211,7 +211,7 @@ pub(crate) struct LogFile {
 impl LogFile {
     /// Opens (creating it and its directory) the file for appending.
     pub(crate) async fn open(path: &Path, max_file_bytes: u64, max_files: u32) -> Result<Self, SimulateError> {
-        let error = |source| SimulateError::LogFile { path: path.to_path_buf(), source };
+        let error = |source| SimulateError::LogFile { path: path.to_path_buf(), reason: source };
         if let Some(directory) = path.parent() {
             tokio::fs::create_dir_all(directory).await.map_err(error)?;
         }
@@ -257,7 +257,7 @@ impl LogFile {
     }
 
     fn error(&self, source: std::io::Error) -> SimulateError {
-        SimulateError::LogFile { path: self.path.clone(), source }
+        SimulateError::LogFile { path: self.path.clone(), reason: source }
     }
 }
 

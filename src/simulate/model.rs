@@ -50,6 +50,10 @@ pub(crate) fn bucket_bounds() -> &'static [f64] {
                 current += delta;
             }
         }
+        // Micrometer also publishes the range's ends as buckets (`le="0.001"`, `le="30.0"`).
+        nanos.extend([MIN_NANOS, MAX_NANOS]);
+        nanos.sort_unstable();
+        nanos.dedup();
         nanos.into_iter().filter(|n| (MIN_NANOS..=MAX_NANOS).contains(n)).map(|n| n as f64 / 1e9).collect()
     });
     &BOUNDS

@@ -232,6 +232,14 @@ fn histogram_buckets_are_cumulative_and_count_equals_the_inf_bucket() {
 }
 
 #[test]
+fn buckets_are_micrometers_percentile_buckets_from_1ms_to_30s() {
+    let bounds = super::model::bucket_bounds();
+    assert_eq!((bounds[0], bounds[1], bounds[2]), (0.001, 0.001048576, 0.001398101));
+    assert_eq!(bounds[bounds.len() - 2..], [28.633115306, 30.0]);
+    assert!(bounds.windows(2).all(|pair| pair[0] < pair[1]));
+}
+
+#[test]
 fn latency_fault_raises_the_p95_from_buckets() {
     let mut healthy = model(4);
     let mut slow = model(4);
