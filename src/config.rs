@@ -106,6 +106,10 @@ pub struct RawSignal {
     /// Per-service thresholds replacing the signal's own.
     #[serde(default)]
     pub overrides: BTreeMap<String, Thresholds>,
+    /// A deviation from the recent mean smaller than this is never anomalous (in the signal's
+    /// unit): the floor against low-volume noise.
+    #[serde(default)]
+    pub min_deviation: f64,
 }
 
 /// A validated signal.
@@ -121,6 +125,8 @@ pub struct Signal {
     pub thresholds: Thresholds,
     /// Per-service thresholds.
     pub overrides: BTreeMap<String, Thresholds>,
+    /// Deviations below this are never anomalous.
+    pub min_deviation: f64,
 }
 
 impl Signal {
@@ -152,7 +158,7 @@ pub struct Config {
 /// The Spring Boot / Micrometer signals watched when the file names none. Each returns one
 /// series per `application`; `or` falls back where a form of the metric is not published.
 pub fn default_signals() -> BTreeMap<String, RawSignal> {
-    let signal = |query: &str, warning, high, critical| RawSignal {
+    let signal = |query: &str, warning, high, critical, min_deviation| RawSignal {
         query: query.to_owned(),
         service_label: default_service_label(),
         thresholds: Thresholds {
@@ -162,9 +168,10 @@ pub fn default_signals() -> BTreeMap<String, RawSignal> {
             direction: Direction::Up,
         },
         overrides: BTreeMap::new(),
+        min_deviation,
     };
     BTreeMap::from([
-        ("cpu".to_owned(), signal("max by (application) (process_cpu_usage)", 0.7, 0.85, 0.95)),
+        ("cpu".to_owned(), signal("max by (application) (process_cpu_usage)", 0.7, 0.85, 0.95, 0.05)),
         (
             "memory".to_owned(),
             // Pools without a limit report max = -1; only real limits count.
@@ -173,6 +180,7 @@ pub fn default_signals() -> BTreeMap<String, RawSignal> {
                 0.8,
                 0.9,
                 0.97,
+                0.05,
             ),
         ),
         (
@@ -185,6 +193,7 @@ pub fn default_signals() -> BTreeMap<String, RawSignal> {
                 0.5,
                 1.0,
                 2.0,
+                0.05,
             ),
         ),
         (
@@ -196,6 +205,7 @@ pub fn default_signals() -> BTreeMap<String, RawSignal> {
                 0.01,
                 0.05,
                 0.2,
+                0.01,
             ),
         ),
     ])
@@ -230,13 +240,19 @@ impl TryFrom<RawConfig> for Config {
 
         let raw_signals = raw.signals.unwrap_or_else(default_signals);
         if raw_signals.is_empty() {
-            return Err(invalid("signals", "no signals: name at least one, or remove the key for the Spring Boot defaults"));
+            return Err(invalid(
+                "signals",
+                "no signals: name at least one, or remove the key for the Spring Boot defaults",
+            ));
         }
         let mut signals = Vec::with_capacity(raw_signals.len());
         for (name, signal) in raw_signals {
             let key = format!("signals.{name}");
             if !is_label_value_name(&name) {
-                return Err(invalid(key, "a signal name must be letters, digits and underscores, not starting with a digit"));
+                return Err(invalid(
+                    key,
+                    "a signal name must be letters, digits and underscores, not starting with a digit",
+                ));
             }
             if signal.query.trim().is_empty() {
                 return Err(invalid(format!("{key}.query"), "empty PromQL expression"));
@@ -245,6 +261,9 @@ impl TryFrom<RawConfig> for Config {
                 return Err(invalid(format!("{key}.service_label"), "must be a Prometheus label name"));
             }
             signal.thresholds.validate().map_err(|problem| invalid(format!("{key}.thresholds"), problem))?;
+            if !(signal.min_deviation >= 0.0 && signal.min_deviation.is_finite()) {
+                return Err(invalid(format!("{key}.min_deviation"), "must be a number at least 0"));
+            }
             for (service, thresholds) in &signal.overrides {
                 thresholds.validate().map_err(|problem| invalid(format!("{key}.overrides.{service}"), problem))?;
             }
@@ -254,6 +273,7 @@ impl TryFrom<RawConfig> for Config {
                 service_label: signal.service_label,
                 thresholds: signal.thresholds,
                 overrides: signal.overrides,
+                min_deviation: signal.min_deviation,
             });
         }
         Ok(Config {
@@ -278,7 +298,8 @@ impl Config {
 
     /// Reads, parses and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Self::from_yaml(&text, path)
     }
 }
@@ -312,14 +333,20 @@ mod tests {
         let cases = [
             ("source:\n  url: http://x\nintervall: 5s\n", "unknown field `intervall`"),
             ("source:\n  url: http://x\ninterval: 5 seconds\n", "config: interval: invalid duration"),
-            ("source:\n  url: http://x\nsignals:\n  cpu:\n    query: ' '\n", "config: signals.cpu.query: empty PromQL expression"),
+            (
+                "source:\n  url: http://x\nsignals:\n  cpu:\n    query: ' '\n",
+                "config: signals.cpu.query: empty PromQL expression",
+            ),
             ("source:\n  url: http://x\nsignals: {}\n", "config: signals: no signals"),
             (
                 "source:\n  url: http://x\nsignals:\n  cpu:\n    query: up\n    thresholds: {warning: 2, high: 1}\n",
                 "config: signals.cpu.thresholds: warning threshold 2 must be at most the high threshold 1",
             ),
             ("source:\n  url: http://x\nsignals:\n  9cpu:\n    query: up\n", "config: signals.9cpu: a signal name"),
-            ("source:\n  url: http://x\ndetector:\n  trees: 0\n", "config: detector: detector.trees: must be at least 1"),
+            (
+                "source:\n  url: http://x\ndetector:\n  trees: 0\n",
+                "config: detector: detector.trees: must be at least 1",
+            ),
             ("source:\n  url: ''\n", "config: source: source.url"),
         ];
         for (text, expected) in cases {

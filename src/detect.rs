@@ -14,7 +14,10 @@
 //!   from "at the edge of what was seen" (a split threshold never lies outside the training
 //!   range, so every point beyond it lands in the same edge leaf); this term restores that.
 //!
-//! Above 1 is anomalous, the convention vmanomaly users already alert on.
+//! Above 1 is anomalous, the convention vmanomaly users already alert on. A point that deviates
+//! from its window's mean by less than the signal's `min_deviation` is never above 1: on
+//! low-volume or mostly-flat series (an error ratio that is 0 but for one failed request), any
+//! move is "unusual" to the model, and none is worth a page.
 
 use std::collections::VecDeque;
 
@@ -130,7 +133,10 @@ impl Model {
                 let range = (high - low).max(high.abs().max(low.abs()) * 1e-3).max(1e-9);
                 ((x - high).max(low - x) / range).max(0.0)
             })
-            .fold(0.0, f64::max);
+            .fold(0.0, f64::max)
+            // Beyond ten ranges "how far" means nothing more; an unbounded score (a flat series
+            // that moves) would only make graphs unreadable.
+            .min(10.0);
         Some(forest_score.max(1.0 + excess - range_tolerance))
     }
 }
@@ -162,7 +168,13 @@ impl SeriesDetector {
     /// Scores the point at `timestamp_ms` with the current model, then learns from it (and
     /// refits when due). Points at or before the last one seen are ignored (a replayed backfill
     /// overlapping live data), and give `None`.
-    pub fn observe(&mut self, params: &DetectorParams, timestamp_ms: i64, value: f64) -> Option<Observation> {
+    pub fn observe(
+        &mut self,
+        params: &DetectorParams,
+        min_deviation: f64,
+        timestamp_ms: i64,
+        value: f64,
+    ) -> Option<Observation> {
         if self.last_timestamp_ms.is_some_and(|last| timestamp_ms <= last) {
             return None;
         }
@@ -170,8 +182,11 @@ impl SeriesDetector {
         let Some(features) = self.window.push(value) else {
             return Some(Observation { timestamp_ms, value, anomaly_score: None });
         };
-        let anomaly_score =
-            self.model.as_ref().and_then(|model| model.anomaly_score(&features, params.range_tolerance));
+        let deviation = (value - f64::from(features[1])).abs();
+        let anomaly_score = self.model.as_ref().and_then(|model| {
+            let score = model.anomaly_score(&features, params.range_tolerance)?;
+            Some(if deviation < min_deviation { score.min(1.0) } else { score })
+        });
         self.training.push_back(features);
         if self.training.len() > params.training_points {
             self.training.pop_front();
@@ -276,7 +291,7 @@ mod tests {
         let p = params();
         let mut detector = SeriesDetector::new(&p, 1);
         for i in 0..600 {
-            let observation = detector.observe(&p, i as i64 * 15_000, signal(i)).unwrap();
+            let observation = detector.observe(&p, 0.0, i as i64 * 15_000, signal(i)).unwrap();
             // Two points start the window, then 50 points of features train the first model.
             if i < 52 {
                 assert_eq!(observation.anomaly_score, None, "point {i} scored before a model exists");
@@ -286,10 +301,10 @@ mod tests {
         }
         // After two full periods of history, ordinary points sit inside the model's boundary.
         let mut scores: Vec<f64> =
-            (600..800).filter_map(|i| detector.observe(&p, i as i64 * 15_000, signal(i))?.anomaly_score).collect();
+            (600..800).filter_map(|i| detector.observe(&p, 0.0, i as i64 * 15_000, signal(i))?.anomaly_score).collect();
         scores.sort_by(f64::total_cmp);
         let typical = scores[scores.len() / 2];
-        let spike = detector.observe(&p, 800 * 15_000, 0.9).unwrap().anomaly_score.unwrap();
+        let spike = detector.observe(&p, 0.0, 800 * 15_000, 0.9).unwrap().anomaly_score.unwrap();
         assert!(typical < 1.0, "typical point scored {typical}");
         assert!(spike > 1.5, "spike scored {spike}");
         assert!(detector.model_info().unwrap().generation >= 7, "refits every 100 points");
@@ -303,8 +318,21 @@ mod tests {
         let info = detector.model_info().expect("model after backfill");
         assert_eq!(info.trained_at_ms, 199 * 15_000);
         // The backfilled range is not replayed: an older point is ignored, a newer one scored.
-        assert_eq!(detector.observe(&p, 100 * 15_000, 1.0), None);
-        assert!(detector.observe(&p, 200 * 15_000, signal(200)).unwrap().anomaly_score.is_some());
+        assert_eq!(detector.observe(&p, 0.0, 100 * 15_000, 1.0), None);
+        assert!(detector.observe(&p, 0.0, 200 * 15_000, signal(200)).unwrap().anomaly_score.is_some());
+    }
+
+    #[test]
+    fn deviations_below_the_floor_are_never_anomalous() {
+        let p = params();
+        let mut detector = SeriesDetector::new(&p, 4);
+        // A flat zero series (an error ratio without errors)...
+        detector.warm_up(&p, (0..200).map(|i| (i as i64, 0.0)));
+        // ...then one failed request: unusual to the model, not worth a page.
+        let small = detector.observe(&p, 0.01, 200, 0.003).unwrap().anomaly_score.unwrap();
+        assert!(small <= 1.0, "{small}");
+        let big = detector.observe(&p, 0.01, 201, 0.3).unwrap().anomaly_score.unwrap();
+        assert!(big > 1.0, "{big}");
     }
 
     #[test]

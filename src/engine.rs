@@ -74,7 +74,12 @@ type Answer = BTreeMap<String, Sample>;
 
 impl Engine {
     /// An engine reading through `client` and publishing into `snapshot`.
-    pub fn new(config: Arc<Config>, client: PrometheusClient, metrics: SelfMetrics, snapshot: Arc<SnapshotCell>) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        client: PrometheusClient,
+        metrics: SelfMetrics,
+        snapshot: Arc<SnapshotCell>,
+    ) -> Self {
         Self { config, client, metrics, snapshot, series: HashMap::new(), cycle: 0 }
     }
 
@@ -101,7 +106,11 @@ impl Engine {
             consecutive_failures = if all_failed { consecutive_failures.saturating_add(1) } else { 0 };
             let backoff = self.config.interval * 2u32.saturating_pow(consecutive_failures.min(3));
             if consecutive_failures > 0 {
-                warn!(failures = consecutive_failures, wait_seconds = backoff.as_secs_f64(), "source unavailable, backing off");
+                warn!(
+                    failures = consecutive_failures,
+                    wait_seconds = backoff.as_secs_f64(),
+                    "source unavailable, backing off"
+                );
             }
             tokio::select! {
                 () = &mut shutdown => break,
@@ -132,7 +141,9 @@ impl Engine {
         for (signal, answer) in &answers {
             let new_services: Vec<&String> = answer
                 .keys()
-                .filter(|service| !self.series.contains_key(&SeriesKey { service: (*service).clone(), signal: signal.name.clone() }))
+                .filter(|service| {
+                    !self.series.contains_key(&SeriesKey { service: (*service).clone(), signal: signal.name.clone() })
+                })
                 .collect();
             if new_services.is_empty() {
                 continue;
@@ -155,7 +166,9 @@ impl Engine {
                     self.metrics.points_skipped.get_or_create(&SignalLabels { signal: signal.name.clone() }).inc();
                     continue;
                 }
-                if let Some(observation) = tracked.detector.observe(detector_params, sample.timestamp_ms, sample.value) {
+                if let Some(observation) =
+                    tracked.detector.observe(detector_params, signal.min_deviation, sample.timestamp_ms, sample.value)
+                {
                     tracked.last = Some(observation);
                 }
             }
@@ -219,7 +232,8 @@ impl Engine {
                     for series in matrix.series {
                         let Some(service) = series.labels.get(&signal.service_label) else { continue };
                         if services.contains(service) {
-                            let points = series.points.iter().filter(|p| p.value.is_finite()).map(|p| (p.timestamp_ms, p.value));
+                            let points =
+                                series.points.iter().filter(|p| p.value.is_finite()).map(|p| (p.timestamp_ms, p.value));
                             history.entry(service.clone()).or_default().extend(points);
                         }
                     }
@@ -239,7 +253,8 @@ impl Engine {
             let backfilled = points.len();
             detector.warm_up(params, points);
             info!(service = %service, signal = %signal.name, backfilled, model = detector.model_info().is_some(), "new series");
-            self.series.insert(key, TrackedSeries { detector, last: None, last_seen: Instant::now(), seen_in_cycle: 0 });
+            self.series
+                .insert(key, TrackedSeries { detector, last: None, last_seen: Instant::now(), seen_in_cycle: 0 });
         }
     }
 

@@ -158,14 +158,18 @@ impl Collector for ScoresCollector {
         gauge_family(
             &mut encoder,
             "anomaly_score",
-            &format!("Anomaly score of the series; 1.0 is the model's decision threshold, above 1 is anomalous ({every})"),
+            &format!(
+                "Anomaly score of the series; 1.0 is the model's decision threshold, above 1 is anomalous ({every})"
+            ),
             None,
             series.iter().filter_map(|s| Some((labels(s), s.anomaly_score?))),
         )?;
         gauge_family(
             &mut encoder,
             "anomaly_severity",
-            &format!("Severity: 0 normal, 1 warning, 2 high, 3 critical; the larger of the threshold and anomaly levels ({every})"),
+            &format!(
+                "Severity: 0 normal, 1 warning, 2 high, 3 critical; the larger of the threshold and anomaly levels ({every})"
+            ),
             None,
             series.iter().map(|s| (labels(s), f64::from(s.severity as u8))),
         )?;
@@ -204,10 +208,14 @@ impl Collector for ScoresCollector {
         gauge_family(
             &mut encoder,
             "anomaly_service_score",
-            &format!("Largest anomaly score over the service's signals; `signal` names the one that drives it ({every})"),
+            &format!(
+                "Largest anomaly score over the service's signals; `signal` names the one that drives it ({every})"
+            ),
             None,
             // `signal` names the signal with the largest score: what drives the service's score.
-            service_scores(series).into_iter().map(|(service, signal, score)| (SeriesLabels { service, signal }, score)),
+            service_scores(series)
+                .into_iter()
+                .map(|(service, signal, score)| (SeriesLabels { service, signal }, score)),
         )?;
         gauge_family(
             &mut encoder,
@@ -304,11 +312,25 @@ impl SelfMetrics {
                 ("rustc", option_env!("ANOMALY_EXPORTER_RUSTC").unwrap_or("unknown").to_owned()),
             ]),
         );
-        own.register_with_unit("cycle_duration", "Duration of a whole cycle: query, score, export", Unit::Seconds, metrics.cycle_duration.clone());
+        own.register_with_unit(
+            "cycle_duration",
+            "Duration of a whole cycle: query, score, export",
+            Unit::Seconds,
+            metrics.cycle_duration.clone(),
+        );
         own.register("cycles", "Cycles run", metrics.cycles.clone());
-        own.register_with_unit("query_duration", "Duration of Prometheus queries, by signal", Unit::Seconds, metrics.query_duration.clone());
+        own.register_with_unit(
+            "query_duration",
+            "Duration of Prometheus queries, by signal",
+            Unit::Seconds,
+            metrics.query_duration.clone(),
+        );
         own.register("query_errors", "Failed Prometheus queries, by signal and reason", metrics.query_errors.clone());
-        own.register("query_warnings", "Prometheus answers that carried warnings or were partial, by signal", metrics.query_warnings.clone());
+        own.register(
+            "query_warnings",
+            "Prometheus answers that carried warnings or were partial, by signal",
+            metrics.query_warnings.clone(),
+        );
         own.register("source_up", "1 when every query of the last cycle succeeded, else 0", metrics.source_up.clone());
         own.register("series_tracked", "(service, signal) series held in memory", metrics.series_tracked.clone());
         own.register("models_trained", "Models fitted, first fits and refits", metrics.models_trained.clone());
@@ -318,7 +340,11 @@ impl SelfMetrics {
             Unit::Seconds,
             metrics.last_successful_cycle.clone(),
         );
-        own.register("points_skipped", "Points not scored because their value was NaN or infinite, by signal", metrics.points_skipped.clone());
+        own.register(
+            "points_skipped",
+            "Points not scored because their value was NaN or infinite, by signal",
+            metrics.points_skipped.clone(),
+        );
         registry.register_collector(Box::new(ProcessCollector));
         metrics
     }
@@ -340,14 +366,19 @@ impl Collector for ProcessCollector {
             ("process_cpu_seconds_total", "Total user and system CPU time spent in seconds", process.cpu_seconds),
             ("process_resident_memory_bytes", "Resident memory size in bytes", process.resident_bytes),
             ("process_virtual_memory_bytes", "Virtual memory size in bytes", process.virtual_bytes),
-            ("process_start_time_seconds", "Start time of the process since unix epoch in seconds", process.start_time_seconds),
+            (
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds",
+                process.start_time_seconds,
+            ),
             ("process_open_fds", "Number of open file descriptors", process.open_fds),
             ("process_max_fds", "Maximum number of open file descriptors", process.max_fds),
         ];
         for (name, help, value) in samples {
             if name.ends_with("_total") {
                 let counter = prometheus_client::metrics::counter::ConstCounter::new(value);
-                let metric = encoder.encode_descriptor(name.trim_end_matches("_total"), help, None, counter.metric_type())?;
+                let metric =
+                    encoder.encode_descriptor(name.trim_end_matches("_total"), help, None, counter.metric_type())?;
                 counter.encode(metric)?;
             } else {
                 let gauge = ConstGauge::new(value);

@@ -36,9 +36,10 @@ impl ProcessStats {
         let max_fds = std::fs::read_to_string("/proc/self/limits")
             .ok()
             .and_then(|limits| {
-                limits.lines().find(|l| l.starts_with("Max open files")).and_then(|l| {
-                    l.split_whitespace().nth(3).and_then(|v| v.parse::<f64>().ok())
-                })
+                limits
+                    .lines()
+                    .find(|l| l.starts_with("Max open files"))
+                    .and_then(|l| l.split_whitespace().nth(3).and_then(|v| v.parse::<f64>().ok()))
             })
             .unwrap_or(0.0);
         Some(Self {

@@ -1,4 +1,4 @@
 //! What each subcommand does, given its parsed arguments. `main` only dispatches here.
 
-pub mod score;
 pub mod run;
+pub mod score;

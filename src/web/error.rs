@@ -30,7 +30,11 @@ impl ApiError {
     /// 500; the cause is logged, the client gets a generic message.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "request failed");
-        Self { status: StatusCode::INTERNAL_SERVER_ERROR, code: "internal", message: "internal error; see the exporter's log".into() }
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: "internal error; see the exporter's log".into(),
+        }
     }
 }
 

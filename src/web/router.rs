@@ -185,7 +185,12 @@ mod tests {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(ScoresCollector::new(Arc::clone(&snapshot), 15.0)));
         crate::export::SelfMetrics::register(&mut registry);
-        AppState { snapshot, registry: Arc::new(registry), ready: Arc::new(AtomicBool::new(true)), telemetry_path: "/metrics".into() }
+        AppState {
+            snapshot,
+            registry: Arc::new(registry),
+            ready: Arc::new(AtomicBool::new(true)),
+            telemetry_path: "/metrics".into(),
+        }
     }
 
     async fn get_text(app: Router, uri: &str, accept: Option<&str>) -> (StatusCode, String, String) {

@@ -1,0 +1,146 @@
+//! The daemon on real components: a simulated fleet, a real Prometheus scraping it and the
+//! exporter, and anomaly-exporter reading Prometheus. A latency fault in one service must show,
+//! read back through Prometheus as a dashboard would, as that service's latency series alone
+//! having `anomaly_score > 1` and `anomaly_severity >= 2`.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anomaly_exporter::simulate::{self, FaultKind, FaultRequest, FleetOptions};
+use common::{Prometheus, fetch_text, free_port, wait_until};
+
+/// The exporter binary, killed on drop.
+struct Exporter {
+    child: Child,
+    address: String,
+}
+
+impl Exporter {
+    fn start(config_path: &std::path::Path, address: &str, log_path: &std::path::Path) -> Self {
+        let log = std::fs::File::create(log_path).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_anomaly-exporter"))
+            .args(["run", "--config.file"])
+            .arg(config_path)
+            .args(["--web.listen-address", address, "--log.level", "debug"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Self { child, address: address.to_owned() }
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Instant query through Prometheus's API: the `service` label of every series in the answer.
+async fn services_matching(prometheus: &Prometheus, promql: &str) -> Vec<String> {
+    let url = format!("{}/api/v1/query?query={}", prometheus.url(), urlencode(promql));
+    let body: serde_json::Value = serde_json::from_str(&fetch_text(&url).await).unwrap_or_default();
+    let mut services: Vec<String> = body["data"]["result"]
+        .as_array()
+        .map(|r| r.iter().filter_map(|s| s["metric"]["service"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    if std::env::var_os("DEBUG_FLAGGED").is_some() {
+        eprintln!("{promql}: {}", body["data"]["result"]);
+    }
+    services.sort();
+    services
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_fault_flags_only_that_services_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet =
+        simulate::start(FleetOptions { seed: 7, ..FleetOptions::ephemeral(3, dir.path().join("logs")) }).await.unwrap();
+    let exporter_config = dir.path().join("anomaly-exporter.yml");
+    let exporter_log = dir.path().join("exporter.log");
+
+    let targets: Vec<String> = fleet.services().iter().map(|s| format!("'{}'", s.address)).collect();
+    let exporter_address = format!("127.0.0.1:{}", free_port());
+    let prometheus = Prometheus::start(&format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n\
+         - job_name: springboot\n  metrics_path: /actuator/prometheus\n  static_configs:\n  - targets: [{}]\n\
+         - job_name: anomaly-exporter\n  honor_labels: true\n  static_configs:\n  - targets: ['{exporter_address}']\n",
+        targets.join(", ")
+    ))
+    .await;
+
+    std::fs::write(
+        &exporter_config,
+        format!(
+            "source:\n  url: {}\n  step: 1s\ninterval: 1s\nservice_grace: 30s\nbackfill: 5m\n\
+             detector:\n  window: 10\n  min_training_points: 40\n  retrain_every_points: 30\n",
+            prometheus.url()
+        ),
+    )
+    .unwrap();
+    // Bound where Prometheus already looks for it.
+    let exporter = Exporter::start(&exporter_config, &exporter_address, &exporter_log);
+
+    // Every service's latency model trained, as Prometheus sees it.
+    let warmed = wait_until(Duration::from_secs(150), || async {
+        services_matching(&prometheus, r#"anomaly_model_warmup{signal="latency"} == 0"#).await.len() == 3
+    })
+    .await;
+    let log = || std::fs::read_to_string(&exporter_log).unwrap_or_default();
+    assert!(warmed, "latency models did not train in time; exporter log:\n{}", log());
+
+    let target = fleet.services()[1].name.clone();
+    fleet
+        .inject_fault(FaultRequest {
+            service: target.clone(),
+            kind: FaultKind::Latency,
+            duration_seconds: 90.0,
+            magnitude: None,
+        })
+        .unwrap();
+
+    let flagged = r#"(anomaly_score{signal="latency"} > 1) and on (service, signal) (anomaly_severity >= 2)"#;
+    let detected = wait_until(Duration::from_secs(60), || async {
+        services_matching(&prometheus, flagged).await == [target.clone()]
+    })
+    .await;
+    assert!(
+        detected,
+        "latency fault in {target} not flagged; now flagged: {:?}; exporter log:\n{}",
+        services_matching(&prometheus, flagged).await,
+        log()
+    );
+
+    // While it is flagged, no other service is, on latency or on any other signal.
+    for _ in 0..5 {
+        let any_signal = "(anomaly_score > 1) and on (service, signal) (anomaly_severity >= 2)";
+        let others: Vec<String> =
+            services_matching(&prometheus, any_signal).await.into_iter().filter(|s| *s != target).collect();
+        if !others.is_empty() {
+            let url = format!(
+                "{}/api/v1/query?query={}",
+                prometheus.url(),
+                urlencode("anomaly_severity >= 1 or anomaly_score > 1")
+            );
+            panic!("services flagged without a fault: {others:?}\n{}", fetch_text(&url).await);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    let metrics = fetch_text(&format!("http://{}/metrics", exporter.address)).await;
+    assert!(metrics.contains("anomaly_exporter_source_up 1"), "{metrics}");
+    drop(exporter);
+    fleet.shutdown().await.unwrap();
+}
