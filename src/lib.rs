@@ -14,3 +14,4 @@ pub mod features;
 pub mod forest;
 pub mod source;
 pub mod table;
+pub mod web;
