@@ -309,6 +309,57 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn required_client_certificate_is_verified_against_client_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let server_cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        std::fs::write(dir.path().join("server.crt"), server_cert.cert.pem()).unwrap();
+        std::fs::write(dir.path().join("server.key"), server_cert.signing_key.serialize_pem()).unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let client_ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap()).unwrap();
+        std::fs::write(dir.path().join("clients-ca.crt"), client_ca.pem()).unwrap();
+        let client_key = rcgen::KeyPair::generate().unwrap();
+        let mut client_params = rcgen::CertificateParams::new(vec!["prometheus".to_owned()]).unwrap();
+        client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let client_cert = client_params.signed_by(&client_key, &client_ca).unwrap();
+        let file = dir.path().join("web.yml");
+        std::fs::write(
+            &file,
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  \
+             client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: clients-ca.crt\n",
+        )
+        .unwrap();
+        let config = WebConfig::load(&file).unwrap();
+
+        let router = Router::new().route("/-/healthy", get(|| async { "ok" }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            serve_listener(router, listener, Some(&config), async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        let trusted = || {
+            reqwest::Client::builder()
+                .tls_certs_only([reqwest::Certificate::from_pem(server_cert.cert.pem().as_bytes()).unwrap()])
+        };
+        let url = format!("https://{address}/-/healthy");
+        let identity =
+            reqwest::Identity::from_pem(format!("{}{}", client_cert.pem(), client_key.serialize_pem()).as_bytes())
+                .unwrap();
+        let with_certificate = trusted().identity(identity).build().unwrap();
+        assert_eq!(with_certificate.get(&url).send().await.unwrap().text().await.unwrap(), "ok");
+        let without_certificate = trusted().build().unwrap();
+        assert!(without_certificate.get(&url).send().await.is_err());
+
+        drop(with_certificate);
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap().unwrap();
+    }
+
+    #[tokio::test]
     async fn plain_http_serves_and_shuts_down() {
         let router = Router::new().route("/-/healthy", get(|| async { "ok" }));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
