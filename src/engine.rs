@@ -300,7 +300,8 @@ fn split_by_service(service_label: &str, samples: Vec<Sample>) -> Answer {
             continue;
         };
         match answer.get(&service) {
-            Some(existing) if !(sample.value > existing.value) => {}
+            // NaN never replaces a number: the comparison is false for it.
+            Some(existing) if sample.value.partial_cmp(&existing.value) != Some(std::cmp::Ordering::Greater) => {}
             _ => {
                 answer.insert(service, sample);
             }

@@ -33,7 +33,10 @@ fn main() -> ExitCode {
     let outcome: Result<(), (u8, anyhow::Error)> = match cli.command {
         Some(Command::Score(args)) => commands::score::run(&args).map_err(|e| (USAGE_ERROR, e.into())),
         Some(Command::CheckConfig(args)) => commands::run::check_config(&args)
-            .map(|config| println!("{}: valid, {} signals", args.config_file.display(), config.signals.len()))
+            .map(|(config, web)| {
+                let web = if web.is_some() { ", web config valid" } else { "" };
+                println!("{}: valid, {} signals{web}", args.config_file.display(), config.signals.len());
+            })
             .map_err(|e| (e.exit_code(), e.into())),
         Some(Command::Run(args)) => run_daemon(args),
         None => run_daemon(cli.run),

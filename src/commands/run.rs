@@ -13,7 +13,10 @@ use crate::config::{Config, ConfigError};
 use crate::engine::Engine;
 use crate::export::{ScoresCollector, SelfMetrics, SnapshotCell};
 use crate::source::{PrometheusClient, SourceError};
+use crate::web::auth::{Authenticator, Role};
 use crate::web::router::{AppState, router};
+use crate::web::serve::serve_listener;
+use crate::web::web_config::{WebConfig, WebError};
 
 /// The default address: outside 9100–9999, which Prometheus's port allocation list has filled.
 pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:10110";
@@ -30,6 +33,9 @@ pub struct RunArgs {
     /// Path under which to expose metrics.
     #[arg(long = "web.telemetry-path", default_value = "/metrics", value_parser = parse_telemetry_path)]
     pub telemetry_path: String,
+    /// Exporter-toolkit web configuration (TLS, basic auth with bcrypt hashes), as node_exporter takes.
+    #[arg(long = "web.config.file")]
+    pub web_config_file: Option<PathBuf>,
 }
 
 fn parse_telemetry_path(text: &str) -> Result<String, String> {
@@ -49,6 +55,9 @@ pub enum RunError {
     /// The source could not be set up (secret files, CA file).
     #[error("config: {0}")]
     Source(#[from] SourceError),
+    /// The web configuration file was refused.
+    #[error(transparent)]
+    WebConfig(WebError),
     /// The listen address could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Listen {
@@ -59,29 +68,40 @@ pub enum RunError {
     },
     /// The server failed while running.
     #[error("web server failed: {0}")]
-    Serve(std::io::Error),
+    Serve(WebError),
 }
 
 impl RunError {
     /// 2 for mistakes in the configuration or flags, 1 for failures at run time.
     pub fn exit_code(&self) -> u8 {
         match self {
-            RunError::Config(_) | RunError::Source(_) | RunError::Listen { .. } => 2,
+            RunError::Config(_) | RunError::Source(_) | RunError::WebConfig(_) | RunError::Listen { .. } => 2,
             RunError::Serve(_) => 1,
         }
     }
 }
 
-/// Loads and checks the configuration without starting anything (`check-config`).
-pub fn check_config(args: &RunArgs) -> Result<Config, RunError> {
+/// Loads and checks the configuration and the web configuration without starting anything
+/// (`check-config`), opening every file they name.
+pub fn check_config(args: &RunArgs) -> Result<(Config, Option<WebConfig>), RunError> {
     let config = Config::load(&args.config_file)?;
     PrometheusClient::new(&config.source)?;
-    Ok(config)
+    let web_config = match &args.web_config_file {
+        Some(path) => {
+            let web_config = WebConfig::load(path).map_err(RunError::WebConfig)?;
+            web_config.check().map_err(RunError::WebConfig)?;
+            Some(web_config)
+        }
+        None => None,
+    };
+    Ok((config, web_config))
 }
 
 /// Runs the daemon until SIGINT or SIGTERM.
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
-    let config = Arc::new(check_config(&args)?);
+    let (config, web_config) = check_config(&args)?;
+    let config = Arc::new(config);
+    let authenticator = Authenticator::new(web_config.as_ref()).map_err(RunError::WebConfig)?;
     let client = PrometheusClient::new(&config.source)?;
     let snapshot = Arc::new(SnapshotCell::default());
     let mut registry = Registry::default();
@@ -92,8 +112,9 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let listener = tokio::net::TcpListener::bind(args.listen_address)
         .await
         .map_err(|source| RunError::Listen { address: args.listen_address, source })?;
-    let local = listener.local_addr().map_err(RunError::Serve)?;
-    info!(address = %local, telemetry_path = %args.telemetry_path, signals = config.signals.len(), "listening");
+    let local = listener.local_addr().map_err(|source| RunError::Listen { address: args.listen_address, source })?;
+    let tls = web_config.as_ref().is_some_and(|w| w.tls_server_config().is_some());
+    info!(address = %local, tls, telemetry_path = %args.telemetry_path, signals = config.signals.len(), "listening");
 
     let state = AppState {
         snapshot: Arc::clone(&snapshot),
@@ -115,7 +136,10 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     });
 
     let mut server_stop = stop_rx;
-    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+    // Every route, the probes included, needs at least the reader role when basic auth is on,
+    // as exporter-toolkit does.
+    let app = router(state).layer(authenticator.require(Role::Reader));
+    let server = serve_listener(app, listener, web_config.as_ref(), async move {
         let _ = server_stop.wait_for(|stopped| *stopped).await;
     });
     let signals = async {
@@ -123,7 +147,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         info!("shutting down");
         let _ = stop_tx.send(true);
     };
-    let (served, ()) = tokio::join!(server.into_future(), signals);
+    let (served, ()) = tokio::join!(server, signals);
     let _ = engine_task.await;
     served.map_err(RunError::Serve)
 }

@@ -113,7 +113,7 @@ impl PrometheusClient {
         step: Duration,
     ) -> Result<RangeMatrix, SourceError> {
         let step_ms = i64::try_from(step.as_millis()).unwrap_or(i64::MAX);
-        if step_ms == 0 || step.subsec_nanos() % 1_000_000 != 0 {
+        if step_ms == 0 || !step.subsec_nanos().is_multiple_of(1_000_000) {
             return Err(SourceError::InvalidArgument(format!("step {step:?} must be a whole number of milliseconds")));
         }
         let (start_ms, end_ms) = (epoch_ms(start), epoch_ms(end));
