@@ -161,11 +161,12 @@ impl Engine {
                 let key = SeriesKey { service: service.clone(), signal: signal.name.clone() };
                 let Some(tracked) = self.series.get_mut(&key) else { continue };
                 tracked.last_seen = Instant::now();
-                tracked.seen_in_cycle = cycle;
                 if !sample.value.is_finite() {
+                    // Still alive (no grace countdown), but there is nothing to export this cycle.
                     self.metrics.points_skipped.get_or_create(&SignalLabels { signal: signal.name.clone() }).inc();
                     continue;
                 }
+                tracked.seen_in_cycle = cycle;
                 if let Some(observation) =
                     tracked.detector.observe(detector_params, signal.min_deviation, sample.timestamp_ms, sample.value)
                 {

@@ -63,6 +63,22 @@ fn urlencode(text: &str) -> String {
         .collect()
 }
 
+/// `promtool check metrics` must report nothing on our exposition (node_exporter's checkmetrics).
+fn assert_promtool_accepts(metrics: &str) {
+    use std::io::Write;
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is missing: run scripts/install-deps.sh");
+    promtool.stdin.take().unwrap().write_all(metrics.as_bytes()).unwrap();
+    let output = promtool.wait_with_output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success() && report.trim().is_empty(), "promtool check metrics: {report}\n{metrics}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latency_fault_flags_only_that_services_latency() {
     let dir = tempfile::tempdir().unwrap();
@@ -141,6 +157,7 @@ async fn latency_fault_flags_only_that_services_latency() {
 
     let metrics = fetch_text(&format!("http://{}/metrics", exporter.address)).await;
     assert!(metrics.contains("anomaly_exporter_source_up 1"), "{metrics}");
+    assert_promtool_accepts(&metrics);
     drop(exporter);
     fleet.shutdown().await.unwrap();
 }

@@ -57,9 +57,12 @@ impl Forest {
         for (tree, bounds) in self.offsets.windows(2).enumerate() {
             let nodes = &self.nodes[bounds[0] as usize..bounds[1] as usize];
             let mut at = [0usize; N];
+            // Walks never leave the tree, but the compiler cannot know: clamping the index is
+            // one instruction where a bounds check is a compare and a branch.
+            let last = nodes.len() - 1;
             for _ in 0..self.heights[tree] {
                 for lane in 0..N {
-                    let node = nodes[at[lane]];
+                    let node = nodes[at[lane].min(last)];
                     let x = by_feature[(usize::from(node.feature) * N + lane) & mask];
                     at[lane] = usize::from(node.left) + usize::from(x > node.threshold);
                 }
