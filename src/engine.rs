@@ -125,11 +125,11 @@ impl Engine {
         let started = Instant::now();
         self.cycle += 1;
         let mut report = CycleReport::default();
-        let signals = self.config.signals.clone();
+        let config = Arc::clone(&self.config);
 
-        let mut answers: Vec<(Signal, Answer)> = Vec::with_capacity(signals.len());
-        for signal in signals {
-            match self.query_signal(&signal, now).await {
+        let mut answers: Vec<(&Signal, Answer)> = Vec::with_capacity(config.signals.len());
+        for signal in &config.signals {
+            match self.query_signal(signal, now).await {
                 Ok(answer) => answers.push((signal, answer)),
                 Err(error) => {
                     warn!(signal = %signal.name, reason = error.reason(), %error, "query failed");
@@ -153,7 +153,7 @@ impl Engine {
             self.start_series(signal, &new_services, now).await;
         }
 
-        let detector_params = &self.config.detector;
+        let detector_params = &config.detector;
         let cycle = self.cycle;
         let before: u64 = self.series.values().filter_map(|s| s.detector.model_info()).map(|m| m.generation).sum();
         for (signal, answer) in &answers {

@@ -46,7 +46,8 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err((code, error)) => {
-            eprintln!("anomaly-exporter: error: {error:#}");
+            // Our error messages already carry their causes; printing the chain would repeat them.
+            eprintln!("anomaly-exporter: error: {error}");
             ExitCode::from(code)
         }
     }
@@ -56,6 +57,6 @@ fn run_daemon(args: commands::run::RunArgs) -> Result<(), (u8, anyhow::Error)> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| (1, anyhow::Error::new(e).context("cannot start the async runtime")))?;
+        .map_err(|e| (1, anyhow::anyhow!("cannot start the async runtime: {e}")))?;
     runtime.block_on(commands::run::run(args)).map_err(|e| (e.exit_code(), e.into()))
 }

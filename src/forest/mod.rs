@@ -193,6 +193,13 @@ impl Forest {
         if data.rows() == 0 {
             return Err(ForestError::Empty);
         }
+        if data.rows() >= u32::MAX as usize {
+            // Sampled rows are indexed with 32 bits, which keeps the fitting buffers small.
+            return Err(ForestError::InvalidParameter {
+                name: "rows",
+                problem: format!("{} rows: at most 4294967294", data.rows()),
+            });
+        }
         if data.columns() > MAX_FEATURES {
             return Err(ForestError::TooManyFeatures { columns: data.columns() });
         }

@@ -55,7 +55,7 @@ impl FleetHandle {
         &self.state.services
     }
 
-    /// The base URL of the control API, such as `http://127.0.0.1:9797`.
+    /// The base URL of the control API, such as `http://127.0.0.1:10111`.
     pub fn control_url(&self) -> String {
         format!("http://{}", self.control_address)
     }

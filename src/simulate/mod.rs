@@ -34,7 +34,7 @@ mod options;
 pub use error::SimulateError;
 pub use fault::{Fault, FaultKind, FaultRequest};
 pub use fleet::{FleetHandle, ServiceEndpoint, start};
-pub use options::{FleetOptions, LogFormat, parse_duration};
+pub use options::{FleetOptions, LogFormat};
 
 /// Runs the fleet until Ctrl-C or SIGTERM: the `simulate` command.
 ///

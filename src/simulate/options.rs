@@ -8,6 +8,8 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use super::SimulateError;
+// One duration syntax across the product: flags read like the config file's durations.
+use crate::source::parse_duration;
 
 /// Largest fleet: beyond this the fleet is a load generator, which is not its job.
 const MAX_SERVICES: usize = 1000;
@@ -19,7 +21,7 @@ pub struct FleetOptions {
     #[arg(long, default_value_t = 3)]
     pub services: usize,
     /// Address of the control API (faults, targets). Outside the Prometheus exporter port range.
-    #[arg(long, default_value = "127.0.0.1:9797")]
+    #[arg(long, default_value = "127.0.0.1:10111")]
     pub listen_address: SocketAddr,
     /// First service port; service i listens on base-port + i. 0 gives every service an ephemeral
     /// port (discover them with GET /targets).
@@ -59,7 +61,7 @@ impl Default for FleetOptions {
     fn default() -> Self {
         Self {
             services: 3,
-            listen_address: SocketAddr::from(([127, 0, 0, 1], 9797)),
+            listen_address: SocketAddr::from(([127, 0, 0, 1], 10111)),
             base_port: 18080,
             log_dir: PathBuf::from("simulate-logs"),
             log_format: LogFormat::Logstash,
@@ -125,56 +127,9 @@ pub enum LogFormat {
     Ecs,
 }
 
-/// Parses a duration such as `90s`, `10m`, `1h30m` or `500ms` (units ms, s, m, h, d).
-///
-/// This is the subset of `humantime` the flags need; a bare number is refused because a reader
-/// cannot tell seconds from minutes.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let invalid = || format!("{text:?}: expected a duration such as 90s, 10m, 1h30m or 500ms");
-    let mut total = Duration::ZERO;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return Err(invalid());
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(invalid)?;
-        let amount: u64 = rest[..digits].parse().map_err(|_| invalid())?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(1),
-            "s" => Duration::from_secs(1),
-            "m" => Duration::from_secs(60),
-            "h" => Duration::from_secs(3600),
-            "d" => Duration::from_secs(86_400),
-            _ => return Err(invalid()),
-        };
-        let part = u32::try_from(amount).ok().and_then(|n| unit.checked_mul(n)).ok_or_else(invalid)?;
-        total = total.checked_add(part).ok_or_else(invalid)?;
-        rest = &rest[unit_len..];
-    }
-    Ok(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_combine_units() {
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
-    }
-
-    #[test]
-    fn durations_without_a_unit_or_with_an_unknown_unit_are_refused() {
-        for text in ["", "10", "m", "10x", "1.5h", "-1s", "99999999999h"] {
-            assert!(parse_duration(text).is_err(), "{text:?} was accepted");
-        }
-    }
 
     #[test]
     fn defaults_are_valid_and_zero_services_is_not() {
