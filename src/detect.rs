@@ -250,7 +250,10 @@ impl SeriesDetector {
                 }
                 let info = ModelInfo { trained_at_ms: now_ms, rows: self.training.len(), generation };
                 self.model = Some(Model { forest, feature_min, feature_max, info });
-                self.points_since_fit = 0;
+                // Series that start together (a daemon restart, a backfill) would all refit in
+                // the same cycle forever; a per-series offset after the first fit spreads them.
+                self.points_since_fit =
+                    if generation == 1 { (self.seed % params.retrain_every_points as u64) as usize } else { 0 };
             }
             Err(error) => tracing::warn!(%error, "model fit failed; keeping the previous model"),
         }

@@ -357,6 +357,9 @@ fn unescape_until_quote(text: &str) -> Option<(String, &str)> {
 
 #[cfg(test)]
 mod tests {
+    // The cycle benchmark includes this module too; built without a test harness, its `#[test]`
+    // functions are dropped and this import goes unused there.
+    #[allow(unused_imports)]
     use super::*;
 
     const SCRAPE: &str = r#"# HELP demo_cpu_usage CPU
