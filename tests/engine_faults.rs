@@ -128,3 +128,57 @@ async fn unreachable_source_counts_connect_errors() {
     let text = scrape(&registry);
     assert!(text.contains("anomaly_exporter_query_errors_total{signal=\"cpu\",reason=\"connect\"} 1"), "{text}");
 }
+
+#[tokio::test]
+async fn services_appear_and_vanish_after_the_grace_period() {
+    // The fake source answers with two services, then only one.
+    let both = Arc::new(AtomicUsize::new(1));
+    let answer = {
+        let both = Arc::clone(&both);
+        move || {
+            let both = Arc::clone(&both);
+            async move {
+                let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs_f64();
+                let mut result = vec![format!(r#"{{"metric":{{"application":"a"}},"value":[{now},"1"]}}"#)];
+                if both.load(Ordering::SeqCst) == 1 {
+                    result.push(format!(r#"{{"metric":{{"application":"b"}},"value":[{now},"2"]}}"#));
+                }
+                format!(r#"{{"status":"success","data":{{"resultType":"vector","result":[{}]}}}}"#, result.join(","))
+            }
+        }
+    };
+    let app = Router::new().route("/api/v1/query", post(answer)).route(
+        "/api/v1/query_range",
+        post(|| async { r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"# }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let config = Config::from_yaml(
+        &format!(
+            "source:\n  url: http://{address}\ninterval: 1s\nservice_grace: 1s\nsignals:\n  cpu:\n    query: up\n"
+        ),
+        std::path::Path::new("test.yml"),
+    )
+    .unwrap();
+    let snapshot = Arc::new(SnapshotCell::default());
+    let mut registry = Registry::default();
+    let metrics = SelfMetrics::register(&mut registry);
+    let client = PrometheusClient::new(&config.source).unwrap();
+    let mut engine = Engine::new(Arc::new(config), client, metrics, Arc::clone(&snapshot));
+
+    let report = engine.run_cycle(SystemTime::now()).await;
+    assert_eq!((report.new_series, report.exported_series), (2, 2));
+    assert!(scrape(&registry).contains("anomaly_exporter_series_tracked 2"));
+
+    both.store(0, Ordering::SeqCst);
+    let report = engine.run_cycle(SystemTime::now()).await;
+    // Gone from the answer: no longer exported at once, but kept (its history) within the grace.
+    assert_eq!((report.exported_series, report.dropped_series), (1, 0));
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let report = engine.run_cycle(SystemTime::now()).await;
+    assert_eq!(report.dropped_series, 1);
+    assert!(scrape(&registry).contains("anomaly_exporter_series_tracked 1"));
+    assert_eq!(snapshot.load().series.iter().map(|s| s.service.as_str()).collect::<Vec<_>>(), ["a"]);
+}

@@ -1,0 +1,47 @@
+//! `check-config` and `run` refuse a bad configuration before starting: exit code 2, with the key.
+
+use std::process::Command;
+
+fn anomaly_exporter(args: &[&str]) -> (Option<i32>, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_anomaly-exporter")).args(args).output().expect("binary runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn shipped_example_config_is_valid() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/anomaly-exporter.yml");
+    let (code, stdout, stderr) = anomaly_exporter(&["check-config", "--config.file", example]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("valid, 4 signals"), "{stdout}");
+}
+
+#[test]
+fn invalid_config_exits_2_naming_the_key_without_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yml");
+    std::fs::write(&bad, "source:\n  url: http://127.0.0.1:9\nsignals:\n  cpu:\n    query: up\n    thresholds: {warning: 0.9, high: 0.5}\n").unwrap();
+    let bad = bad.to_str().unwrap();
+    for command in [
+        &["check-config", "--config.file", bad][..],
+        &["run", "--config.file", bad, "--web.listen-address", "127.0.0.1:0"],
+    ] {
+        let (code, _, stderr) = anomaly_exporter(command);
+        assert_eq!(code, Some(2), "{command:?}: {stderr}");
+        assert!(
+            stderr.contains("signals.cpu.thresholds: warning threshold 0.9 must be at most the high threshold 0.5"),
+            "{stderr}"
+        );
+    }
+    let (code, _, stderr) = anomaly_exporter(&["check-config", "--config.file", "/nonexistent/anomaly-exporter.yml"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("cannot read /nonexistent/anomaly-exporter.yml"), "{stderr}");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/anomaly-exporter.yml");
+    let (code, _, stderr) =
+        anomaly_exporter(&["check-config", "--config.file", example, "--web.config.file", "/nonexistent/web.yml"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("web.config.file /nonexistent/web.yml"), "{stderr}");
+}
