@@ -95,6 +95,7 @@ impl Engine {
         let mut on_first_cycle = Some(on_first_cycle);
         let mut consecutive_failures = 0u32;
         loop {
+            let cycle_started = Instant::now();
             let report = tokio::select! {
                 () = &mut shutdown => break,
                 report = self.run_cycle(SystemTime::now()) => report,
@@ -112,9 +113,10 @@ impl Engine {
                     "source unavailable, backing off"
                 );
             }
+            // Cycles start every interval, not an interval after the previous one ended.
             tokio::select! {
                 () = &mut shutdown => break,
-                () = tokio::time::sleep(backoff) => {}
+                () = tokio::time::sleep(backoff.saturating_sub(cycle_started.elapsed())) => {}
             }
         }
         info!("engine stopped");
@@ -138,6 +140,9 @@ impl Engine {
             }
         }
 
+        // Fits counted as the change in model generations, first fits from backfill included.
+        let generations_before: u64 =
+            self.series.values().filter_map(|s| s.detector.model_info()).map(|m| m.generation).sum();
         for (signal, answer) in &answers {
             let new_services: Vec<&String> = answer
                 .keys()
@@ -155,7 +160,6 @@ impl Engine {
 
         let detector_params = &config.detector;
         let cycle = self.cycle;
-        let before: u64 = self.series.values().filter_map(|s| s.detector.model_info()).map(|m| m.generation).sum();
         for (signal, answer) in &answers {
             for (service, sample) in answer {
                 let key = SeriesKey { service: service.clone(), signal: signal.name.clone() };
@@ -174,8 +178,9 @@ impl Engine {
                 }
             }
         }
-        let after: u64 = self.series.values().filter_map(|s| s.detector.model_info()).map(|m| m.generation).sum();
-        self.metrics.models_trained.inc_by(after.saturating_sub(before));
+        let generations_after: u64 =
+            self.series.values().filter_map(|s| s.detector.model_info()).map(|m| m.generation).sum();
+        self.metrics.models_trained.inc_by(generations_after.saturating_sub(generations_before));
 
         let grace = self.config.service_grace;
         let count_before = self.series.len();
