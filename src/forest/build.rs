@@ -86,7 +86,8 @@ pub(crate) fn grow_tree(data: &Matrix, sample_size: usize, max_depth: u32, rng: 
     // Features known to be constant in a node are kept at the front of this array, so a child
     // inherits its parent's knowledge by a count (scikit-learn's `n_constant_features`).
     let mut features: Vec<u16> = (0..columns as u16).collect();
-    let mut nodes = vec![Node { threshold: 0.0, feature: 0, left: 0 }];
+    let mut nodes = Vec::with_capacity(2 * rows.len());
+    nodes.push(Node { threshold: 0.0, feature: 0, left: 0 });
     let mut height = 0u32;
     let mut pending = vec![PendingNode { slot: 0, start: 0, end: rows.len(), depth: 0, known_constant: 0 }];
 
@@ -178,15 +179,24 @@ fn draw_threshold(min: f32, max: f32, rng: &mut ForestRng) -> f32 {
 }
 
 /// Moves the rows for which `goes_left` holds to the front; returns how many there are.
+/// Two cursors meet in the middle (Hoare's scheme): each misplaced pair costs one swap, and rows
+/// already on their side are never moved. Order within a side does not matter to the tree.
 fn partition(rows: &mut [u32], goes_left: impl Fn(u32) -> bool) -> usize {
-    let mut boundary = 0;
-    for i in 0..rows.len() {
-        if goes_left(rows[i]) {
-            rows.swap(i, boundary);
-            boundary += 1;
+    let (mut low, mut high) = (0, rows.len());
+    loop {
+        while low < high && goes_left(rows[low]) {
+            low += 1;
         }
+        while low < high && !goes_left(rows[high - 1]) {
+            high -= 1;
+        }
+        if low >= high {
+            return low;
+        }
+        rows.swap(low, high - 1);
+        low += 1;
+        high -= 1;
     }
-    boundary
 }
 
 #[cfg(test)]
