@@ -308,8 +308,8 @@ impl SelfMetrics {
             "Build information: version, git revision and compiler",
             Info::new(vec![
                 ("version", env!("CARGO_PKG_VERSION").to_owned()),
-                ("revision", option_env!("ANOMALY_EXPORTER_REVISION").unwrap_or("unknown").to_owned()),
-                ("rustc", option_env!("ANOMALY_EXPORTER_RUSTC").unwrap_or("unknown").to_owned()),
+                ("revision", env!("ANOMALY_EXPORTER_REVISION").to_owned()),
+                ("rustc", env!("ANOMALY_EXPORTER_RUSTC").to_owned()),
             ]),
         );
         own.register_with_unit(
