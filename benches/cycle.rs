@@ -50,10 +50,7 @@ async fn start_exporter(services: usize) -> String {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let address = listener.local_addr().expect("address").to_string();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    address
+    common::serve_on_loopback(app).await
 }
 
 async fn measure(series: usize) {

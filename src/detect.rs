@@ -187,10 +187,7 @@ impl SeriesDetector {
             let score = model.anomaly_score(&features, params.range_tolerance)?;
             Some(if deviation < min_deviation { score.min(1.0) } else { score })
         });
-        self.training.push_back(features);
-        if self.training.len() > params.training_points {
-            self.training.pop_front();
-        }
+        self.learn(params, features);
         self.points_since_fit += 1;
         let due = match self.model {
             None => self.training.len() >= params.min_training_points,
@@ -212,16 +209,21 @@ impl SeriesDetector {
             self.last_timestamp_ms = Some(timestamp_ms);
             last = Some(timestamp_ms);
             if let Some(features) = self.window.push(value) {
-                self.training.push_back(features);
-                if self.training.len() > params.training_points {
-                    self.training.pop_front();
-                }
+                self.learn(params, features);
             }
         }
         if let Some(now) = last
             && self.training.len() >= params.min_training_points
         {
             self.fit(params, now);
+        }
+    }
+
+    /// Adds a point's features to the training set, forgetting the oldest beyond its size.
+    fn learn(&mut self, params: &DetectorParams, features: [f32; FEATURE_COUNT]) {
+        self.training.push_back(features);
+        if self.training.len() > params.training_points {
+            self.training.pop_front();
         }
     }
 
@@ -262,16 +264,6 @@ impl SeriesDetector {
     /// The current model's facts, or `None` while warming up.
     pub fn model_info(&self) -> Option<ModelInfo> {
         self.model.as_ref().map(|model| model.info)
-    }
-
-    /// The current model, if any.
-    pub fn model(&self) -> Option<&Forest> {
-        self.model.as_ref().map(|model| &model.forest)
-    }
-
-    /// Timestamp of the last point learned from.
-    pub fn last_timestamp_ms(&self) -> Option<i64> {
-        self.last_timestamp_ms
     }
 }
 

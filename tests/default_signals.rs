@@ -46,10 +46,7 @@ async fn serve_fixture(text: String) -> String {
             async move { ([("content-type", "text/plain; version=0.0.4")], body) }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    address
+    common::serve_on_loopback(app).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

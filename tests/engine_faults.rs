@@ -2,6 +2,8 @@
 //! last good state of nothing (no stale series), report the source down, count the errors by
 //! reason, and recover by itself when the source answers again.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
@@ -45,10 +47,7 @@ async fn start_source(mode: Arc<AtomicUsize>) -> String {
         "/api/v1/query_range",
         post(|| async { (StatusCode::OK, r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#) }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{address}")
+    format!("http://{}", common::serve_on_loopback(app).await)
 }
 
 fn scrape(registry: &Registry) -> String {
@@ -151,9 +150,7 @@ async fn services_appear_and_vanish_after_the_grace_period() {
         "/api/v1/query_range",
         post(|| async { r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"# }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let address = common::serve_on_loopback(app).await;
 
     let config = Config::from_yaml(
         &format!(

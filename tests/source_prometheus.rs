@@ -25,10 +25,7 @@ async fn start_tiny_exporter() -> String {
                 demo_odd_value{application=\"checkout\",kind=\"nan\"} NaN\n\
                 demo_odd_value{application=\"checkout\",kind=\"inf\"} +Inf\n";
     let router = Router::new().route("/metrics", get(move || async move { body }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the tiny exporter");
-    let address = listener.local_addr().expect("tiny exporter address");
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    address.to_string()
+    common::serve_on_loopback(router).await
 }
 
 fn prometheus_config(exporter: &str) -> String {

@@ -20,6 +20,15 @@ use tempfile::TempDir;
 /// How long a server may take to become ready; Prometheus replays its (empty) WAL first.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Serves `router` on a free loopback port in the background; returns its `127.0.0.1:port`.
+/// For the small stand-ins tests need: exporters for Prometheus to scrape, fake APIs that fail.
+pub(crate) async fn serve_on_loopback(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+    let address = listener.local_addr().expect("local address").to_string();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    address
+}
+
 /// A loopback port that was free a moment ago. Another process may take it before we bind it;
 /// [`ServerProcess::start`] retries on a fresh port when that happens.
 pub(crate) fn free_port() -> u16 {
