@@ -16,7 +16,7 @@ echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --all-targets 2>&1 | tee "$log" || status=$?
+cargo test --all-targets --no-fail-fast 2>&1 | tee "$log" || status=$?
 # One closing line for the whole suite (the last target to run is a benchmark smoke test).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

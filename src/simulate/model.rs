@@ -20,6 +20,9 @@ use super::logs::{Level, LogEvent, LoggedException, TraceContext};
 /// default); the model rotates every minute and reports the larger of the last two windows.
 const MAX_WINDOW_SECONDS: f64 = 60.0;
 
+/// The window over which simulated CPU usage follows traffic, as the JVM's "recent" CPU load does.
+const CPU_AVERAGING_SECONDS: f64 = 10.0;
+
 /// Requests logged per second at most, in normal traffic: real services log a sample, not every
 /// request, and the log files must stay small in a long demo.
 const LOGGED_REQUESTS_PER_SECOND: f64 = 3.0;
@@ -320,6 +323,9 @@ pub(crate) struct ServiceModel {
     pub(crate) survivor_used_bytes: f64,
     pub(crate) old_gen_used_bytes: f64,
     pub(crate) live_threads: f64,
+    /// Requests served over requests expected at the profile's rate, averaged over the last
+    /// [`CPU_AVERAGING_SECONDS`]: a JVM reports "recent" CPU usage, not the last 100 ms.
+    recent_traffic_ratio: f64,
     /// `logback_events_total` by level: INFO, WARN, ERROR.
     pub(crate) log_events: [u64; 3],
     leaked_bytes: f64,
@@ -343,6 +349,7 @@ impl ServiceModel {
             survivor_used_bytes: profile.heap_max_bytes * 0.01,
             old_gen_used_bytes,
             live_threads: 30.0,
+            recent_traffic_ratio: 1.0,
             log_events: [0; 3],
             leaked_bytes: 0.0,
             old_gen_drift: 0.0,
@@ -419,7 +426,12 @@ impl ServiceModel {
         let load = self.load_at(now, day_length) * (1.0 + 0.05 * self.normal()).max(0.1);
         let mut events = Vec::new();
         let served = self.serve_requests(tick_start, seconds, load, &effects, &mut events);
-        let traffic_ratio = served as f64 / (self.profile.request_rate * seconds);
+        let tick_ratio = served as f64 / (self.profile.request_rate * seconds);
+        // At 5 requests a second a 100 ms tick serves 0, 1 or 2 requests; unsmoothed, that
+        // Poisson noise swings CPU between idle and saturated, which no real JVM reports.
+        let weight = 1.0 - (-seconds / CPU_AVERAGING_SECONDS).exp();
+        self.recent_traffic_ratio += weight * (tick_ratio - self.recent_traffic_ratio);
+        let traffic_ratio = self.recent_traffic_ratio;
         self.update_cpu(traffic_ratio, &effects);
         self.update_memory(tick_start, seconds, served, load, &effects, &mut events);
         self.live_threads = (28.0 + 12.0 * traffic_ratio.min(3.0) + self.normal()).round().max(20.0);
