@@ -18,6 +18,7 @@ use serde::Deserialize;
 use crate::classify::{AnomalyLevels, Direction, Thresholds};
 use crate::detect::DetectorParams;
 use crate::source::{SourceConfig, parse_duration};
+use crate::store::{DatasetsConfig, RawDatasetsConfig};
 
 /// Why a configuration was refused. The message names the file and the key.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +77,9 @@ pub struct RawConfig {
     /// The signals, by name. Absent: the Spring Boot defaults.
     #[serde(default)]
     pub signals: Option<BTreeMap<String, RawSignal>>,
+    /// Parquet datasets and model training.
+    #[serde(default)]
+    pub datasets: RawDatasetsConfig,
 }
 
 fn default_interval() -> String {
@@ -153,6 +157,8 @@ pub struct Config {
     pub anomaly_levels: AnomalyLevels,
     /// The signals, sorted by name.
     pub signals: Vec<Signal>,
+    /// Parquet datasets and model training (`path` resolved against the config file's directory).
+    pub datasets: DatasetsConfig,
 }
 
 /// The Spring Boot / Micrometer signals watched when the file names none. Each returns one
@@ -276,7 +282,13 @@ impl TryFrom<RawConfig> for Config {
                 min_deviation: signal.min_deviation,
             });
         }
+        // Relative to the working directory here; `Config::load` re-resolves against the file's.
+        let datasets = raw
+            .datasets
+            .validate(Path::new(""))
+            .map_err(|(key, problem)| invalid(format!("datasets.{key}"), problem))?;
         Ok(Config {
+            datasets,
             source: raw.source,
             interval,
             service_grace,
@@ -293,7 +305,12 @@ impl Config {
     pub fn from_yaml(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let raw: RawConfig = serde_yaml_ng::from_str(text)
             .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
-        Config::try_from(raw)
+        let mut config = Config::try_from(raw)?;
+        // `datasets.path` is relative to the config file's directory.
+        if let Some(base) = path.parent() {
+            config.datasets.path = base.join(&config.datasets.path);
+        }
+        Ok(config)
     }
 
     /// Reads, parses and validates the file at `path`.

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tracing::{debug, info, warn};
 
@@ -17,6 +17,7 @@ use crate::config::{Config, Signal};
 use crate::detect::{Observation, SeriesDetector};
 use crate::export::{SelfMetrics, SeriesState, SignalErrorLabels, SignalLabels, Snapshot, SnapshotCell, unix_seconds};
 use crate::source::{PrometheusClient, Sample, SourceError};
+use crate::store::writer::{StoreSink, StoredPoint};
 
 /// A series' identity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -29,7 +30,7 @@ pub struct SeriesKey {
 
 impl SeriesKey {
     /// A stable 64-bit mix of the key, so each series' models get their own reproducible seed.
-    fn seed(&self) -> u64 {
+    pub fn seed(&self) -> u64 {
         let bytes = self.service.bytes().chain([0xFF]).chain(self.signal.bytes());
         bytes.fold(0xCBF2_9CE4_8422_2325u64, |hash, b| (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3))
     }
@@ -67,7 +68,14 @@ pub struct Engine {
     snapshot: Arc<SnapshotCell>,
     series: HashMap<SeriesKey, TrackedSeries>,
     cycle: u64,
+    /// Where scored and backfilled points go, when datasets are enabled.
+    store: Option<StoreSink>,
+    /// The last cycle's evaluation time (ms), for the evaluation grid.
+    last_evaluation_ms: Option<u64>,
 }
+
+/// How many intervals a late engine catches up point by point before it skips to now.
+const MAX_CATCH_UP_INTERVALS: u64 = 10;
 
 /// One signal's answer: the value per service.
 type Answer = BTreeMap<String, Sample>;
@@ -80,7 +88,41 @@ impl Engine {
         metrics: SelfMetrics,
         snapshot: Arc<SnapshotCell>,
     ) -> Self {
-        Self { config, client, metrics, snapshot, series: HashMap::new(), cycle: 0 }
+        Self {
+            config,
+            client,
+            metrics,
+            snapshot,
+            series: HashMap::new(),
+            cycle: 0,
+            store: None,
+            last_evaluation_ms: None,
+        }
+    }
+
+    /// Sends every scored and backfilled point to the datasets writer, and backfills series
+    /// known to the datasets from their last flushed point.
+    pub fn with_store(mut self, sink: StoreSink) -> Self {
+        self.store = Some(sink);
+        self
+    }
+
+    /// The next cycle's evaluation time: a multiple of the interval, so live points and
+    /// backfilled points (range queries on the same grid) share timestamps. A cycle that starts
+    /// late takes the next grid point rather than skipping one (the loop then runs without
+    /// sleeping until it has caught up), unless it is more than ten intervals behind.
+    fn next_evaluation_ms(&self, wall: SystemTime) -> u64 {
+        let interval_ms = (self.config.interval.as_millis() as u64).max(1);
+        let wall_ms = wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let floor = wall_ms - wall_ms % interval_ms;
+        match self.last_evaluation_ms {
+            Some(last) if floor <= last + MAX_CATCH_UP_INTERVALS * interval_ms => last + interval_ms,
+            Some(last) => {
+                warn!(skipped_points = (floor - last) / interval_ms - 1, "engine far behind; skipping to now");
+                floor
+            }
+            None => floor,
+        }
     }
 
     /// Runs cycles until `shutdown` resolves, calling `on_first_cycle` once the first cycle is
@@ -96,9 +138,12 @@ impl Engine {
         let mut consecutive_failures = 0u32;
         loop {
             let cycle_started = Instant::now();
+            let evaluation_ms = self.next_evaluation_ms(SystemTime::now());
+            self.last_evaluation_ms = Some(evaluation_ms);
+            let evaluation = UNIX_EPOCH + Duration::from_millis(evaluation_ms);
             let report = tokio::select! {
                 () = &mut shutdown => break,
-                report = self.run_cycle(SystemTime::now()) => report,
+                report = self.run_cycle(evaluation) => report,
             };
             if let Some(mark_ready) = on_first_cycle.take() {
                 mark_ready();
@@ -113,10 +158,16 @@ impl Engine {
                     "source unavailable, backing off"
                 );
             }
-            // Cycles start every interval, not an interval after the previous one ended.
+            // Cycles start every interval, at the next grid point, not an interval after the
+            // previous one ended.
+            let wait = if consecutive_failures > 0 {
+                backoff.saturating_sub(cycle_started.elapsed())
+            } else {
+                (evaluation + self.config.interval).duration_since(SystemTime::now()).unwrap_or_default()
+            };
             tokio::select! {
                 () = &mut shutdown => break,
-                () = tokio::time::sleep(backoff.saturating_sub(cycle_started.elapsed())) => {}
+                () = tokio::time::sleep(wait) => {}
             }
         }
         info!("engine stopped");
@@ -160,6 +211,8 @@ impl Engine {
 
         let detector_params = &config.detector;
         let cycle = self.cycle;
+        let levels = &config.anomaly_levels;
+        let mut stored: Vec<StoredPoint> = Vec::new();
         for (signal, answer) in &answers {
             for (service, sample) in answer {
                 let key = SeriesKey { service: service.clone(), signal: signal.name.clone() };
@@ -171,12 +224,31 @@ impl Engine {
                     continue;
                 }
                 tracked.seen_in_cycle = cycle;
+                // The model that scores the point: observe may refit after scoring it.
+                let scoring_generation = tracked.detector.model_info().map(|m| m.generation);
                 if let Some(observation) =
                     tracked.detector.observe(detector_params, signal.min_deviation, sample.timestamp_ms, sample.value)
                 {
                     tracked.last = Some(observation);
+                    if self.store.is_some() {
+                        let anomaly_level = observation.anomaly_score.map_or(Severity::Normal, |s| levels.level(s));
+                        let threshold_level = signal.thresholds_for(service).level(observation.value);
+                        stored.push(StoredPoint {
+                            key,
+                            timestamp_ms: observation.timestamp_ms,
+                            value: observation.value,
+                            anomaly_score: observation.anomaly_score,
+                            severity: classify::severity(threshold_level, anomaly_level) as u8,
+                            model_version: observation.anomaly_score.and(scoring_generation),
+                        });
+                    }
                 }
             }
+        }
+        if let Some(store) = &self.store
+            && !stored.is_empty()
+        {
+            store.send(stored);
         }
         let generations_after: u64 =
             self.series.values().filter_map(|s| s.detector.model_info()).map(|m| m.generation).sum();
@@ -229,8 +301,12 @@ impl Engine {
     /// Creates detectors for new services of `signal`, backfilled with one range query.
     async fn start_series(&mut self, signal: &Signal, services: &HashSet<String>, now: SystemTime) {
         let mut history: HashMap<String, Vec<(i64, f64)>> = HashMap::new();
-        if !self.config.backfill.is_zero() {
+        // Series with a dataset are backfilled from their last flushed point (within retention),
+        // so a restart leaves no hole in their history.
+        let resume_from = self.store.as_ref().and_then(|store| store.resume_from(signal, services, now));
+        if !self.config.backfill.is_zero() || resume_from.is_some() {
             let start = now.checked_sub(self.config.backfill).unwrap_or(SystemTime::UNIX_EPOCH);
+            let start = resume_from.map_or(start, |resume| resume.min(start));
             // End one step before now: the instant query of this cycle provides the last point.
             let end = now.checked_sub(self.client.step()).unwrap_or(start).max(start);
             match self.client.query_range(&signal.query, start, end, self.client.step()).await {
@@ -257,6 +333,24 @@ impl Engine {
             let mut detector = SeriesDetector::new(params, key.seed());
             let points = history.remove(service).unwrap_or_default();
             let backfilled = points.len();
+            if let Some(store) = &self.store
+                && !points.is_empty()
+            {
+                let thresholds = signal.thresholds_for(service);
+                store.send(
+                    points
+                        .iter()
+                        .map(|&(timestamp_ms, value)| StoredPoint {
+                            key: key.clone(),
+                            timestamp_ms,
+                            value,
+                            anomaly_score: None,
+                            severity: thresholds.level(value) as u8,
+                            model_version: None,
+                        })
+                        .collect(),
+                );
+            }
             detector.warm_up(params, points);
             info!(service = %service, signal = %signal.name, backfilled, model = detector.model_info().is_some(), "new series");
             self.series

@@ -285,6 +285,8 @@ pub struct SelfMetrics {
     pub last_successful_cycle: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Points that could not be scored (NaN, infinite), by signal.
     pub points_skipped: Family<SignalLabels, Counter>,
+    /// The datasets and model training.
+    pub datasets: DatasetMetrics,
 }
 
 impl SelfMetrics {
@@ -301,6 +303,7 @@ impl SelfMetrics {
             models_trained: Counter::default(),
             last_successful_cycle: Gauge::default(),
             points_skipped: Family::default(),
+            datasets: DatasetMetrics::default(),
         };
         let own = registry.sub_registry_with_prefix("anomaly_exporter");
         own.register(
@@ -345,8 +348,88 @@ impl SelfMetrics {
             "Points not scored because their value was NaN or infinite, by signal",
             metrics.points_skipped.clone(),
         );
+        metrics.datasets.register(own);
         registry.register_collector(Box::new(ProcessCollector));
         metrics
+    }
+}
+
+/// Labels of per-dataset counters: `history` or `anomalies`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DatasetLabels {
+    /// The dataset's directory name.
+    pub dataset: String,
+}
+
+/// Self-metrics of the datasets (`store`) and of training (`train`).
+#[derive(Debug, Clone)]
+pub struct DatasetMetrics {
+    /// Rows written, by dataset.
+    pub rows_written: Family<DatasetLabels, Counter>,
+    /// Parquet files written by flushes.
+    pub files_written: Counter,
+    /// Flushes that failed (retried at the next flush).
+    pub flush_errors: Counter,
+    /// Duration of flushes.
+    pub flush_duration: Histogram,
+    /// Part files merged away by compaction.
+    pub files_compacted: Counter,
+    /// Day partitions deleted by retention.
+    pub partitions_deleted: Counter,
+    /// Bytes under the datasets root, as of the last maintenance pass.
+    pub dataset_bytes: Gauge,
+    /// Duration of model training jobs (one model each).
+    pub training_duration: Histogram,
+    /// Models whose training failed.
+    pub training_failures: Counter,
+}
+
+impl Default for DatasetMetrics {
+    fn default() -> Self {
+        Self {
+            rows_written: Family::default(),
+            files_written: Counter::default(),
+            flush_errors: Counter::default(),
+            flush_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            files_compacted: Counter::default(),
+            partitions_deleted: Counter::default(),
+            dataset_bytes: Gauge::default(),
+            training_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            training_failures: Counter::default(),
+        }
+    }
+}
+
+impl DatasetMetrics {
+    fn register(&self, own: &mut Registry) {
+        own.register("dataset_rows_written", "Rows written to the datasets, by dataset", self.rows_written.clone());
+        own.register("dataset_files_written", "Parquet files written by dataset flushes", self.files_written.clone());
+        own.register("dataset_flush_errors", "Dataset flushes that failed and were retried", self.flush_errors.clone());
+        own.register_with_unit(
+            "dataset_flush_duration",
+            "Duration of dataset flushes",
+            Unit::Seconds,
+            self.flush_duration.clone(),
+        );
+        own.register("dataset_files_compacted", "Part files merged away by compaction", self.files_compacted.clone());
+        own.register(
+            "dataset_partitions_deleted",
+            "Day partitions deleted by retention",
+            self.partitions_deleted.clone(),
+        );
+        own.register_with_unit(
+            "dataset",
+            "Bytes under the datasets root, as of the last maintenance pass",
+            Unit::Bytes,
+            self.dataset_bytes.clone(),
+        );
+        own.register_with_unit(
+            "training_duration",
+            "Duration of model training jobs, one model each",
+            Unit::Seconds,
+            self.training_duration.clone(),
+        );
+        own.register("training_failures", "Models whose training failed", self.training_failures.clone());
     }
 }
 

@@ -18,5 +18,6 @@ pub mod forest;
 pub mod process;
 pub mod simulate;
 pub mod source;
+pub mod store;
 pub mod table;
 pub mod web;

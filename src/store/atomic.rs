@@ -1,0 +1,173 @@
+//! Atomic Parquet files: a reader sees a whole file or none.
+//!
+//! A file is written under a hidden name in its final directory (a leading `.`, which pyarrow,
+//! DuckDB, Polars and Spark skip when they list a dataset), fsynced, renamed to its final name
+//! and the directory fsynced, so the rename itself survives a power cut. A crash at any moment
+//! leaves either no file or a complete one, plus at worst a hidden temporary that
+//! [`remove_stale_temporaries`] clears on the next start. Other datasets (incidents) reuse
+//! [`write_batch_atomically`].
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arrow_array::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+
+use super::StoreError;
+
+/// The prefix of every temporary file: hidden from dataset readers and from our own listing.
+pub(super) const TEMPORARY_PREFIX: &str = ".tmp-";
+
+/// Distinguishes concurrent temporaries of one process.
+static TEMPORARY_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Whether a file name is one that dataset readers skip (leading `.` or `_`).
+pub fn is_hidden(file_name: &str) -> bool {
+    file_name.starts_with('.') || file_name.starts_with('_')
+}
+
+/// Writes `batch` as the Parquet file `directory/file_name` atomically (creating the directory),
+/// and returns the file's size in bytes. An existing file of that name is replaced whole.
+///
+/// Snappy-compressed, one row group per call: callers batch rows (a flush, a compacted day), so
+/// a file is never one row. The work is blocking I/O; call it from `spawn_blocking` in async code.
+pub fn write_batch_atomically(directory: &Path, file_name: &str, batch: &RecordBatch) -> Result<u64, StoreError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source: std::io::Error| StoreError::Io { path, source }
+    };
+    std::fs::create_dir_all(directory).map_err(io(directory))?;
+    let temporary = directory.join(format!(
+        "{TEMPORARY_PREFIX}{}-{}-{file_name}",
+        std::process::id(),
+        TEMPORARY_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = write_parquet(&temporary, batch).and_then(|file| {
+        file.sync_all().map_err(io(&temporary))?;
+        Ok(file.metadata().map_err(io(&temporary))?.len())
+    });
+    let bytes = match written {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            let _ = std::fs::remove_file(&temporary);
+            return Err(error);
+        }
+    };
+    let target = directory.join(file_name);
+    if let Err(source) = std::fs::rename(&temporary, &target) {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(StoreError::Io { path: target, source });
+    }
+    sync_directory(directory)?;
+    Ok(bytes)
+}
+
+fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<File, StoreError> {
+    let file = File::create(path).map_err(|source| StoreError::Io { path: path.to_owned(), source })?;
+    let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+    let parquet = |source: parquet::errors::ParquetError| StoreError::Parquet { path: path.to_owned(), source };
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(properties)).map_err(parquet)?;
+    writer.write(batch).map_err(parquet)?;
+    let mut file = writer.into_inner().map_err(parquet)?;
+    file.flush().map_err(|source| StoreError::Io { path: path.to_owned(), source })?;
+    Ok(file)
+}
+
+/// Makes renames and removals in `directory` durable (a no-op where directories cannot be opened).
+pub fn sync_directory(directory: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        let handle = File::open(directory).map_err(|source| StoreError::Io { path: directory.to_owned(), source })?;
+        handle.sync_all().map_err(|source| StoreError::Io { path: directory.to_owned(), source })?;
+    }
+    #[cfg(not(unix))]
+    let _ = directory;
+    Ok(())
+}
+
+/// Removes temporaries a crash left in `directory` (not recursive); returns how many.
+pub fn remove_stale_temporaries(directory: &Path) -> Result<usize, StoreError> {
+    let mut removed = 0;
+    for path in list_files(directory)? {
+        if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(TEMPORARY_PREFIX)) {
+            std::fs::remove_file(&path).map_err(|source| StoreError::Io { path: path.clone(), source })?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// The regular files of `directory`, hidden ones included, sorted; an absent directory is empty.
+pub(crate) fn list_files(directory: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    list(directory, |t| t.is_file())
+}
+
+/// The subdirectories of `directory`, sorted; an absent directory has none.
+pub(crate) fn list_directories(directory: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    list(directory, |t| t.is_dir())
+}
+
+fn list(directory: &Path, keep: impl Fn(std::fs::FileType) -> bool) -> Result<Vec<PathBuf>, StoreError> {
+    let entries = match std::fs::read_dir(directory) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(StoreError::Io { path: directory.to_owned(), source }),
+    };
+    let mut paths = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| StoreError::Io { path: directory.to_owned(), source })?;
+        let file_type = entry.file_type().map_err(|source| StoreError::Io { path: entry.path(), source })?;
+        if keep(file_type) {
+            paths.push(entry.path());
+        }
+    }
+    paths.sort();
+    Ok(paths)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Int64Array, StringArray};
+    use std::sync::Arc;
+
+    fn batch() -> RecordBatch {
+        RecordBatch::try_from_iter([
+            ("n", Arc::new(Int64Array::from(vec![1, 2, 3])) as _),
+            ("s", Arc::new(StringArray::from(vec!["a", "b", "c"])) as _),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn writes_a_readable_file_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("x/y");
+        let bytes = write_batch_atomically(&target, "part-1.parquet", &batch()).unwrap();
+        let files = list_files(&target).unwrap();
+        assert_eq!(files, [target.join("part-1.parquet")]);
+        assert_eq!(std::fs::metadata(&files[0]).unwrap().len(), bytes);
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            File::open(&files[0]).unwrap(),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
+        assert_eq!(rows, 3);
+    }
+
+    #[test]
+    fn stale_temporaries_are_removed_and_hidden() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".tmp-1-0-part.parquet"), b"torn").unwrap();
+        std::fs::write(dir.path().join("part.parquet"), b"kept").unwrap();
+        assert!(is_hidden(".tmp-1-0-part.parquet") && is_hidden("_manifest") && !is_hidden("part.parquet"));
+        assert_eq!(remove_stale_temporaries(dir.path()).unwrap(), 1);
+        assert_eq!(list_files(dir.path()).unwrap(), [dir.path().join("part.parquet")]);
+    }
+}

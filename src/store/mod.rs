@@ -1,0 +1,301 @@
+//! Parquet datasets: every scored point of every series, kept on disk for training and analysis.
+//!
+//! The layout keeps the shape of the original system's CSV files, as Hive-style partitions that
+//! DuckDB, Polars, Spark and pyarrow read as they are:
+//!
+//! ```text
+//! datasets/<service>/history/<signal>/date=YYYY-MM-DD/part-….parquet     every point
+//! datasets/<service>/anomalies/<signal>/date=YYYY-MM-DD/part-….parquet   severity ≥ 1 or score > 1
+//! datasets/models/<service>/<signal>/…                                   fitted models
+//! ```
+//!
+//! Service names are encoded for paths by [`encode_name`]; signal names are already safe (the
+//! config only accepts `[A-Za-z_][A-Za-z0-9_]*`). Points arrive through the engine's channel, are
+//! batched by [`writer`] and written with [`write_batch_atomically`], so a reader never sees a
+//! torn file and a crash loses at most the last unflushed batch (which the next start backfills
+//! from Prometheus). [`maintain`] deletes partitions past retention and compacts finished days.
+//! This module does not score or train: it only stores and reads rows.
+
+mod atomic;
+mod config;
+pub mod maintain;
+mod name;
+mod schema;
+pub mod writer;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use atomic::{is_hidden, remove_stale_temporaries, sync_directory, write_batch_atomically};
+pub use config::{DatasetsConfig, RawDatasetsConfig};
+pub use name::{decode_name, encode_name};
+pub use schema::{PointRow, point_schema, read_rows, rows_to_batch};
+
+use crate::engine::SeriesKey;
+
+/// What went wrong reading or writing a dataset; every variant names the path.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The file system refused.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// Parquet could not encode or decode the file.
+    #[error("{path}: {source}")]
+    Parquet {
+        /// The file.
+        path: PathBuf,
+        /// The Parquet library's reason.
+        source: parquet::errors::ParquetError,
+    },
+    /// Columns that are not the point schema.
+    #[error("schema: {0}")]
+    Schema(String),
+}
+
+/// Which of a series' datasets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatasetKind {
+    /// Every point.
+    History,
+    /// The anomalous points only.
+    Anomalies,
+}
+
+impl DatasetKind {
+    /// The directory name.
+    pub fn directory(self) -> &'static str {
+        match self {
+            DatasetKind::History => "history",
+            DatasetKind::Anomalies => "anomalies",
+        }
+    }
+}
+
+/// The directory reserved for models: never a service (an encoded name could be `models`, so
+/// a service literally named `models` is stored as `%6Dodels`; see [`Datasets::service_directory`]).
+pub const MODELS_DIRECTORY: &str = "models";
+
+/// A datasets root and the paths under it.
+#[derive(Debug, Clone)]
+pub struct Datasets {
+    root: PathBuf,
+}
+
+impl Datasets {
+    /// The datasets under `root` (nothing is created yet).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `<root>/<encoded service>`; `models` is reserved, so that one service name is encoded
+    /// further (its first letter as `%6D`).
+    pub fn service_directory(&self, service: &str) -> PathBuf {
+        self.root.join(service_directory_name(service))
+    }
+
+    /// The directory of one series' dataset: `<root>/<service>/<kind>/<signal>`.
+    pub fn series_directory(&self, key: &SeriesKey, kind: DatasetKind) -> PathBuf {
+        self.service_directory(&key.service).join(kind.directory()).join(&key.signal)
+    }
+
+    /// `<root>/models/<service>/<signal>`.
+    pub fn model_directory(&self, key: &SeriesKey) -> PathBuf {
+        self.root.join(MODELS_DIRECTORY).join(service_directory_name(&key.service)).join(&key.signal)
+    }
+
+    /// Every series with a history dataset, from the directory tree.
+    pub fn series(&self) -> Result<Vec<SeriesKey>, StoreError> {
+        let mut keys = Vec::new();
+        for service_dir in atomic::list_directories(&self.root)? {
+            let Some(service) = file_name(&service_dir).and_then(decode_service_directory) else { continue };
+            for signal_dir in atomic::list_directories(&service_dir.join(DatasetKind::History.directory()))? {
+                if let Some(signal) = file_name(&signal_dir).filter(|s| !is_hidden(s)) {
+                    keys.push(SeriesKey { service: service.clone(), signal: signal.to_owned() });
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    /// The day partitions of a series' dataset, oldest first, with their day number (days since
+    /// the epoch).
+    pub fn partitions(&self, key: &SeriesKey, kind: DatasetKind) -> Result<Vec<(i64, PathBuf)>, StoreError> {
+        Ok(atomic::list_directories(&self.series_directory(key, kind))?
+            .into_iter()
+            .filter_map(|dir| Some((parse_partition(file_name(&dir)?)?, dir)))
+            .collect())
+    }
+
+    /// The visible Parquet files of a partition directory, sorted.
+    pub fn partition_files(partition: &Path) -> Result<Vec<PathBuf>, StoreError> {
+        Ok(atomic::list_files(partition)?
+            .into_iter()
+            .filter(|p| file_name(p).is_some_and(|n| !is_hidden(n) && n.ends_with(".parquet")))
+            .collect())
+    }
+
+    /// The series' rows with `from_ms <= timestamp < to_ms`, sorted by timestamp, one row per
+    /// timestamp (the first read wins should a file ever have been duplicated).
+    pub fn read_series(
+        &self,
+        key: &SeriesKey,
+        kind: DatasetKind,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<PointRow>, StoreError> {
+        let mut rows: BTreeMap<i64, PointRow> = BTreeMap::new();
+        for (day, partition) in self.partitions(key, kind)? {
+            if (day + 1) * DAY_MS <= from_ms || day * DAY_MS >= to_ms {
+                continue;
+            }
+            for file in Self::partition_files(&partition)? {
+                for row in read_rows(&file)? {
+                    if (from_ms..to_ms).contains(&row.timestamp_ms) {
+                        rows.entry(row.timestamp_ms).or_insert(row);
+                    }
+                }
+            }
+        }
+        Ok(rows.into_values().collect())
+    }
+
+    /// The newest timestamp in a series' history, reading only its newest partition.
+    pub fn last_timestamp(&self, key: &SeriesKey) -> Result<Option<i64>, StoreError> {
+        for (_, partition) in self.partitions(key, DatasetKind::History)?.into_iter().rev() {
+            let mut newest = None;
+            for file in Self::partition_files(&partition)? {
+                newest = read_rows(&file)?.iter().map(|r| r.timestamp_ms).max().max(newest);
+            }
+            if newest.is_some() {
+                return Ok(newest);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Bytes in every file under the root (what the `dataset_bytes` gauge reports).
+    pub fn total_bytes(&self) -> Result<u64, StoreError> {
+        fn walk(directory: &Path) -> Result<u64, StoreError> {
+            let mut total = 0;
+            for file in atomic::list_files(directory)? {
+                total += std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+            }
+            for child in atomic::list_directories(directory)? {
+                total += walk(&child)?;
+            }
+            Ok(total)
+        }
+        walk(&self.root)
+    }
+}
+
+fn service_directory_name(service: &str) -> String {
+    let encoded = encode_name(service);
+    if encoded == MODELS_DIRECTORY { "%6Dodels".to_owned() } else { encoded }
+}
+
+fn decode_service_directory(name: &str) -> Option<String> {
+    match name {
+        MODELS_DIRECTORY => None,
+        "%6Dodels" => Some(MODELS_DIRECTORY.to_owned()),
+        _ if is_hidden(name) => None,
+        _ => decode_name(name),
+    }
+}
+
+fn file_name(path: &Path) -> Option<&str> {
+    path.file_name()?.to_str()
+}
+
+/// Milliseconds in a day.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// The partition directory name of the day containing `timestamp_ms`: `date=YYYY-MM-DD` (UTC).
+pub fn partition_name(timestamp_ms: i64) -> String {
+    let (year, month, day) = civil_from_days(timestamp_ms.div_euclid(DAY_MS));
+    format!("date={year:04}-{month:02}-{day:02}")
+}
+
+/// The day number (days since 1970-01-01) of a `date=YYYY-MM-DD` name.
+pub fn parse_partition(name: &str) -> Option<i64> {
+    let date = name.strip_prefix("date=")?;
+    let mut parts = date.splitn(3, '-');
+    let (year, month, day) = (parts.next()?, parts.next()?, parts.next()?);
+    if year.len() != 4 || month.len() != 2 || day.len() != 2 {
+        return None;
+    }
+    let (year, month, day): (i64, u32, u32) = (year.parse().ok()?, month.parse().ok()?, day.parse().ok()?);
+    let days = days_from_civil(year, month, day);
+    (civil_from_days(days) == (year, month, day)).then_some(days)
+}
+
+/// Howard Hinnant's `civil_from_days`: the proleptic Gregorian date of a day number.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// The inverse of [`civil_from_days`].
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let month = i64::from(month);
+    let doy = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_names_round_trip() {
+        assert_eq!(partition_name(0), "date=1970-01-01");
+        assert_eq!(partition_name(1_709_164_800_000), "date=2024-02-29");
+        assert_eq!(partition_name(-1), "date=1969-12-31");
+        for day in [-800_000, -1, 0, 19_782, 2_000_000] {
+            assert_eq!(parse_partition(&partition_name(day * DAY_MS)), Some(day));
+        }
+        assert_eq!(parse_partition("date=2024-02-30"), None);
+        assert_eq!(parse_partition("day=2024-02-01"), None);
+    }
+
+    #[test]
+    fn series_are_listed_from_the_tree_with_names_decoded() {
+        let dir = tempfile::tempdir().unwrap();
+        let datasets = Datasets::new(dir.path());
+        let keys = [
+            SeriesKey { service: "team/a".into(), signal: "cpu".into() },
+            SeriesKey { service: "models".into(), signal: "latency".into() },
+        ];
+        for key in &keys {
+            std::fs::create_dir_all(datasets.series_directory(key, DatasetKind::History)).unwrap();
+            std::fs::create_dir_all(datasets.model_directory(key)).unwrap();
+        }
+        let mut found = datasets.series().unwrap();
+        found.sort();
+        let mut expected = keys.to_vec();
+        expected.sort();
+        assert_eq!(found, expected);
+    }
+}

@@ -1,0 +1,393 @@
+//! Batching points into files: the engine sends, this task buffers and flushes.
+//!
+//! The engine hands each cycle's scored points (and backfilled ones) over an unbounded channel,
+//! so a slow disk never delays a cycle. The writer keeps, per series, the newest timestamp it
+//! has accepted (flushed or pending) and drops anything at or before it, so a backfill that
+//! overlaps what was flushed before a crash writes no duplicate. It also keeps a
+//! [`FeatureWindow`] per series, fed every point in order, so stored features are the ones the
+//! detector computed. Every `flush_interval` (and when the channel closes, at shutdown) the
+//! pending rows are written, one file per series and day, with the I/O in `spawn_blocking`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tracing::{debug, info, warn};
+
+use super::{DatasetKind, Datasets, PointRow, StoreError, partition_name, rows_to_batch, write_batch_atomically};
+use crate::config::Signal;
+use crate::engine::SeriesKey;
+use crate::export::DatasetMetrics;
+use crate::features::FeatureWindow;
+
+/// One point as the engine hands it over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredPoint {
+    /// The series.
+    pub key: SeriesKey,
+    /// Evaluation time, ms since the epoch.
+    pub timestamp_ms: i64,
+    /// The value.
+    pub value: f64,
+    /// The anomaly score, `None` when not scored (warming up, backfilled).
+    pub anomaly_score: Option<f64>,
+    /// Severity, 0–3.
+    pub severity: u8,
+    /// Generation of the model that scored it.
+    pub model_version: Option<u64>,
+}
+
+/// The engine's end of the writer's channel, with what it needs to know for backfills.
+#[derive(Debug, Clone)]
+pub struct StoreSink {
+    sender: UnboundedSender<Vec<StoredPoint>>,
+    last_flushed: Arc<HashMap<SeriesKey, i64>>,
+    retention: Duration,
+}
+
+impl StoreSink {
+    /// A sink sending on `sender`; `last_flushed` is each series' newest timestamp on disk at
+    /// start, and `retention` bounds how far back a backfill reaches.
+    pub fn new(
+        sender: UnboundedSender<Vec<StoredPoint>>,
+        last_flushed: Arc<HashMap<SeriesKey, i64>>,
+        retention: Duration,
+    ) -> Self {
+        Self { sender, last_flushed, retention }
+    }
+
+    /// Hands points to the writer; never blocks. After the writer stopped (shutdown) they are
+    /// dropped, and the next start backfills them.
+    pub fn send(&self, points: Vec<StoredPoint>) {
+        let _ = self.sender.send(points);
+    }
+
+    /// Where a backfill of `services` of `signal` must start so no flushed series has a hole:
+    /// the oldest of their last flushed points, but not before `now − retention`. `None` when
+    /// none of them has a dataset.
+    pub fn resume_from(&self, signal: &Signal, services: &HashSet<String>, now: SystemTime) -> Option<SystemTime> {
+        let oldest = services
+            .iter()
+            .filter_map(|service| {
+                self.last_flushed.get(&SeriesKey { service: service.clone(), signal: signal.name.clone() })
+            })
+            .min()?;
+        let resume = UNIX_EPOCH + Duration::from_millis(u64::try_from(*oldest).unwrap_or(0));
+        Some(resume.max(now.checked_sub(self.retention).unwrap_or(UNIX_EPOCH)))
+    }
+}
+
+#[derive(Debug)]
+struct SeriesBuffer {
+    window: FeatureWindow,
+    /// Newest timestamp the feature window has seen.
+    window_last_ms: Option<i64>,
+    /// Newest timestamp flushed or pending: anything at or before it is a duplicate.
+    accepted_last_ms: Option<i64>,
+    pending: Vec<PointRow>,
+}
+
+/// Rows waiting to be written, taken out of the writer for a flush.
+#[derive(Debug, Default)]
+pub struct PendingRows(Vec<(SeriesKey, Vec<PointRow>)>);
+
+impl PendingRows {
+    /// Rows in it.
+    pub fn len(&self) -> usize {
+        self.0.iter().map(|(_, rows)| rows.len()).sum()
+    }
+
+    /// Whether it holds no row.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// What a flush wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlushReport {
+    /// Rows written to history.
+    pub history_rows: u64,
+    /// Rows written to anomalies.
+    pub anomaly_rows: u64,
+    /// Files written.
+    pub files: u64,
+    /// Bytes written.
+    pub bytes: u64,
+}
+
+/// The buffering half of the writer (no I/O of its own but [`DatasetWriter::open`]).
+#[derive(Debug)]
+pub struct DatasetWriter {
+    datasets: Datasets,
+    window_points: usize,
+    series: HashMap<SeriesKey, SeriesBuffer>,
+}
+
+impl DatasetWriter {
+    /// A writer over `datasets` whose feature windows hold `window_points` points, knowing the
+    /// last flushed timestamp of each series already on disk.
+    pub fn open(datasets: Datasets, window_points: usize, last_flushed: &HashMap<SeriesKey, i64>) -> Self {
+        let series = last_flushed
+            .iter()
+            .map(|(key, &last)| {
+                let buffer = SeriesBuffer {
+                    window: FeatureWindow::new(window_points),
+                    window_last_ms: None,
+                    accepted_last_ms: Some(last),
+                    pending: Vec::new(),
+                };
+                (key.clone(), buffer)
+            })
+            .collect();
+        Self { datasets, window_points, series }
+    }
+
+    /// The datasets written to.
+    pub fn datasets(&self) -> &Datasets {
+        &self.datasets
+    }
+
+    /// Buffers points (in timestamp order per series); returns how many were new.
+    pub fn accept(&mut self, points: Vec<StoredPoint>) -> usize {
+        let mut accepted = 0;
+        for point in points {
+            let window_points = self.window_points;
+            let buffer = self.series.entry(point.key).or_insert_with(|| SeriesBuffer {
+                window: FeatureWindow::new(window_points),
+                window_last_ms: None,
+                accepted_last_ms: None,
+                pending: Vec::new(),
+            });
+            if buffer.window_last_ms.is_some_and(|last| point.timestamp_ms <= last) {
+                continue;
+            }
+            buffer.window_last_ms = Some(point.timestamp_ms);
+            let features = buffer.window.push(point.value);
+            if buffer.accepted_last_ms.is_some_and(|last| point.timestamp_ms <= last) {
+                continue;
+            }
+            buffer.accepted_last_ms = Some(point.timestamp_ms);
+            buffer.pending.push(PointRow {
+                timestamp_ms: point.timestamp_ms,
+                value: point.value,
+                features,
+                anomaly_score: point.anomaly_score,
+                severity: point.severity,
+                model_version: point.model_version,
+            });
+            accepted += 1;
+        }
+        accepted
+    }
+
+    /// Takes every pending row out, for [`write_pending`].
+    pub fn take_pending(&mut self) -> PendingRows {
+        PendingRows(
+            self.series
+                .iter_mut()
+                .filter(|(_, buffer)| !buffer.pending.is_empty())
+                .map(|(key, buffer)| (key.clone(), std::mem::take(&mut buffer.pending)))
+                .collect(),
+        )
+    }
+
+    /// Puts rows back after a failed flush, ahead of anything buffered since.
+    pub fn restore_pending(&mut self, pending: PendingRows) {
+        for (key, mut rows) in pending.0 {
+            if let Some(buffer) = self.series.get_mut(&key) {
+                rows.append(&mut buffer.pending);
+                buffer.pending = rows;
+            }
+        }
+    }
+
+    /// Forgets series absent from the engine (their windows would only grow stale).
+    pub fn forget(&mut self, key: &SeriesKey) {
+        if self.series.get(key).is_some_and(|b| b.pending.is_empty()) {
+            self.series.remove(key);
+        }
+    }
+}
+
+/// Writes pending rows: per series and day, one history file and (when some rows are
+/// anomalous) one anomalies file. Series whose write failed are handed back for a retry.
+pub fn write_pending(datasets: &Datasets, pending: PendingRows) -> (FlushReport, PendingRows, Vec<StoreError>) {
+    let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let mut report = FlushReport::default();
+    let mut failed = PendingRows::default();
+    let mut errors = Vec::new();
+    let mut sequence = 0u32;
+    for (key, rows) in pending.0 {
+        let mut start = 0;
+        // Rows arrive in timestamp order, so each day is one contiguous run.
+        while start < rows.len() {
+            let day = partition_name(rows[start].timestamp_ms);
+            let end = rows[start..]
+                .iter()
+                .position(|r| partition_name(r.timestamp_ms) != day)
+                .map_or(rows.len(), |n| start + n);
+            sequence += 1;
+            let file_name = format!("part-{stamp:013}-{sequence:06}.parquet");
+            if let Err(error) = write_day(datasets, &key, &day, &file_name, &rows[start..end], &mut report) {
+                // Days already written stay written; only the rest is handed back.
+                errors.push(error);
+                break;
+            }
+            start = end;
+        }
+        if start < rows.len() {
+            failed.0.push((key, rows[start..].to_vec()));
+        }
+    }
+    (report, failed, errors)
+}
+
+fn write_day(
+    datasets: &Datasets,
+    key: &SeriesKey,
+    day: &str,
+    file_name: &str,
+    rows: &[PointRow],
+    report: &mut FlushReport,
+) -> Result<(), StoreError> {
+    let anomalies: Vec<PointRow> = rows.iter().filter(|r| r.is_anomaly()).copied().collect();
+    // Anomalies first: should the history write fail, the retry rewrites both, and an anomaly
+    // row duplicated in its own dataset is cheaper than one missing.
+    if !anomalies.is_empty() {
+        let directory = datasets.series_directory(key, DatasetKind::Anomalies).join(day);
+        report.bytes += write_batch_atomically(&directory, file_name, &rows_to_batch(&anomalies)?)?;
+        report.files += 1;
+        report.anomaly_rows += anomalies.len() as u64;
+    }
+    let directory = datasets.series_directory(key, DatasetKind::History).join(day);
+    report.bytes += write_batch_atomically(&directory, file_name, &rows_to_batch(rows)?)?;
+    report.files += 1;
+    report.history_rows += rows.len() as u64;
+    Ok(())
+}
+
+/// The writer task: buffers what arrives on `points`, flushes every `flush_interval`, and
+/// flushes one last time when the channel closes (the engine stopped). `maintenance` runs
+/// between flushes, on the same task, so it never races a flush.
+pub async fn run_writer(
+    mut writer: DatasetWriter,
+    mut points: UnboundedReceiver<Vec<StoredPoint>>,
+    flush_interval: Duration,
+    metrics: DatasetMetrics,
+    mut maintenance: impl FnMut(&Datasets) + Send + Clone + 'static,
+    maintenance_every: Duration,
+) {
+    let mut ticker = tokio::time::interval(flush_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    let mut last_maintenance: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            received = points.recv() => match received {
+                Some(batch) => {
+                    writer.accept(batch);
+                }
+                None => break,
+            },
+            _ = ticker.tick() => {
+                flush(&mut writer, &metrics).await;
+                if last_maintenance.is_none_or(|at| at.elapsed() >= maintenance_every) {
+                    last_maintenance = Some(Instant::now());
+                    let datasets = writer.datasets().clone();
+                    let mut pass = maintenance.clone();
+                    let _ = tokio::task::spawn_blocking(move || pass(&datasets)).await;
+                }
+            }
+        }
+    }
+    flush(&mut writer, &metrics).await;
+    let _ = &mut maintenance;
+    info!("dataset writer stopped after its last flush");
+}
+
+async fn flush(writer: &mut DatasetWriter, metrics: &DatasetMetrics) {
+    let pending = writer.take_pending();
+    if pending.is_empty() {
+        return;
+    }
+    let rows = pending.len();
+    let datasets = writer.datasets().clone();
+    let started = Instant::now();
+    match tokio::task::spawn_blocking(move || write_pending(&datasets, pending)).await {
+        Ok((report, failed, errors)) => {
+            metrics.rows_written.get_or_create(&history_labels()).inc_by(report.history_rows);
+            metrics.rows_written.get_or_create(&anomalies_labels()).inc_by(report.anomaly_rows);
+            metrics.files_written.inc_by(report.files);
+            metrics.flush_duration.observe(started.elapsed().as_secs_f64());
+            debug!(rows, files = report.files, bytes = report.bytes, "datasets flushed");
+            if !errors.is_empty() {
+                metrics.flush_errors.inc_by(errors.len() as u64);
+                warn!(failed_series = errors.len(), error = %errors[0], "dataset flush failed; retrying next flush");
+                writer.restore_pending(failed);
+            }
+        }
+        Err(error) => warn!(%error, "dataset flush task failed"),
+    }
+}
+
+fn history_labels() -> crate::export::DatasetLabels {
+    crate::export::DatasetLabels { dataset: DatasetKind::History.directory().to_owned() }
+}
+
+fn anomalies_labels() -> crate::export::DatasetLabels {
+    crate::export::DatasetLabels { dataset: DatasetKind::Anomalies.directory().to_owned() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(service: &str) -> SeriesKey {
+        SeriesKey { service: service.into(), signal: "cpu".into() }
+    }
+
+    fn point(service: &str, timestamp_ms: i64, value: f64) -> StoredPoint {
+        StoredPoint { key: key(service), timestamp_ms, value, anomaly_score: None, severity: 0, model_version: None }
+    }
+
+    #[test]
+    fn drops_duplicates_and_already_flushed_points_but_warms_features_on_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let last_flushed = HashMap::from([(key("a"), 3_000)]);
+        let mut writer = DatasetWriter::open(Datasets::new(dir.path()), 5, &last_flushed);
+        // A backfill overlapping what was flushed, then live points, one repeated.
+        let accepted = writer.accept((0..6).map(|i| point("a", i * 1000, i as f64)).collect());
+        assert_eq!(accepted, 2, "4000 and 5000 only");
+        assert_eq!(writer.accept(vec![point("a", 5000, 9.0), point("a", 6000, 6.0)]), 1);
+        let pending = writer.take_pending();
+        let rows = &pending.0[0].1;
+        assert_eq!(rows.iter().map(|r| r.timestamp_ms).collect::<Vec<_>>(), [4000, 5000, 6000]);
+        // Features saw the points before 4000: the window was warm.
+        assert!(rows.iter().all(|r| r.features.is_some()));
+        assert!(writer.take_pending().is_empty());
+    }
+
+    #[test]
+    fn flush_writes_one_file_per_series_and_day_and_anomalies_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let datasets = Datasets::new(dir.path());
+        let mut writer = DatasetWriter::open(datasets.clone(), 5, &HashMap::new());
+        let day = super::super::DAY_MS;
+        let mut points: Vec<StoredPoint> = (0..4).map(|i| point("a", day - 2000 + i * 1000, 1.0)).collect();
+        points[3].severity = 2;
+        points.push(point("b", 10, 1.0));
+        writer.accept(points);
+        let (report, failed, errors) = write_pending(&datasets, writer.take_pending());
+        assert!(errors.is_empty() && failed.is_empty());
+        assert_eq!((report.history_rows, report.anomaly_rows, report.files), (5, 1, 4));
+        let a = key("a");
+        let history = datasets.read_series(&a, DatasetKind::History, 0, 2 * day).unwrap();
+        assert_eq!(history.len(), 4);
+        assert_eq!(datasets.partitions(&a, DatasetKind::History).unwrap().len(), 2);
+        let anomalies = datasets.read_series(&a, DatasetKind::Anomalies, 0, 2 * day).unwrap();
+        assert_eq!(anomalies.iter().map(|r| r.timestamp_ms).collect::<Vec<_>>(), [day + 1000]);
+        assert_eq!(datasets.last_timestamp(&a).unwrap(), Some(day + 1000));
+    }
+}
