@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::commands::run::RunArgs;
 use crate::commands::score::ScoreArgs;
+use crate::commands::train::TrainArgs;
 use crate::simulate::FleetOptions;
 
 /// Anomaly detection companion for Prometheus.
@@ -30,6 +31,8 @@ pub enum Command {
     CheckConfig(RunArgs),
     /// Fit an isolation forest on a CSV or Parquet table and write each row's anomaly score.
     Score(ScoreArgs),
+    /// Train models from the datasets (all series, or those --service/--signal select).
+    Train(TrainArgs),
     /// Run a simulated fleet of Spring Boot services for demos and tests.
     Simulate(FleetOptions),
 }

@@ -18,6 +18,7 @@ use crate::detect::{Observation, SeriesDetector};
 use crate::export::{SelfMetrics, SeriesState, SignalErrorLabels, SignalLabels, Snapshot, SnapshotCell, unix_seconds};
 use crate::source::{PrometheusClient, Sample, SourceError};
 use crate::store::writer::{StoreSink, StoredPoint};
+use crate::train::ModelSwap;
 
 /// A series' identity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -72,6 +73,10 @@ pub struct Engine {
     store: Option<StoreSink>,
     /// The last cycle's evaluation time (ms), for the evaluation grid.
     last_evaluation_ms: Option<u64>,
+    /// Models fitted by training jobs, swapped in between cycles.
+    model_swaps: Option<tokio::sync::mpsc::UnboundedReceiver<ModelSwap>>,
+    /// Models for series not started yet (loaded at start, before their first answer).
+    pending_models: HashMap<SeriesKey, Vec<u8>>,
 }
 
 /// How many intervals a late engine catches up point by point before it skips to now.
@@ -97,6 +102,27 @@ impl Engine {
             cycle: 0,
             store: None,
             last_evaluation_ms: None,
+            model_swaps: None,
+            pending_models: HashMap::new(),
+        }
+    }
+
+    /// Swaps in models that training jobs send on `swaps`, between cycles.
+    pub fn with_model_swaps(mut self, swaps: tokio::sync::mpsc::UnboundedReceiver<ModelSwap>) -> Self {
+        self.model_swaps = Some(swaps);
+        self
+    }
+
+    /// Takes in the models training sent since the last cycle.
+    fn swap_models(&mut self) {
+        let Some(swaps) = self.model_swaps.as_mut() else { return };
+        while let Ok(swap) = swaps.try_recv() {
+            match self.series.get_mut(&swap.key) {
+                Some(tracked) => import_model(&mut tracked.detector, &swap.key, &swap.bytes),
+                None => {
+                    self.pending_models.insert(swap.key, swap.bytes);
+                }
+            }
         }
     }
 
@@ -177,6 +203,7 @@ impl Engine {
     pub async fn run_cycle(&mut self, now: SystemTime) -> CycleReport {
         let started = Instant::now();
         self.cycle += 1;
+        self.swap_models();
         let mut report = CycleReport::default();
         let config = Arc::clone(&self.config);
 
@@ -352,6 +379,9 @@ impl Engine {
                 );
             }
             detector.warm_up(params, points);
+            if let Some(bytes) = self.pending_models.remove(&key) {
+                import_model(&mut detector, &key, &bytes);
+            }
             info!(service = %service, signal = %signal.name, backfilled, model = detector.model_info().is_some(), "new series");
             self.series
                 .insert(key, TrackedSeries { detector, last: None, last_seen: Instant::now(), seen_in_cycle: 0 });
@@ -385,6 +415,16 @@ impl Engine {
             .collect();
         series.sort_by(|a, b| (&a.service, &a.signal).cmp(&(&b.service, &b.signal)));
         Snapshot { series, evaluated_at_seconds: Some(unix_seconds(now)) }
+    }
+}
+
+/// Replaces a detector's model with a trained one, numbered after its current model; a file
+/// that does not load is logged and the detector keeps its own model.
+fn import_model(detector: &mut SeriesDetector, key: &SeriesKey, bytes: &[u8]) {
+    let generation = detector.model_info().map_or(1, |m| m.generation + 1);
+    match detector.import_model(bytes, generation) {
+        Ok(info) => info!(service = %key.service, signal = %key.signal, generation, rows = info.rows, "trained model swapped in"),
+        Err(error) => warn!(service = %key.service, signal = %key.signal, %error, "trained model refused; keeping the current one"),
     }
 }
 

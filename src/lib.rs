@@ -20,4 +20,5 @@ pub mod simulate;
 pub mod source;
 pub mod store;
 pub mod table;
+pub mod train;
 pub mod web;

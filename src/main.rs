@@ -38,6 +38,7 @@ fn main() -> ExitCode {
                 println!("{}: valid, {} signals{web}", args.config_file.display(), config.signals.len());
             })
             .map_err(|e| (e.exit_code(), e.into())),
+        Some(Command::Train(args)) => commands::train::run(&args).map_err(|e| (e.exit_code(), e.into())),
         Some(Command::Run(args)) => run_daemon(args),
         None => run_daemon(cli.run),
         Some(Command::Simulate(options)) => simulate::run(options)

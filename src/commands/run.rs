@@ -14,6 +14,7 @@ use crate::engine::Engine;
 use crate::export::{ScoresCollector, SelfMetrics, SnapshotCell};
 use crate::source::{PrometheusClient, SourceError};
 use crate::web::auth::{Authenticator, Role};
+use crate::web::retrain::retrain_routes;
 use crate::web::router::{AppState, router};
 use crate::web::serve::serve_listener;
 use crate::web::web_config::{WebConfig, WebError};
@@ -69,13 +70,20 @@ pub enum RunError {
     /// The server failed while running.
     #[error("web server failed: {0}")]
     Serve(WebError),
+    /// The datasets directory (`datasets.path`) could not be opened.
+    #[error("config: datasets.path: {0}")]
+    Datasets(#[from] crate::store::StoreError),
 }
 
 impl RunError {
     /// 2 for mistakes in the configuration or flags, 1 for failures at run time.
     pub fn exit_code(&self) -> u8 {
         match self {
-            RunError::Config(_) | RunError::Source(_) | RunError::WebConfig(_) | RunError::Listen { .. } => 2,
+            RunError::Config(_)
+            | RunError::Source(_)
+            | RunError::WebConfig(_)
+            | RunError::Listen { .. }
+            | RunError::Datasets(_) => 2,
             RunError::Serve(_) => 1,
         }
     }
@@ -123,7 +131,26 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         telemetry_path: args.telemetry_path.clone(),
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let engine = Engine::new(Arc::clone(&config), client, metrics, snapshot);
+    let mut engine = Engine::new(Arc::clone(&config), client, metrics.clone(), snapshot);
+    let mut writer_task = None;
+    let mut trainer = None;
+    if config.datasets.enabled {
+        let (sink, task) =
+            crate::store::writer::start(&config.datasets, config.detector.window, metrics.datasets.clone()).await?;
+        let (swaps, swapped) = tokio::sync::mpsc::unbounded_channel();
+        let training = Arc::new(crate::train::Trainer::new(
+            crate::store::Datasets::new(&config.datasets.path),
+            config.detector.clone(),
+            config.datasets.training_window,
+            metrics.datasets.clone(),
+            swaps,
+        ));
+        training.load_models().await;
+        tokio::spawn(Arc::clone(&training).run_schedule(config.datasets.retrain_every, std::time::Duration::from_secs(60)));
+        engine = engine.with_store(sink).with_model_swaps(swapped);
+        writer_task = Some(task);
+        trainer = Some(training);
+    }
     let engine_task = tokio::spawn({
         let mut stop = stop_rx.clone();
         let ready = Arc::clone(&ready);
@@ -138,7 +165,12 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let mut server_stop = stop_rx;
     // Every route, the probes included, needs at least the reader role when basic auth is on,
     // as exporter-toolkit does.
-    let app = router(state).layer(authenticator.require(Role::Reader));
+    let mut app = router(state);
+    if let Some(trainer) = trainer {
+        // Retraining needs the admin role, on top of the reader role every route needs.
+        app = app.merge(retrain_routes(trainer).route_layer(authenticator.require(Role::Admin)));
+    }
+    let app = app.layer(authenticator.require(Role::Reader));
     let server = serve_listener(app, listener, web_config.as_ref(), async move {
         let _ = server_stop.wait_for(|stopped| *stopped).await;
     });
@@ -149,6 +181,10 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     };
     let (served, ()) = tokio::join!(server, signals);
     let _ = engine_task.await;
+    // The engine dropped its sink: the writer flushes what it holds and stops.
+    if let Some(task) = writer_task {
+        let _ = task.await;
+    }
     served.map_err(RunError::Serve)
 }
 

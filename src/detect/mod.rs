@@ -19,6 +19,10 @@
 //! low-volume or mostly-flat series (an error ratio that is 0 but for one failed request), any
 //! move is "unusual" to the model, and none is worth a page.
 
+mod persist;
+
+pub use persist::{MODEL_FORMAT_VERSION, ModelFileError, ModelMetadata, read_metadata};
+
 use std::collections::VecDeque;
 
 use serde::Deserialize;

@@ -66,6 +66,32 @@ pub fn write_batch_atomically(directory: &Path, file_name: &str, batch: &RecordB
     Ok(bytes)
 }
 
+/// Writes `bytes` as `directory/file_name` atomically (temporary, fsync, rename, fsync of the
+/// directory), creating the directory: for model files.
+pub fn write_bytes_atomically(directory: &Path, file_name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source: std::io::Error| StoreError::Io { path, source }
+    };
+    std::fs::create_dir_all(directory).map_err(io(directory))?;
+    let temporary = directory.join(format!(
+        "{TEMPORARY_PREFIX}{}-{}-{file_name}",
+        std::process::id(),
+        TEMPORARY_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = File::create(&temporary).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    if let Err(source) = written {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(StoreError::Io { path: temporary, source });
+    }
+    let target = directory.join(file_name);
+    std::fs::rename(&temporary, &target).map_err(io(&target))?;
+    sync_directory(directory)
+}
+
 fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<File, StoreError> {
     let file = File::create(path).map_err(|source| StoreError::Io { path: path.to_owned(), source })?;
     let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).build();

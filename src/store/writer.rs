@@ -16,6 +16,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tracing::{debug, info, warn};
 
 use super::{DatasetKind, Datasets, PointRow, StoreError, partition_name, rows_to_batch, write_batch_atomically};
+use super::DatasetsConfig;
 use crate::config::Signal;
 use crate::engine::SeriesKey;
 use crate::export::DatasetMetrics;
@@ -338,6 +339,58 @@ fn history_labels() -> crate::export::DatasetLabels {
 
 fn anomalies_labels() -> crate::export::DatasetLabels {
     crate::export::DatasetLabels { dataset: DatasetKind::Anomalies.directory().to_owned() }
+}
+
+/// How often retention and compaction run (and once at start, which also finishes compactions
+/// a crash interrupted).
+pub const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Opens the datasets of `config` (creating the root), reads each series' last flushed point
+/// and starts the writer task. Returns the engine's sink and the task, which ends after its
+/// last flush once every sink is dropped.
+pub async fn start(
+    config: &DatasetsConfig,
+    window_points: usize,
+    metrics: DatasetMetrics,
+) -> Result<(StoreSink, tokio::task::JoinHandle<()>), StoreError> {
+    let datasets = Datasets::new(&config.path);
+    let scan = datasets.clone();
+    let last_flushed = tokio::task::spawn_blocking(move || -> Result<HashMap<SeriesKey, i64>, StoreError> {
+        std::fs::create_dir_all(scan.root()).map_err(|source| StoreError::Io { path: scan.root().to_owned(), source })?;
+        let mut last = HashMap::new();
+        for key in scan.series()? {
+            // A partition a crash tore mid-compaction is repaired before it is read.
+            for (_, partition) in scan.partitions(&key, DatasetKind::History)? {
+                super::maintain::recover_partition(&partition)?;
+            }
+            if let Some(timestamp) = scan.last_timestamp(&key)? {
+                last.insert(key, timestamp);
+            }
+        }
+        Ok(last)
+    })
+    .await
+    .map_err(|e| StoreError::Io { path: config.path.clone(), source: std::io::Error::other(e.to_string()) })??;
+    info!(path = %config.path.display(), series = last_flushed.len(), "datasets opened");
+    let writer = DatasetWriter::open(datasets, window_points, &last_flushed);
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let sink = StoreSink::new(sender, Arc::new(last_flushed), config.retention);
+    let retention_ms = config.retention.as_millis() as i64;
+    let maintenance_metrics = metrics.clone();
+    let maintenance = move |datasets: &Datasets| {
+        match super::maintain::maintain(datasets, retention_ms, super::maintain::now_ms()) {
+            Ok(report) => {
+                maintenance_metrics.files_compacted.inc_by(report.files_compacted);
+                maintenance_metrics.partitions_deleted.inc_by(report.partitions_deleted);
+            }
+            Err(error) => warn!(%error, "dataset maintenance failed; retrying at the next pass"),
+        }
+        if let Ok(bytes) = datasets.total_bytes() {
+            maintenance_metrics.dataset_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+    };
+    let task = tokio::spawn(run_writer(writer, receiver, config.flush_interval, metrics, maintenance, MAINTENANCE_EVERY));
+    Ok((sink, task))
 }
 
 #[cfg(test)]

@@ -1,0 +1,188 @@
+//! A series' model as a file: the forest (in [`crate::forest`]'s own format) with what the
+//! detector needs beside it and the metadata a person needs to trust it.
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 8 | magic `AEMODEL1` |
+//! | 4 | format version (`u32` LE, [`MODEL_FORMAT_VERSION`]) |
+//! | 4 | length of the JSON header (`u32` LE) |
+//! | … | JSON [`ModelMetadata`] (feature names, training facts, feature ranges) |
+//! | … | the forest, as [`Forest::to_bytes`] writes it (checksummed) |
+//!
+//! A file of another version, of other features, or damaged gives a [`ModelFileError`]: the
+//! caller logs it and retrains, it never crashes.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Model, ModelInfo, SeriesDetector};
+use crate::features::{FEATURE_COUNT, FEATURE_NAMES};
+use crate::forest::Forest;
+
+const MAGIC: &[u8; 8] = b"AEMODEL1";
+
+/// The model file version this build writes and reads.
+pub const MODEL_FORMAT_VERSION: u32 = 1;
+
+/// What a model file says about its model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelMetadata {
+    /// [`MODEL_FORMAT_VERSION`] when written.
+    pub format_version: u32,
+    /// The feature names, in the forest's column order.
+    pub features: Vec<String>,
+    /// When it was fitted, by the data's clock (ms since the epoch).
+    pub trained_at_ms: i64,
+    /// Rows it was fitted on.
+    pub rows: usize,
+    /// The series' model generation.
+    pub generation: u64,
+    /// The training window's first and last timestamps (ms), when trained from a dataset.
+    pub window_ms: Option<(i64, i64)>,
+    /// Each feature's smallest value over the training rows.
+    pub feature_min: [f32; FEATURE_COUNT],
+    /// Each feature's largest value over the training rows.
+    pub feature_max: [f32; FEATURE_COUNT],
+}
+
+/// Why a model file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelFileError {
+    /// Not a model file, or truncated.
+    #[error("not an anomaly-exporter model file")]
+    NotAModel,
+    /// Written by another format version.
+    #[error("model file format version {found}, this build reads {MODEL_FORMAT_VERSION}: retrain")]
+    Version {
+        /// The version in the file.
+        found: u32,
+    },
+    /// Fitted on other features than this build computes.
+    #[error("model trained on features {found:?}, this build computes {FEATURE_NAMES:?}: retrain")]
+    Features {
+        /// The file's feature names.
+        found: Vec<String>,
+    },
+    /// The header or the forest is damaged.
+    #[error("model file is damaged: {0}")]
+    Damaged(String),
+}
+
+impl SeriesDetector {
+    /// The current model as a file, or `None` while warming up. `window_ms` is recorded as is.
+    pub fn export_model(&self, window_ms: Option<(i64, i64)>) -> Option<Vec<u8>> {
+        let model = self.model.as_ref()?;
+        let metadata = ModelMetadata {
+            format_version: MODEL_FORMAT_VERSION,
+            features: FEATURE_NAMES.iter().map(|&n| n.to_owned()).collect(),
+            trained_at_ms: model.info.trained_at_ms,
+            rows: model.info.rows,
+            generation: model.info.generation,
+            window_ms,
+            feature_min: model.feature_min,
+            feature_max: model.feature_max,
+        };
+        let header = serde_json::to_vec(&metadata).ok()?;
+        let mut bytes = Vec::with_capacity(16 + header.len() + model.forest.memory_bytes());
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&MODEL_FORMAT_VERSION.to_le_bytes());
+        bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&header);
+        bytes.extend_from_slice(&model.forest.to_bytes());
+        Some(bytes)
+    }
+
+    /// Replaces the model with the one in `bytes`, giving it `generation` (the caller's count
+    /// of this series' models); the detector's window and training set are kept.
+    pub fn import_model(&mut self, bytes: &[u8], generation: u64) -> Result<ModelInfo, ModelFileError> {
+        let (metadata, forest) = decode(bytes)?;
+        let info = ModelInfo { trained_at_ms: metadata.trained_at_ms, rows: metadata.rows, generation };
+        self.model =
+            Some(Model { forest, feature_min: metadata.feature_min, feature_max: metadata.feature_max, info });
+        self.points_since_fit = 0;
+        Ok(info)
+    }
+}
+
+impl SeriesDetector {
+    /// Renumbers the current model (a model fitted outside the daemon takes the next number of
+    /// the series' models on disk).
+    pub fn set_model_generation(&mut self, generation: u64) {
+        if let Some(model) = self.model.as_mut() {
+            model.info.generation = generation;
+        }
+    }
+}
+
+/// Reads a model file's metadata without building its forest's detector.
+pub fn read_metadata(bytes: &[u8]) -> Result<ModelMetadata, ModelFileError> {
+    decode(bytes).map(|(metadata, _)| metadata)
+}
+
+fn decode(bytes: &[u8]) -> Result<(ModelMetadata, Forest), ModelFileError> {
+    if bytes.len() < 16 || &bytes[..8] != MAGIC {
+        return Err(ModelFileError::NotAModel);
+    }
+    let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    if version != MODEL_FORMAT_VERSION {
+        return Err(ModelFileError::Version { found: version });
+    }
+    let header_len = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]) as usize;
+    let header = bytes.get(16..16 + header_len).ok_or(ModelFileError::NotAModel)?;
+    let metadata: ModelMetadata =
+        serde_json::from_slice(header).map_err(|e| ModelFileError::Damaged(format!("header: {e}")))?;
+    if metadata.features.iter().map(String::as_str).ne(FEATURE_NAMES.iter().copied()) {
+        return Err(ModelFileError::Features { found: metadata.features });
+    }
+    let forest = Forest::from_bytes(&bytes[16 + header_len..]).map_err(|e| ModelFileError::Damaged(e.to_string()))?;
+    if forest.columns() != FEATURE_COUNT {
+        return Err(ModelFileError::Damaged(format!("forest has {} columns", forest.columns())));
+    }
+    Ok((metadata, forest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::DetectorParams;
+
+    fn trained() -> SeriesDetector {
+        let params = DetectorParams { min_training_points: 50, ..DetectorParams::default() };
+        let mut detector = SeriesDetector::new(&params, 9);
+        detector.warm_up(&params, (0..300).map(|i| (i * 1000, (i as f64 / 10.0).sin())));
+        detector
+    }
+
+    #[test]
+    fn a_model_round_trips_and_scores_identically() {
+        let params = DetectorParams::default();
+        let source = trained();
+        let bytes = source.export_model(Some((0, 299_000))).unwrap();
+        let metadata = read_metadata(&bytes).unwrap();
+        assert_eq!((metadata.rows, metadata.trained_at_ms, metadata.window_ms), (298, 299_000, Some((0, 299_000))));
+        let mut copy = SeriesDetector::new(&params, 1);
+        let info = copy.import_model(&bytes, 7).unwrap();
+        assert_eq!(info.generation, 7);
+        let (a, b) = (source.model.as_ref().unwrap(), copy.model.as_ref().unwrap());
+        let row = [0.5, 0.1, 0.6, 0.02, 0.7];
+        assert_eq!(a.anomaly_score(&row, 0.25), b.anomaly_score(&row, 0.25));
+    }
+
+    #[test]
+    fn incompatible_or_damaged_files_are_errors_not_panics() {
+        let bytes = trained().export_model(None).unwrap();
+        let mut other_version = bytes.clone();
+        other_version[8] = 2;
+        assert!(matches!(read_metadata(&other_version), Err(ModelFileError::Version { found: 2 })));
+        let mut damaged = bytes.clone();
+        let last = damaged.len() - 20;
+        damaged[last] ^= 0xFF;
+        assert!(matches!(read_metadata(&damaged), Err(ModelFileError::Damaged(_))));
+        let mut renamed = bytes.clone();
+        let at = bytes.windows(12).position(|w| w == b"rolling_mean").unwrap();
+        renamed[at + 9] = b'o';
+        assert!(matches!(read_metadata(&renamed), Err(ModelFileError::Features { .. })));
+        for cut in [0, 5, 15, 40, bytes.len() - 1] {
+            assert!(read_metadata(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+}
