@@ -76,6 +76,9 @@ pub struct RawConfig {
     /// The signals, by name. Absent: the Spring Boot defaults.
     #[serde(default)]
     pub signals: Option<BTreeMap<String, RawSignal>>,
+    /// Log files by service, for `/logs` and alert correlation. Absent: no log correlation.
+    #[serde(default)]
+    pub logs: Option<crate::logs::LogsConfig>,
 }
 
 fn default_interval() -> String {
@@ -153,6 +156,8 @@ pub struct Config {
     pub anomaly_levels: AnomalyLevels,
     /// The signals, sorted by name.
     pub signals: Vec<Signal>,
+    /// Log correlation, when configured.
+    pub logs: Option<crate::logs::LogsSettings>,
 }
 
 /// The Spring Boot / Micrometer signals watched when the file names none. Each returns one
@@ -276,7 +281,13 @@ impl TryFrom<RawConfig> for Config {
                 min_deviation: signal.min_deviation,
             });
         }
+        let logs = raw
+            .logs
+            .map(|logs| logs.validate())
+            .transpose()
+            .map_err(|e| invalid(format!("logs.{}", e.key), e.problem))?;
         Ok(Config {
+            logs,
             source: raw.source,
             interval,
             service_grace,
