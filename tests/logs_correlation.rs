@@ -52,8 +52,8 @@ async fn error_burst_template_ranks_first_at_the_fault_time() {
     let options = FleetOptions {
         log_format: LogFormat::Ecs,
         // Small files, so the window spans rotated files too.
-        log_max_file_bytes: 256 * 1024,
-        log_max_files: 20,
+        log_max_file_bytes: 32 * 1024,
+        log_max_files: 100,
         ..FleetOptions::ephemeral(3, dir.path())
     };
     let fleet = start(options).await.unwrap();
@@ -91,7 +91,14 @@ async fn error_burst_template_ranks_first_at_the_fault_time() {
     let templates = answer["templates"].as_array().unwrap();
     assert!(templates.iter().any(|t| t["reason"] == "steady" && t["baseline_count"].as_u64().unwrap() > 0));
     assert!(answer["problems"].as_array().unwrap().is_empty(), "{:#}", answer["problems"]);
-    assert!(answer["files"].as_array().unwrap().len() > 1, "the window spans rotated files: {:#}", answer["files"]);
+    let summary: serde_json::Value = answer
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k != "lines" && *k != "templates")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    assert!(answer["files"].as_array().unwrap().len() > 1, "the window spans rotated files: {summary:#}");
 
     // The HTML page: escaped, with the security headers and the same first template.
     let uri = format!("/logs?service={service}&time={fault_ms}&before=10s&after=20s");
