@@ -80,6 +80,9 @@ pub struct RawConfig {
     /// Parquet datasets and model training.
     #[serde(default)]
     pub datasets: RawDatasetsConfig,
+    /// Log files by service, for `/logs` and alert correlation. Absent: no log correlation.
+    #[serde(default)]
+    pub logs: Option<crate::logs::LogsConfig>,
 }
 
 fn default_interval() -> String {
@@ -159,6 +162,8 @@ pub struct Config {
     pub signals: Vec<Signal>,
     /// Parquet datasets and model training (`path` resolved against the config file's directory).
     pub datasets: DatasetsConfig,
+    /// Log correlation, when configured.
+    pub logs: Option<crate::logs::LogsSettings>,
 }
 
 /// The Spring Boot / Micrometer signals watched when the file names none. Each returns one
@@ -287,8 +292,14 @@ impl TryFrom<RawConfig> for Config {
             .datasets
             .validate(Path::new(""))
             .map_err(|(key, problem)| invalid(format!("datasets.{key}"), problem))?;
+        let logs = raw
+            .logs
+            .map(|logs| logs.validate())
+            .transpose()
+            .map_err(|e| invalid(format!("logs.{}", e.key), e.problem))?;
         Ok(Config {
             datasets,
+            logs,
             source: raw.source,
             interval,
             service_grace,

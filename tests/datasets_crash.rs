@@ -12,9 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anomaly_exporter::config::Config;
+use anomaly_exporter::simulate::{self, FleetOptions};
 use anomaly_exporter::source::PrometheusClient;
 use anomaly_exporter::store::{DatasetKind, Datasets, read_rows};
-use anomaly_exporter::simulate::{self, FleetOptions};
 use common::{Prometheus, free_port, wait_until};
 use rand::{Rng, SeedableRng};
 
@@ -53,8 +53,9 @@ fn parquet_files(directory: &Path) -> Vec<PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_flushes_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let fleet =
-        simulate::start(FleetOptions { seed: 11, ..FleetOptions::ephemeral(2, dir.path().join("logs")) }).await.unwrap();
+    let fleet = simulate::start(FleetOptions { seed: 11, ..FleetOptions::ephemeral(2, dir.path().join("logs")) })
+        .await
+        .unwrap();
     let targets: Vec<String> = fleet.services().iter().map(|s| format!("'{}'", s.address)).collect();
     let prometheus = Prometheus::start(&format!(
         "global:\n  scrape_interval: 1s\nscrape_configs:\n\
@@ -137,8 +138,7 @@ async fn kill_9_during_flushes_loses_and_duplicates_nothing() {
     // Every grid point where Prometheus has a value, inside the span we cover, is ours.
     let mut compared = 0usize;
     for signal in &config.signals {
-        let span: Vec<&BTreeSet<i64>> =
-            ours.iter().filter(|((_, s), _)| *s == signal.name).map(|(_, t)| t).collect();
+        let span: Vec<&BTreeSet<i64>> = ours.iter().filter(|((_, s), _)| *s == signal.name).map(|(_, t)| t).collect();
         let first = span.iter().filter_map(|t| t.first()).min().copied().unwrap();
         let last = span.iter().filter_map(|t| t.last()).max().copied().unwrap();
         let start = UNIX_EPOCH + Duration::from_millis(first as u64);
@@ -182,7 +182,12 @@ async fn kill_9_during_flushes_loses_and_duplicates_nothing() {
                           assert len(ts) == len(set(ts)), 'duplicate timestamps'\n\
                           print(t.num_rows)";
             let output = Command::new("python3").args(["-c", script]).arg(&directory).output().unwrap();
-            assert!(output.status.success(), "pyarrow on {}: {}", directory.display(), String::from_utf8_lossy(&output.stderr));
+            assert!(
+                output.status.success(),
+                "pyarrow on {}: {}",
+                directory.display(),
+                String::from_utf8_lossy(&output.stderr)
+            );
             let rows: usize = String::from_utf8_lossy(&output.stdout).trim().parse().unwrap();
             let expected = ours[&(key.service.clone(), key.signal.clone())].len();
             assert_eq!(rows, expected, "pyarrow reads {rows} rows of {key:?}, we read {expected}");
