@@ -11,8 +11,15 @@
 /// The template of a message. Messages longer than 4 KiB are templated on their first 4 KiB,
 /// which keeps the cost of a huge line bounded.
 pub fn template_of(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(4096));
+    push_template(message, &mut out);
+    out
+}
+
+/// Appends the template of `message` to `out`: the allocation-free form of [`template_of`], for
+/// the hot loop that groups every line of a window.
+pub fn push_template(message: &str, out: &mut String) {
     let message = truncate_at_char_boundary(message, 4096);
-    let mut out = String::with_capacity(message.len());
     let mut rest = message;
     while let Some(c) = rest.chars().next() {
         if c == '"' || c == '\'' {
@@ -38,7 +45,6 @@ pub fn template_of(message: &str) -> String {
         out.push(c);
         rest = &rest[c.len_utf8()..];
     }
-    out
 }
 
 fn truncate_at_char_boundary(text: &str, max: usize) -> &str {
