@@ -525,11 +525,9 @@ mod tests {
         }
     }
 
-    /// The fuzz target for the line parser: a long proptest (10 000 cases of structured-looking
-    /// and arbitrary input). Ignored by default because it takes a while; run it with
-    /// `cargo test --lib logs::parse -- --ignored`.
+    /// The fuzz target for the line parser: a long proptest, 10 000 cases of structured-looking
+    /// and arbitrary input (under a second, so it runs with every `cargo test`).
     #[test]
-    #[ignore = "long fuzz run; cargo test --lib logs::parse -- --ignored"]
     fn fuzz_line_parser() {
         let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(10_000));
         let strategy = prop_oneof![
