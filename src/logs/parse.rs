@@ -38,17 +38,139 @@ pub enum ParsedLine {
 pub fn parse_line(line: &[u8]) -> ParsedLine {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let text = String::from_utf8_lossy(line);
+    match parse_view(&text) {
+        ParsedView::Record(view) => ParsedLine::Record(view.into_record()),
+        ParsedView::Blank => ParsedLine::Blank,
+        ParsedView::Corrupt => ParsedLine::Corrupt,
+    }
+}
+
+/// What a line turned out to be, its text still borrowed from the line.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum ParsedView<'a> {
+    /// A record.
+    Record(RecordView<'a>),
+    /// An empty or blank line.
+    Blank,
+    /// Unreadable: counted as skipped.
+    Corrupt,
+}
+
+/// A record whose text still borrows from its line where the JSON had no escapes: the hot loop
+/// of a query looks at every line of the window and its baseline, and only the window's lines
+/// are kept ([`RecordView::into_record`]); the baseline's are counted and dropped.
+#[derive(Debug)]
+pub struct RecordView<'a> {
+    /// Milliseconds since the epoch, UTC.
+    pub timestamp_ms: Option<i64>,
+    /// The level.
+    pub level: Option<Level>,
+    /// The logger.
+    pub logger: Option<Cow<'a, str>>,
+    /// The thread.
+    pub thread: Option<Cow<'a, str>>,
+    /// The message.
+    pub message: Cow<'a, str>,
+    /// The exception's class.
+    pub error_type: Option<Cow<'a, str>>,
+    /// The exception's message.
+    pub error_message: Option<Cow<'a, str>>,
+    /// The stack trace.
+    pub stack_trace: Option<Cow<'a, str>>,
+    /// The trace id.
+    pub trace_id: Option<Cow<'a, str>>,
+    /// The span id.
+    pub span_id: Option<Cow<'a, str>>,
+    rest: Vec<(Cow<'a, str>, Field<'a>)>,
+    /// The format.
+    pub format: LineFormat,
+}
+
+impl<'a> RecordView<'a> {
+    fn text(line: &'a str, timestamp_ms: Option<i64>, level: Option<Level>) -> Self {
+        RecordView {
+            timestamp_ms,
+            level,
+            logger: None,
+            thread: None,
+            message: Cow::Borrowed(line),
+            error_type: None,
+            error_message: None,
+            stack_trace: None,
+            trace_id: None,
+            span_id: None,
+            rest: Vec::new(),
+            format: LineFormat::Text,
+        }
+    }
+
+    /// A view of an owned record (its extra fields as text).
+    pub fn of(record: &'a LogRecord) -> Self {
+        let borrowed = |text: &'a Option<String>| text.as_deref().map(Cow::Borrowed);
+        RecordView {
+            timestamp_ms: record.timestamp_ms,
+            level: record.level,
+            logger: borrowed(&record.logger),
+            thread: borrowed(&record.thread),
+            message: Cow::Borrowed(&record.message),
+            error_type: borrowed(&record.error_type),
+            error_message: borrowed(&record.error_message),
+            stack_trace: borrowed(&record.stack_trace),
+            trace_id: borrowed(&record.trace_id),
+            span_id: borrowed(&record.span_id),
+            rest: record
+                .fields
+                .iter()
+                .map(|(k, v)| (Cow::Borrowed(k.as_str()), Field::Text(Cow::Borrowed(v))))
+                .collect(),
+            format: record.format,
+        }
+    }
+
+    /// The owned record, with the remaining fields flattened to text.
+    pub fn into_record(self) -> LogRecord {
+        let owned = |text: Option<Cow<'a, str>>| text.map(Cow::into_owned);
+        let mut fields = BTreeMap::new();
+        for (key, value) in self.rest {
+            if key == "ecs.version" || key == "ecs" {
+                continue;
+            }
+            let key = key.strip_prefix('_').unwrap_or(&key).to_owned();
+            if let Some(text) = text_of(Some(value)) {
+                fields.insert(key, text);
+            }
+        }
+        LogRecord {
+            timestamp_ms: self.timestamp_ms,
+            level: self.level,
+            logger: owned(self.logger),
+            thread: owned(self.thread),
+            message: self.message.into_owned(),
+            error_type: owned(self.error_type),
+            error_message: owned(self.error_message),
+            stack_trace: owned(self.stack_trace),
+            trace_id: owned(self.trace_id),
+            span_id: owned(self.span_id),
+            fields,
+            format: self.format,
+        }
+    }
+}
+
+/// Parses one line of text, borrowing from it.
+pub fn parse_view(text: &str) -> ParsedView<'_> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
-        return ParsedLine::Blank;
+        return ParsedView::Blank;
     }
     if trimmed.starts_with('{') {
         return match serde_json::from_str::<Object<'_>>(trimmed) {
-            Ok(object) => parse_object(object, trimmed).map_or(ParsedLine::Corrupt, ParsedLine::Record),
-            Err(_) => ParsedLine::Corrupt,
+            Ok(object) => parse_object(object, trimmed).map_or(ParsedView::Corrupt, ParsedView::Record),
+            Err(_) => ParsedView::Corrupt,
         };
     }
-    ParsedLine::Record(parse_text(text.trim_end()))
+    ParsedView::Record(parse_text(text.trim_end()))
 }
 
 /// Reads only the timestamp of a line, cheaply: the binary search probes lines with it. Falls
@@ -69,13 +191,13 @@ pub fn line_timestamp_ms(line: &[u8]) -> Option<i64> {
     }
 }
 
-fn parse_text(line: &str) -> LogRecord {
+fn parse_text(line: &str) -> RecordView<'_> {
     let Some((timestamp_ms, used)) = parse_timestamp_prefix(line) else {
-        return LogRecord::text(line, None, None);
+        return RecordView::text(line, None, None);
     };
     // Logback's default pattern puts the level within the next few words: `… INFO 1234 --- …`.
     let level = line[used..].split_whitespace().take(3).find_map(Level::from_name);
-    LogRecord::text(line, Some(timestamp_ms), level)
+    RecordView::text(line, Some(timestamp_ms), level)
 }
 
 /// A JSON value whose strings borrow from the line when they hold no escapes. Parsing into
@@ -231,14 +353,14 @@ fn str_of<'f>(field: Option<&'f Field<'_>>) -> Option<&'f str> {
     field.and_then(Field::as_str)
 }
 
-fn parse_object(mut object: Object<'_>, line: &str) -> Option<LogRecord> {
+fn parse_object<'a>(mut object: Object<'a>, line: &'a str) -> Option<RecordView<'a>> {
     let Some(format) = detect(&object) else {
         // Some other JSON: keep the line as text, with its timestamp if it has a usual one.
         let timestamp_ms = ["@timestamp", "timestamp", "time"]
             .iter()
             .find_map(|key| str_of(object.get(key)).and_then(parse_rfc3339_ms));
         let level = ["level", "severity"].iter().find_map(|key| str_of(object.get(key))).and_then(Level::from_name);
-        return Some(LogRecord::text(line, timestamp_ms, level));
+        return Some(RecordView::text(line, timestamp_ms, level));
     };
     if format == LineFormat::EcsNested {
         flatten_into_dotted(&mut object);
@@ -262,38 +384,38 @@ fn parse_object(mut object: Object<'_>, line: &str) -> Option<LogRecord> {
                 Some(Field::Other(Value::Number(n))) => n.as_i64().and_then(Level::from_syslog),
                 _ => None,
             });
-            let short_message = text_of(object.take("short_message"));
-            let full_message = text_of(object.take("full_message"));
+            let short_message = cow_of(object.take("short_message"));
+            let full_message = cow_of(object.take("full_message"));
             object.take("version");
-            LogRecord {
+            RecordView {
                 timestamp_ms: Some(timestamp_ms),
                 level,
-                logger: text_of(object.take("_log_logger")),
-                thread: text_of(object.take("_process_thread_name")),
+                logger: cow_of(object.take("_log_logger")),
+                thread: cow_of(object.take("_process_thread_name")),
                 message: short_message.unwrap_or_default(),
-                error_type: text_of(object.take("_error_type")),
-                error_message: text_of(object.take("_error_message")),
-                stack_trace: text_of(object.take("_error_stack_trace")).or(full_message),
-                trace_id: text_of(object.take("_traceId")).or_else(|| text_of(object.take("_trace_id"))),
-                span_id: text_of(object.take("_spanId")).or_else(|| text_of(object.take("_span_id"))),
-                fields: BTreeMap::new(),
+                error_type: cow_of(object.take("_error_type")),
+                error_message: cow_of(object.take("_error_message")),
+                stack_trace: cow_of(object.take("_error_stack_trace")).or(full_message),
+                trace_id: cow_of(object.take("_traceId")).or_else(|| cow_of(object.take("_trace_id"))),
+                span_id: cow_of(object.take("_spanId")).or_else(|| cow_of(object.take("_span_id"))),
+                rest: Vec::new(),
                 format,
             }
         }
         LineFormat::EcsFlat | LineFormat::EcsNested => {
             let timestamp_ms = str_of(object.take("@timestamp").as_ref()).and_then(parse_rfc3339_ms)?;
-            LogRecord {
+            RecordView {
                 timestamp_ms: Some(timestamp_ms),
                 level: str_of(object.take("log.level").as_ref()).and_then(Level::from_name),
-                logger: text_of(object.take("log.logger")),
-                thread: text_of(object.take("process.thread.name")),
-                message: text_of(object.take("message")).unwrap_or_default(),
-                error_type: text_of(object.take("error.type")),
-                error_message: text_of(object.take("error.message")),
-                stack_trace: text_of(object.take("error.stack_trace")),
-                trace_id: text_of(object.take("traceId")).or_else(|| text_of(object.take("trace.id"))),
-                span_id: text_of(object.take("spanId")).or_else(|| text_of(object.take("span.id"))),
-                fields: BTreeMap::new(),
+                logger: cow_of(object.take("log.logger")),
+                thread: cow_of(object.take("process.thread.name")),
+                message: cow_of(object.take("message")).unwrap_or_default(),
+                error_type: cow_of(object.take("error.type")),
+                error_message: cow_of(object.take("error.message")),
+                stack_trace: cow_of(object.take("error.stack_trace")),
+                trace_id: cow_of(object.take("traceId")).or_else(|| cow_of(object.take("trace.id"))),
+                span_id: cow_of(object.take("spanId")).or_else(|| cow_of(object.take("span.id"))),
+                rest: Vec::new(),
                 format,
             }
         }
@@ -302,35 +424,27 @@ fn parse_object(mut object: Object<'_>, line: &str) -> Option<LogRecord> {
             let level = str_of(object.take("level").as_ref()).and_then(Level::from_name);
             object.take("@version");
             object.take("level_value");
-            let stack_trace = text_of(object.take("stack_trace"));
+            let stack_trace = cow_of(object.take("stack_trace"));
             // logstash-logback-encoder has no exception-class field: the trace's first line has it.
-            let error_type = stack_trace.as_deref().and_then(exception_class);
-            LogRecord {
+            let error_type = stack_trace.as_deref().and_then(exception_class).map(Cow::Owned);
+            RecordView {
                 timestamp_ms: Some(timestamp_ms),
                 level,
-                logger: text_of(object.take("logger_name")),
-                thread: text_of(object.take("thread_name")),
-                message: text_of(object.take("message")).unwrap_or_default(),
+                logger: cow_of(object.take("logger_name")),
+                thread: cow_of(object.take("thread_name")),
+                message: cow_of(object.take("message")).unwrap_or_default(),
                 error_type,
                 error_message: None,
                 stack_trace,
-                trace_id: text_of(object.take("traceId")).or_else(|| text_of(object.take("trace_id"))),
-                span_id: text_of(object.take("spanId")).or_else(|| text_of(object.take("span_id"))),
-                fields: BTreeMap::new(),
+                trace_id: cow_of(object.take("traceId")).or_else(|| cow_of(object.take("trace_id"))),
+                span_id: cow_of(object.take("spanId")).or_else(|| cow_of(object.take("span_id"))),
+                rest: Vec::new(),
                 format,
             }
         }
     };
     let mut record = record;
-    for (key, value) in object.0 {
-        if key == "ecs.version" || key == "ecs" {
-            continue;
-        }
-        let key = key.strip_prefix('_').unwrap_or(&key).to_owned();
-        if let Some(text) = text_of(Some(value)) {
-            record.fields.insert(key, text);
-        }
-    }
+    record.rest = object.0;
     Some(record)
 }
 
@@ -339,6 +453,16 @@ fn exception_class(stack_trace: &str) -> Option<String> {
     let first = stack_trace.lines().next()?;
     let class = first.split(':').next()?.trim();
     (!class.is_empty() && !class.contains(char::is_whitespace)).then(|| class.to_owned())
+}
+
+/// A value as text, still borrowed where it can be.
+fn cow_of(field: Option<Field<'_>>) -> Option<Cow<'_, str>> {
+    match field? {
+        Field::Text(text) => Some(text),
+        Field::Other(Value::Null) => None,
+        Field::Other(Value::Object(o)) if o.is_empty() => None,
+        Field::Other(other) => Some(Cow::Owned(other.to_string())),
+    }
 }
 
 /// A value as text: strings as they are, other scalars and arrays as JSON, null as nothing.

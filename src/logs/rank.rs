@@ -133,17 +133,17 @@ pub struct TemplateCounter {
 const OVERFLOW_TEMPLATE: &str = "<other kinds of lines: too many to group>";
 
 impl TemplateCounter {
-    /// The group of `record`, created if new; returns its index.
-    fn group_of(&mut self, record: &LogRecord) -> usize {
+    /// The group of a line, created if new; returns its index.
+    fn group_of(&mut self, logger: Option<&str>, message: &str, error_type: Option<&str>) -> usize {
         let scratch = &mut self.scratch;
         scratch.clear();
-        scratch.push_str(record.logger.as_deref().unwrap_or(""));
+        scratch.push_str(logger.unwrap_or(""));
         scratch.push('\0');
         let template_start = scratch.len();
-        push_template(&record.message, scratch);
+        push_template(message, scratch);
         let template_end = scratch.len();
         scratch.push('\0');
-        scratch.push_str(record.error_type.as_deref().unwrap_or(""));
+        scratch.push_str(error_type.unwrap_or(""));
         if let Some(&index) = self.index.get(scratch.as_str()) {
             return index;
         }
@@ -152,9 +152,9 @@ impl TemplateCounter {
             (format!("\0{OVERFLOW_TEMPLATE}\0"), key)
         } else {
             let key = GroupKey {
-                logger: record.logger.clone(),
+                logger: logger.map(str::to_owned),
                 template: scratch[template_start..template_end].to_owned(),
-                error_type: record.error_type.clone(),
+                error_type: error_type.map(str::to_owned),
             };
             (scratch.clone(), key)
         };
@@ -169,13 +169,18 @@ impl TemplateCounter {
 
     /// Counts a baseline line.
     pub fn add_baseline(&mut self, record: &LogRecord) {
-        let index = self.group_of(record);
+        self.add_baseline_line(record.logger.as_deref(), &record.message, record.error_type.as_deref());
+    }
+
+    /// Counts a baseline line from its parts, so a line that is only counted is never copied.
+    pub fn add_baseline_line(&mut self, logger: Option<&str>, message: &str, error_type: Option<&str>) {
+        let index = self.group_of(logger, message, error_type);
         self.groups[index].baseline_count += 1;
     }
 
     /// Counts a window line and returns its group's index (for [`Ranking::rank_of`]).
     pub fn add_window(&mut self, record: &LogRecord) -> usize {
-        let index = self.group_of(record);
+        let index = self.group_of(record.logger.as_deref(), &record.message, record.error_type.as_deref());
         let group = &mut self.groups[index];
         group.count += 1;
         group.level = group.level.max(record.level);

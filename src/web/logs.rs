@@ -356,8 +356,10 @@ mod tests {
     #[test]
     fn page_escapes_hostile_log_text_and_links_safely() {
         let (correlation, query) = hostile_correlation();
-        let mut config = crate::logs::LogsConfig::default();
-        config.grafana_url = Some("http://grafana:3000/d/x?orgId=1".into());
+        let config = crate::logs::LogsConfig {
+            grafana_url: Some("http://grafana:3000/d/x?orgId=1".into()),
+            ..crate::logs::LogsConfig::default()
+        };
         let logs = LogsState { index: Arc::new(LogIndex::new(&config).unwrap()), metrics: LogsMetrics::default() };
         let page = render_page(&correlation, &query, 86_400_000, &logs);
         assert!(!page.contains("<script"), "{page}");
