@@ -45,6 +45,7 @@ pub use query::{LineOrder, LogParams, LogQuery};
 pub use rank::{RankReason, RankedTemplate};
 pub use record::{Level, LineFormat, LogRecord};
 
+use parse::RecordView;
 use rank::TemplateCounter;
 
 /// Templates listed in an answer at most (the lines may belong to others; `template_count` says
@@ -188,16 +189,17 @@ impl LogIndex {
         let (mut lines_read, mut lines_skipped, mut bytes_read) = (0, 0, 0);
         let mut files_read = Vec::with_capacity(paths.len());
         for path in &paths {
-            let mut visit = |record: LogRecord| {
-                let Some(timestamp) = record.timestamp_ms else { return };
+            let mut visit = |view: RecordView<'_>| {
+                let Some(timestamp) = view.timestamp_ms else { return };
                 earliest_seen = earliest_seen.min(timestamp);
-                if !passes(&record, query.min_level, needle.as_deref()) {
+                if !passes(&view, query.min_level, needle.as_deref()) {
                     return;
                 }
                 if timestamp < query.from_ms {
-                    counter.add_baseline(&record);
+                    counter.add_baseline_line(view.logger.as_deref(), &view.message, view.error_type.as_deref());
                 } else {
                     lines_in_window += 1;
+                    let record = view.into_record();
                     let group = counter.add_window(&record);
                     if held.len() < self.settings.max_lines_held {
                         held.push((group, record));
@@ -252,7 +254,7 @@ impl LogIndex {
     }
 }
 
-fn passes(record: &LogRecord, min_level: Option<Level>, needle: Option<&str>) -> bool {
+fn passes(record: &RecordView<'_>, min_level: Option<Level>, needle: Option<&str>) -> bool {
     if let Some(min_level) = min_level
         && record.level.is_none_or(|level| level < min_level)
     {

@@ -18,8 +18,8 @@ use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::time::UNIX_EPOCH;
 
-use super::parse::{ParsedLine, line_timestamp_ms, parse_line};
-use super::record::LogRecord;
+use super::parse::{ParsedView, RecordView, line_timestamp_ms, parse_view};
+use super::record::{LineFormat, LogRecord};
 
 /// Lines longer than this are skipped and counted, so one runaway line cannot take the memory.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
@@ -46,10 +46,16 @@ pub struct ScanStats {
     pub lines_skipped: u64,
 }
 
-/// Reads the records of `path` with timestamps in `[from_ms, to_ms)` (give or take the order
-/// slack: the caller filters exactly) and hands each to `visit`. Text lines without a timestamp
-/// (a plain-text stack trace) are appended to the record before them.
-pub fn scan_file(path: &Path, from_ms: i64, to_ms: i64, visit: &mut dyn FnMut(LogRecord)) -> io::Result<ScanStats> {
+/// Reads the records of `path` with timestamps in `[from_ms, to_ms)` and hands each to `visit`,
+/// its text still borrowed from the line (keep it with [`RecordView::into_record`]). Text lines
+/// without a timestamp (a plain-text stack trace) are appended to the text line before them;
+/// after a JSON line they have nothing to continue and are counted as skipped.
+pub fn scan_file(
+    path: &Path,
+    from_ms: i64,
+    to_ms: i64,
+    visit: &mut dyn FnMut(RecordView<'_>),
+) -> io::Result<ScanStats> {
     let mut stats = ScanStats::default();
     let mut file = File::open(path)?;
     let metadata = file.metadata()?;
@@ -145,16 +151,17 @@ fn read_lines(
     from_ms: i64,
     to_ms: i64,
     stats: &mut ScanStats,
-    visit: &mut dyn FnMut(LogRecord),
+    visit: &mut dyn FnMut(RecordView<'_>),
 ) -> io::Result<()> {
+    let in_range = |timestamp: Option<i64>| timestamp.is_some_and(|t| t >= from_ms && t < to_ms);
     let mut line = Vec::with_capacity(4096);
-    // The last timed record, held back so continuation lines can be appended to it.
+    // The last timed text record, held back so continuation lines can be appended to it.
     let mut pending: Option<LogRecord> = None;
-    let mut flush = |pending: &mut Option<LogRecord>| {
+    let flush = |pending: &mut Option<LogRecord>, visit: &mut dyn FnMut(RecordView<'_>)| {
         if let Some(record) = pending.take()
-            && record.timestamp_ms.is_some_and(|t| t >= from_ms && t < to_ms)
+            && in_range(record.timestamp_ms)
         {
-            visit(record);
+            visit(RecordView::of(&record));
         }
     };
     loop {
@@ -169,22 +176,28 @@ fn read_lines(
             continue;
         }
         let bytes = line.strip_suffix(b"\n").unwrap_or(&line);
-        match parse_line(bytes) {
-            ParsedLine::Blank => {}
-            ParsedLine::Corrupt => stats.lines_skipped += 1,
-            ParsedLine::Record(record) => match record.timestamp_ms {
+        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        let text = String::from_utf8_lossy(bytes);
+        match parse_view(&text) {
+            ParsedView::Blank => {}
+            ParsedView::Corrupt => stats.lines_skipped += 1,
+            ParsedView::Record(view) => match view.timestamp_ms {
                 Some(timestamp) => {
-                    flush(&mut pending);
+                    flush(&mut pending, visit);
                     if timestamp >= to_ms + ORDER_SLACK_MS {
                         return Ok(());
                     }
-                    pending = Some(record);
+                    if view.format == LineFormat::Text {
+                        pending = Some(view.into_record());
+                    } else if in_range(Some(timestamp)) {
+                        visit(view);
+                    }
                 }
                 None => match pending.as_mut() {
                     Some(previous) => {
                         let trace = previous.stack_trace.get_or_insert_with(String::new);
                         if trace.len() < MAX_LINE_BYTES {
-                            trace.push_str(&record.message);
+                            trace.push_str(&view.message);
                             trace.push('\n');
                         }
                     }
@@ -193,7 +206,7 @@ fn read_lines(
             },
         }
     }
-    flush(&mut pending);
+    flush(&mut pending, visit);
     Ok(())
 }
 
@@ -223,7 +236,7 @@ mod tests {
 
     fn collect(path: &Path, from: i64, to: i64) -> (Vec<LogRecord>, ScanStats) {
         let mut records = Vec::new();
-        let stats = scan_file(path, from, to, &mut |r| records.push(r)).unwrap();
+        let stats = scan_file(path, from, to, &mut |view| records.push(view.into_record())).unwrap();
         (records, stats)
     }
 
@@ -267,9 +280,10 @@ mod tests {
         let (records, stats) = collect(&path, T0 - 1000, T0 + 10_000);
         let messages: Vec<_> = records.iter().map(|r| r.message.as_str()).collect();
         assert_eq!(messages, ["one", "two"]);
-        // The continuation joins "two"; the bad JSON and the truncated last line are skipped.
-        assert_eq!(stats.lines_skipped, 2);
-        assert!(records[1].stack_trace.as_deref().unwrap().contains("orphan.continuation"));
+        // The bad JSON, the untimed line after a JSON line (a JSON line carries its own stack
+        // trace) and the truncated last line are skipped.
+        assert_eq!(stats.lines_skipped, 3);
+        assert_eq!(records[1].stack_trace, None);
     }
 
     #[test]

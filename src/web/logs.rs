@@ -307,6 +307,75 @@ mod tests {
         );
     }
 
+    fn hostile_correlation() -> (Correlation, LogQuery) {
+        use crate::logs::{LineOrder, LogLine, LogRecord, RankReason, RankedTemplate};
+        let mut record = LogRecord::text("<script>alert(1)</script>", Some(1_790_000_000_000), Some(Level::Error));
+        record.logger = Some("\"><img src=x onerror=alert(2)>".into());
+        record.stack_trace = Some("java.lang.X: </pre><script>x</script>".into());
+        let template = RankedTemplate {
+            template: "<script>alert(<n>)</script>".into(),
+            logger: record.logger.clone(),
+            error_type: Some("<b>T</b>".into()),
+            level: Some(Level::Error),
+            count: 3,
+            baseline_count: 0,
+            expected_count: 0.0,
+            surge_ratio: 4.0,
+            reason: RankReason::NewError,
+            example: record.clone(),
+        };
+        let correlation = Correlation {
+            service: "a\"><script>".into(),
+            from_ms: 1_790_000_000_000,
+            to_ms: 1_790_000_360_000,
+            baseline_from_ms: 1_789_998_560_000,
+            templates: vec![template],
+            template_count: 1,
+            lines: vec![LogLine { template_rank: 0, record }],
+            lines_in_window: 1,
+            truncated: false,
+            files: vec!["/var/log/a/app.log".into()],
+            problems: vec![crate::logs::FileProblem { path: "/var/log/<x>".into(), problem: "denied".into() }],
+            lines_read: 1,
+            lines_skipped: 2,
+            bytes_read: 100,
+            duration_seconds: 0.001,
+        };
+        let query = LogQuery {
+            service: correlation.service.clone(),
+            from_ms: correlation.from_ms,
+            to_ms: correlation.to_ms,
+            min_level: Some(Level::Warn),
+            contains: Some("a&b".into()),
+            limit: 200,
+            order: LineOrder::Rank,
+        };
+        (correlation, query)
+    }
+
+    #[test]
+    fn page_escapes_hostile_log_text_and_links_safely() {
+        let (correlation, query) = hostile_correlation();
+        let config = crate::logs::LogsConfig {
+            grafana_url: Some("http://grafana:3000/d/x?orgId=1".into()),
+            ..crate::logs::LogsConfig::default()
+        };
+        let logs = LogsState { index: Arc::new(LogIndex::new(&config).unwrap()), metrics: LogsMetrics::default() };
+        let page = render_page(&correlation, &query, 86_400_000, &logs);
+        assert!(!page.contains("<script"), "{page}");
+        assert!(!page.contains("<img"), "{page}");
+        assert!(!page.contains("<b>T</b>"), "{page}");
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(page.contains("&lt;/pre&gt;&lt;script&gt;x&lt;/script&gt;"));
+        assert!(page.contains("could not read <code>/var/log/&lt;x&gt;</code>"));
+        assert!(page.contains("2 corrupt or truncated lines skipped"));
+        // The service is percent-encoded inside links, and the links HTML-escaped.
+        assert!(page.contains("href=\"/logs?service=a%22%3E%3Cscript%3E&amp;from=1789999640000&amp;to=1790000720000&amp;level=WARN&amp;q=a%26b\">wider</a>"), "{page}");
+        assert!(page.contains(
+            "href=\"http://grafana:3000/d/x?orgId=1&amp;from=1790000000000&amp;to=1790000360000\">back to Grafana</a>"
+        ));
+    }
+
     #[test]
     fn query_values_are_percent_encoded() {
         assert_eq!(encode_query_value("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
