@@ -76,6 +76,9 @@ pub struct RawConfig {
     /// The signals, by name. Absent: the Spring Boot defaults.
     #[serde(default)]
     pub signals: Option<BTreeMap<String, RawSignal>>,
+    /// The alert webhook and incidents.
+    #[serde(default)]
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 fn default_interval() -> String {
@@ -153,6 +156,8 @@ pub struct Config {
     pub anomaly_levels: AnomalyLevels,
     /// The signals, sorted by name.
     pub signals: Vec<Signal>,
+    /// The alert webhook and incidents.
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 /// The Spring Boot / Micrometer signals watched when the file names none. Each returns one
@@ -237,6 +242,7 @@ impl TryFrom<RawConfig> for Config {
         let backfill = duration("backfill", &raw.backfill)?;
         raw.detector.validate().map_err(|problem| invalid("detector", problem))?;
         raw.anomaly_levels.validate().map_err(|problem| invalid("anomaly_levels", problem))?;
+        raw.alerts.validate().map_err(|(key, problem)| invalid(key, problem))?;
 
         let raw_signals = raw.signals.unwrap_or_else(default_signals);
         if raw_signals.is_empty() {
@@ -284,6 +290,7 @@ impl TryFrom<RawConfig> for Config {
             detector: raw.detector,
             anomaly_levels: raw.anomaly_levels,
             signals,
+            alerts: raw.alerts,
         })
     }
 }

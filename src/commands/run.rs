@@ -9,6 +9,7 @@ use clap::Args;
 use prometheus_client::registry::Registry;
 use tracing::info;
 
+use crate::alerts::{AlertsState, IncidentStore};
 use crate::config::{Config, ConfigError};
 use crate::engine::Engine;
 use crate::export::{ScoresCollector, SelfMetrics, SnapshotCell};
@@ -66,6 +67,9 @@ pub enum RunError {
         /// The operating system's reason.
         source: std::io::Error,
     },
+    /// The incidents journal could not be read at start.
+    #[error("{0}")]
+    Incidents(crate::alerts::journal::JournalError),
     /// The server failed while running.
     #[error("web server failed: {0}")]
     Serve(WebError),
@@ -76,7 +80,7 @@ impl RunError {
     pub fn exit_code(&self) -> u8 {
         match self {
             RunError::Config(_) | RunError::Source(_) | RunError::WebConfig(_) | RunError::Listen { .. } => 2,
-            RunError::Serve(_) => 1,
+            RunError::Serve(_) | RunError::Incidents(_) => 1,
         }
     }
 }
@@ -108,6 +112,8 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let metrics = SelfMetrics::register(&mut registry);
     registry.register_collector(Box::new(ScoresCollector::new(Arc::clone(&snapshot), config.interval.as_secs_f64())));
     let ready = Arc::new(AtomicBool::new(false));
+    let incidents = IncidentStore::open(&config.alerts.incidents_dir).map_err(RunError::Incidents)?;
+    let alerts_state = AlertsState { store: Arc::new(incidents), max_body_bytes: config.alerts.max_body_bytes };
 
     let listener = tokio::net::TcpListener::bind(args.listen_address)
         .await
@@ -137,8 +143,11 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
 
     let mut server_stop = stop_rx;
     // Every route, the probes included, needs at least the reader role when basic auth is on,
-    // as exporter-toolkit does.
-    let app = router(state).layer(authenticator.require(Role::Reader));
+    // as exporter-toolkit does; the alerting routes carry their own roles (Webhook for
+    // `POST /alerts`, Admin to acknowledge or resolve), so they are merged after that layer.
+    let app = router(state)
+        .layer(authenticator.require(Role::Reader))
+        .merge(crate::alerts::routes(alerts_state, &authenticator));
     let server = serve_listener(app, listener, web_config.as_ref(), async move {
         let _ = server_stop.wait_for(|stopped| *stopped).await;
     });
