@@ -54,6 +54,8 @@ backfill: 1h
 detector:
   min_training_points: 60
   retrain_every_points: 120
+logs:
+  service_files: $WORK/logs/{service}/app.log*
 YAML
 
 "$BIN" simulate --services "$SERVICES" --listen-address "$FLEET_CONTROL" --base-port "$FLEET_BASE_PORT" \
@@ -69,6 +71,7 @@ cat <<TEXT
 anomaly-exporter demo is running ($SERVICES simulated Spring Boot services). Logs in $WORK.
   Prometheus         http://$PROMETHEUS/graph?g0.expr=anomaly_score&g0.tab=0
   anomaly-exporter   http://$EXPORTER/metrics   http://$EXPORTER/services
+  logs               http://$EXPORTER/logs?service=order-service   (a service's lines of the last 5 minutes, ranked)
   fleet control      http://$FLEET_CONTROL/targets   (POST /faults to inject one)
 Models warm up after about 5 minutes of data; a fault is injected every 4 minutes.
 Press Ctrl-C to stop.

@@ -79,6 +79,9 @@ pub struct RawConfig {
     /// The alert webhook and incidents.
     #[serde(default)]
     pub alerts: crate::alerts::AlertsConfig,
+    /// Log files by service, for `/logs` and alert correlation. Absent: no log correlation.
+    #[serde(default)]
+    pub logs: Option<crate::logs::LogsConfig>,
 }
 
 fn default_interval() -> String {
@@ -158,6 +161,8 @@ pub struct Config {
     pub signals: Vec<Signal>,
     /// The alert webhook and incidents.
     pub alerts: crate::alerts::AlertsConfig,
+    /// Log correlation, when configured.
+    pub logs: Option<crate::logs::LogsSettings>,
 }
 
 /// The Spring Boot / Micrometer signals watched when the file names none. Each returns one
@@ -282,7 +287,13 @@ impl TryFrom<RawConfig> for Config {
                 min_deviation: signal.min_deviation,
             });
         }
+        let logs = raw
+            .logs
+            .map(|logs| logs.validate())
+            .transpose()
+            .map_err(|e| invalid(format!("logs.{}", e.key), e.problem))?;
         Ok(Config {
+            logs,
             source: raw.source,
             interval,
             service_grace,

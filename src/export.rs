@@ -285,6 +285,8 @@ pub struct SelfMetrics {
     pub last_successful_cycle: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Points that could not be scored (NaN, infinite), by signal.
     pub points_skipped: Family<SignalLabels, Counter>,
+    /// Log queries (`/logs` and the alert notifier's correlation).
+    pub logs: crate::logs::LogsMetrics,
 }
 
 impl SelfMetrics {
@@ -301,6 +303,7 @@ impl SelfMetrics {
             models_trained: Counter::default(),
             last_successful_cycle: Gauge::default(),
             points_skipped: Family::default(),
+            logs: crate::logs::LogsMetrics::default(),
         };
         let own = registry.sub_registry_with_prefix("anomaly_exporter");
         own.register(
@@ -345,6 +348,7 @@ impl SelfMetrics {
             "Points not scored because their value was NaN or infinite, by signal",
             metrics.points_skipped.clone(),
         );
+        metrics.logs.register(own);
         registry.register_collector(Box::new(ProcessCollector));
         metrics
     }

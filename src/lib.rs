@@ -16,6 +16,7 @@ pub mod evaluate;
 pub mod export;
 pub mod features;
 pub mod forest;
+pub mod logs;
 pub mod process;
 pub mod simulate;
 pub mod source;

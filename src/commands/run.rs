@@ -13,8 +13,10 @@ use crate::alerts::{AlertsState, IncidentStore};
 use crate::config::{Config, ConfigError};
 use crate::engine::Engine;
 use crate::export::{ScoresCollector, SelfMetrics, SnapshotCell};
+use crate::logs::LogIndex;
 use crate::source::{PrometheusClient, SourceError};
 use crate::web::auth::{Authenticator, Role};
+use crate::web::logs::LogsState;
 use crate::web::router::{AppState, router};
 use crate::web::serve::serve_listener;
 use crate::web::web_config::{WebConfig, WebError};
@@ -40,10 +42,10 @@ pub struct RunArgs {
 }
 
 fn parse_telemetry_path(text: &str) -> Result<String, String> {
-    if text.starts_with('/') && text.len() > 1 && !text.starts_with("/-/") && text != "/services" {
+    if text.starts_with('/') && text.len() > 1 && !text.starts_with("/-/") && text != "/services" && text != "/logs" {
         Ok(text.to_owned())
     } else {
-        Err(format!("{text:?}: must start with '/' and not clash with /, /-/… or /services"))
+        Err(format!("{text:?}: must start with '/' and not clash with /, /-/…, /services or /logs"))
     }
 }
 
@@ -127,6 +129,9 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         registry: Arc::new(registry),
         ready: Arc::clone(&ready),
         telemetry_path: args.telemetry_path.clone(),
+        logs: config.logs.clone().map(|settings| {
+            Arc::new(LogsState { index: Arc::new(LogIndex::from_settings(settings)), metrics: metrics.logs.clone() })
+        }),
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let engine = Engine::new(Arc::clone(&config), client, metrics, snapshot);

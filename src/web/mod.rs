@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod logs;
 pub mod router;
 pub mod serve;
 pub mod web_config;

@@ -27,6 +27,8 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// Where metrics are served, for the landing page.
     pub telemetry_path: String,
+    /// `/logs`; `None` when the configuration has no `logs:` section.
+    pub logs: Option<Arc<super::logs::LogsState>>,
 }
 
 /// Builds the router. `telemetry_path` must start with `/`.
@@ -36,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .route("/-/healthy", get(|| async { "Healthy\n" }))
         .route("/-/ready", get(ready))
         .route("/services", get(services))
+        .route("/logs", get(super::logs::logs))
         .route("/", get(landing))
         .fallback(|| async { ApiError::not_found("no such route; see / for the endpoints") })
         .with_state(state)
@@ -140,6 +143,7 @@ async fn landing(State(state): State<AppState>) -> Html<String> {
          <h1>anomaly-exporter</h1><ul>\
          <li><a href=\"{path}\">{path}</a>: anomaly scores and self-metrics</li>\
          <li><a href=\"/services\">/services</a>: services, signals and model state (JSON)</li>\
+         <li>/logs?service=…&amp;time=…: a service's log lines around a moment, the most telling first</li>\
          <li><a href=\"/-/healthy\">/-/healthy</a>, <a href=\"/-/ready\">/-/ready</a></li>\
          </ul></body></html>"
     ))
@@ -190,6 +194,7 @@ mod tests {
             registry: Arc::new(registry),
             ready: Arc::new(AtomicBool::new(true)),
             telemetry_path: "/metrics".into(),
+            logs: None,
         }
     }
 

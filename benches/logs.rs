@@ -1,0 +1,186 @@
+//! The `/logs` query on big files: a 6-minute window in a 1 GiB log, and whether the cost
+//! depends on the file's size.
+//!
+//! `cargo bench --bench logs [-- SIZE_MIB ...]` (default `64 1024`) writes, for each size, a
+//! logstash-format file of that size in a temporary directory (about 25 lines a second of
+//! ordinary chatter, slow-query warnings and the odd exception with its stack trace, so 1 GiB
+//! spans about two days), then runs `LogIndex::correlate` on a 6-minute window in the middle of
+//! the file (plus its 24-minute baseline) several times and prints the median and extremes, the
+//! bytes and lines read, and the process's peak RSS. The files are deleted afterwards. Runs are
+//! with a warm page cache (the file was just written), which is how a recently written log is
+//! read.
+
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anomaly_exporter::logs::record::format_rfc3339_ms;
+use anomaly_exporter::logs::{LogIndex, LogQuery, LogsConfig};
+
+const START_MS: i64 = 1_790_000_000_000;
+/// 25 lines a second on average.
+const LINE_INTERVAL_MS: i64 = 40;
+const RUNS: usize = 9;
+
+/// Writes about `bytes` of log; returns the time span written, in ms.
+fn write_log(path: &Path, bytes: u64) -> i64 {
+    let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(path).expect("create the log file"));
+    let (mut written, mut i) = (0u64, 0i64);
+    let mut line = String::with_capacity(2048);
+    while written < bytes {
+        let ms = START_MS + i * LINE_INTERVAL_MS;
+        let timestamp = format_rfc3339_ms(ms);
+        let trace = format!("{:032x}", (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835));
+        line.clear();
+        let (level, logger, message, stack) = match i % 1000 {
+            0 => (
+                "ERROR",
+                "org.apache.catalina.core.ContainerBase.[Tomcat].[localhost].[/].[dispatcherServlet]",
+                format!("Request processing failed for order {} with root cause", i % 97_531),
+                Some(
+                    "java.net.SocketTimeoutException: Read timed out\\n\\tat shop.PaymentClient.charge(PaymentClient.java:42)\\n\\tat shop.OrderService.create(OrderService.java:87)\\n\\tat java.base/java.lang.Thread.run(Thread.java:1583)\\n",
+                ),
+            ),
+            1..=20 => (
+                "WARN",
+                "org.hibernate.SQL_SLOW",
+                format!(
+                    "Slow query took {} milliseconds [select o1_0.id from orders o1_0 where o1_0.customer_id=?]",
+                    800 + i % 700
+                ),
+                None,
+            ),
+            n if n % 3 == 0 => (
+                "INFO",
+                "shop.web.OrderController",
+                format!("Fetched order {} for customer {} in {} ms", i % 100_003, i % 9_973, i % 250),
+                None,
+            ),
+            n if n % 3 == 1 => (
+                "INFO",
+                "shop.web.OrderController",
+                format!("Listed {} orders for customer {} (page {}, size 20)", i % 21, i % 9_973, i % 12),
+                None,
+            ),
+            _ => (
+                "INFO",
+                "shop.outbox.OutboxRelay",
+                format!("Published {} outbox events in {} ms", i % 40, i % 60),
+                None,
+            ),
+        };
+        line.push_str(&format!(
+            "{{\"@timestamp\":\"{timestamp}\",\"@version\":\"1\",\"message\":\"{message}\",\"logger_name\":\"{logger}\",\"thread_name\":\"http-nio-8080-exec-{}\",\"level\":\"{level}\",\"level_value\":20000,\"traceId\":\"{trace}\",\"spanId\":\"{}\"",
+            i % 10 + 1,
+            &trace[..16]
+        ));
+        if let Some(stack) = stack {
+            line.push_str(&format!(",\"stack_trace\":\"{stack}\""));
+        }
+        line.push_str("}\n");
+        out.write_all(line.as_bytes()).expect("write the log file");
+        written += line.len() as u64;
+        i += 1;
+    }
+    out.flush().expect("flush the log file");
+    i * LINE_INTERVAL_MS
+}
+
+fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+fn main() {
+    let sizes_mib: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let sizes_mib = if sizes_mib.is_empty() { vec![64, 1024] } else { sizes_mib };
+    println!(
+        "{:>9} {:>9} {:>11} {:>9} {:>9} {:>9} {:>12} {:>10} {:>12}",
+        "file_MiB",
+        "span_h",
+        "window_lines",
+        "median_ms",
+        "min_ms",
+        "max_ms",
+        "bytes_read",
+        "lines_read",
+        "peak_rss_MiB"
+    );
+    for size_mib in sizes_mib {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("app.log");
+        let span_ms = write_log(&path, size_mib << 20);
+        let config = LogsConfig {
+            services: [("orders".to_owned(), vec![path.display().to_string()])].into(),
+            ..LogsConfig::default()
+        };
+        let index = LogIndex::new(&config).expect("valid config");
+        let middle = START_MS + span_ms / 2;
+        let query = LogQuery {
+            from_ms: middle,
+            to_ms: middle + 360_000,
+            ..LogQuery::around("orders", middle, index.settings())
+        };
+        let mut times = Vec::with_capacity(RUNS);
+        let mut last = None;
+        for _ in 0..RUNS {
+            let started = Instant::now();
+            let answer = index.correlate(&query).expect("query");
+            times.push(started.elapsed());
+            assert!(answer.problems.is_empty(), "{:?}", answer.problems);
+            last = Some(answer);
+        }
+        times.sort();
+        let answer = last.expect("at least one run");
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "{:>9} {:>9.1} {:>11} {:>9.2} {:>9.2} {:>9.2} {:>12} {:>10} {:>12.1}",
+            size_mib,
+            span_ms as f64 / 3_600_000.0,
+            answer.lines_in_window,
+            ms(times[RUNS / 2]),
+            ms(times[0]),
+            ms(times[RUNS - 1]),
+            answer.bytes_read,
+            answer.lines_read,
+            peak_rss_bytes() as f64 / (1 << 20) as f64,
+        );
+        // The top template must be the exception (1 in 1000 lines): the ranking did its work.
+        println!("          top template: {} ({:?})", answer.templates[0].template, answer.templates[0].reason);
+        if size_mib == 64 {
+            profile_stages(&path, answer.lines_read as usize);
+        }
+        drop(dir);
+    }
+}
+
+/// Where a query's time goes: parsing and templating alone, on as many lines as it read.
+fn profile_stages(path: &Path, lines: usize) {
+    use anomaly_exporter::logs::parse::{ParsedLine, parse_line};
+    use anomaly_exporter::logs::template::template_of;
+    let text = std::fs::read(path).expect("read the log back");
+    let sample: Vec<&[u8]> = text.split(|&b| b == b'\n').take(lines).collect();
+    let started = Instant::now();
+    let records: Vec<_> = sample
+        .iter()
+        .filter_map(|line| match parse_line(line) {
+            ParsedLine::Record(record) => Some(record),
+            _ => None,
+        })
+        .collect();
+    let parsing = started.elapsed();
+    let started = Instant::now();
+    let templates: usize = records.iter().map(|r| template_of(&r.message).len()).sum();
+    let templating = started.elapsed();
+    println!(
+        "          of which, for {} lines: parsing {:.1} ms, templating {:.1} ms ({templates} bytes of templates)",
+        records.len(),
+        parsing.as_secs_f64() * 1000.0,
+        templating.as_secs_f64() * 1000.0
+    );
+}

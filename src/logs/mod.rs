@@ -1,0 +1,275 @@
+//! Log correlation: a service's log lines around a moment, the most telling first.
+//!
+//! [`LogIndex::correlate`] is the one entry point, used by the `/logs` page (a Grafana data link)
+//! and by the alert notifier alike. It finds the window in each of the service's configured files
+//! by binary search ([`search`]), parses every line whatever its format ([`parse`]), groups the
+//! lines into message templates ([`template`]) and ranks the templates against a baseline just
+//! before the window ([`rank`]). Only files named by the configuration are read; a request names
+//! a service, never a path.
+//!
+//! The call is blocking file I/O: from async code, run it in `spawn_blocking`.
+//!
+//! ```no_run
+//! # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use anomaly_exporter::logs::{LogIndex, LogQuery, LogsConfig};
+//! let config: LogsConfig = serde_yaml_ng::from_str("services: {checkout: [/var/log/checkout/app.log*]}")?;
+//! let index = LogIndex::new(&config)?;
+//! let correlation = index.correlate(&LogQuery::around("checkout", 1_790_000_000_000, index.settings()))?;
+//! for template in correlation.templates.iter().take(3) {
+//!     println!("{} x{} ({})", template.template, template.count, template.reason.describe());
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Not for: tailing, full-text search over days, or shipping logs anywhere. It reads what the
+//! services already write, on demand.
+
+pub mod config;
+mod files;
+pub mod metrics;
+pub mod parse;
+pub mod query;
+pub mod rank;
+pub mod record;
+pub mod search;
+pub mod template;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::Serialize;
+
+pub use config::{LogsConfig, LogsConfigError, LogsSettings};
+pub use metrics::LogsMetrics;
+pub use query::{LineOrder, LogParams, LogQuery};
+pub use rank::{RankReason, RankedTemplate};
+pub use record::{Level, LineFormat, LogRecord};
+
+use rank::TemplateCounter;
+
+/// Templates listed in an answer at most (the lines may belong to others; `template_count` says
+/// how many there were).
+pub const MAX_TEMPLATES_SHOWN: usize = 50;
+
+/// Why a query was refused. Each maps to one HTTP status in the web layer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogsError {
+    /// No such service in `logs:` (404).
+    #[error("service {0:?} has no configured log files")]
+    UnknownService(String),
+    /// A parameter is malformed or contradicts another (400).
+    #[error("{parameter}: {problem}")]
+    InvalidParameter {
+        /// The parameter's name.
+        parameter: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The window is wider than `logs.max_window` (400).
+    #[error(
+        "window: {width_seconds} s is wider than logs.max_window ({max_seconds} s); narrow from/to or before/after"
+    )]
+    WindowTooWide {
+        /// The window asked for.
+        width_seconds: i64,
+        /// The limit.
+        max_seconds: i64,
+    },
+}
+
+/// A file that could not be read, or a glob with nothing behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileProblem {
+    /// The file or glob.
+    pub path: String,
+    /// What went wrong.
+    pub problem: String,
+}
+
+/// One line of the answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogLine {
+    /// The rank of its template in [`Correlation::templates`] (0 = most telling).
+    pub template_rank: usize,
+    /// The line.
+    #[serde(flatten)]
+    pub record: LogRecord,
+}
+
+/// The answer: ranked templates above the lines, and what could not be read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Correlation {
+    /// The service.
+    pub service: String,
+    /// Window start, ms since the epoch.
+    pub from_ms: i64,
+    /// Window end, ms since the epoch (exclusive).
+    pub to_ms: i64,
+    /// Baseline start; the baseline ends at `from_ms`.
+    pub baseline_from_ms: i64,
+    /// The most telling templates, at most [`MAX_TEMPLATES_SHOWN`], most telling first.
+    pub templates: Vec<RankedTemplate>,
+    /// Templates in the window in all.
+    pub template_count: usize,
+    /// Up to `limit` lines: the most telling ones, in the query's order.
+    pub lines: Vec<LogLine>,
+    /// Lines in the window that passed the filters.
+    pub lines_in_window: u64,
+    /// True when the window held more lines than `logs.max_lines_held`: the counts are whole, but
+    /// the lines shown were chosen among the first ones only.
+    pub truncated: bool,
+    /// The files read.
+    pub files: Vec<String>,
+    /// Files that could not be read (the answer holds what the others gave).
+    pub problems: Vec<FileProblem>,
+    /// Lines read, in the window, the baseline and the search's slack.
+    pub lines_read: u64,
+    /// Corrupt, truncated or overlong lines skipped.
+    pub lines_skipped: u64,
+    /// Bytes of log text read.
+    pub bytes_read: u64,
+    /// How long the query took, in seconds.
+    pub duration_seconds: f64,
+}
+
+/// The configured log files of every service, ready to be queried. Cheap to share (`Arc`), and
+/// holds no open files: globs are expanded on every query, so rotation needs no reload.
+#[derive(Debug, Clone)]
+pub struct LogIndex {
+    settings: LogsSettings,
+}
+
+impl LogIndex {
+    /// Validates `config`; errors name the key (`logs.services.checkout: no globs ...`).
+    pub fn new(config: &LogsConfig) -> Result<Self, LogsConfigError> {
+        Ok(Self::from_settings(config.validate()?))
+    }
+
+    /// An index over already validated settings.
+    pub fn from_settings(settings: LogsSettings) -> Self {
+        LogIndex { settings }
+    }
+
+    /// The validated settings (defaults for the window, limits, Grafana link).
+    pub fn settings(&self) -> &LogsSettings {
+        &self.settings
+    }
+
+    /// Every service with logs: the configured ones and those found through `service_files`.
+    pub fn services(&self) -> Vec<String> {
+        files::services(&self.settings)
+    }
+
+    /// The service's window, ranked. Refuses an unknown service, an empty window or one wider
+    /// than `logs.max_window`; a file that cannot be read is named in
+    /// [`Correlation::problems`], and corrupt lines are counted in
+    /// [`Correlation::lines_skipped`].
+    pub fn correlate(&self, query: &LogQuery) -> Result<Correlation, LogsError> {
+        let started = Instant::now();
+        if query.from_ms >= query.to_ms {
+            return Err(LogsError::InvalidParameter {
+                parameter: "from",
+                problem: "the window is empty: its start must be before its end".into(),
+            });
+        }
+        let width_ms = query.to_ms - query.from_ms;
+        let max_ms = self.settings.max_window.as_millis() as i64;
+        if width_ms > max_ms {
+            return Err(LogsError::WindowTooWide { width_seconds: width_ms / 1000, max_seconds: max_ms / 1000 });
+        }
+        let (paths, mut problems) = files::files_of(&self.settings, &query.service)?;
+        let baseline_from_ms = query.from_ms - width_ms * i64::from(self.settings.baseline_factor);
+        let needle = query.contains.as_ref().map(|q| q.to_lowercase());
+
+        let mut counter = TemplateCounter::default();
+        let mut held: Vec<(usize, LogRecord)> = Vec::new();
+        let (mut lines_in_window, mut truncated) = (0u64, false);
+        let mut earliest_seen = i64::MAX;
+        let (mut lines_read, mut lines_skipped, mut bytes_read) = (0, 0, 0);
+        let mut files_read = Vec::with_capacity(paths.len());
+        for path in &paths {
+            let mut visit = |record: LogRecord| {
+                let Some(timestamp) = record.timestamp_ms else { return };
+                earliest_seen = earliest_seen.min(timestamp);
+                if !passes(&record, query.min_level, needle.as_deref()) {
+                    return;
+                }
+                if timestamp < query.from_ms {
+                    counter.add_baseline(&record);
+                } else {
+                    lines_in_window += 1;
+                    let group = counter.add_window(&record);
+                    if held.len() < self.settings.max_lines_held {
+                        held.push((group, record));
+                    } else {
+                        truncated = true;
+                    }
+                }
+            };
+            match search::scan_file(path, baseline_from_ms, query.to_ms, &mut visit) {
+                Ok(stats) => {
+                    lines_read += stats.lines_read;
+                    lines_skipped += stats.lines_skipped;
+                    bytes_read += stats.bytes_read;
+                    files_read.push(path.display().to_string());
+                }
+                Err(error) => {
+                    tracing::debug!(path = %path.display(), error = %error, "log file unreadable");
+                    problems.push(FileProblem { path: path.display().to_string(), problem: error.to_string() });
+                }
+            }
+        }
+        // A baseline cut short by the start of the logs counts only for what it covers.
+        let baseline_ms = (query.from_ms - baseline_from_ms.max(earliest_seen.min(query.from_ms))).max(0);
+        let ranking = counter.rank(width_ms, baseline_ms);
+        let mut lines: Vec<LogLine> =
+            held.into_iter().map(|(group, record)| LogLine { template_rank: ranking.rank_of(group), record }).collect();
+        lines.sort_by_key(|line| (line.template_rank, line.record.timestamp_ms));
+        lines.truncate(query.limit);
+        if query.order == LineOrder::Time {
+            lines.sort_by_key(|line| line.record.timestamp_ms);
+        }
+        let template_count = ranking.templates.len();
+        let mut templates = ranking.templates;
+        templates.truncate(MAX_TEMPLATES_SHOWN);
+        Ok(Correlation {
+            service: query.service.clone(),
+            from_ms: query.from_ms,
+            to_ms: query.to_ms,
+            baseline_from_ms,
+            templates,
+            template_count,
+            lines,
+            lines_in_window,
+            truncated,
+            files: files_read,
+            problems,
+            lines_read,
+            lines_skipped,
+            bytes_read,
+            duration_seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+fn passes(record: &LogRecord, min_level: Option<Level>, needle: Option<&str>) -> bool {
+    if let Some(min_level) = min_level
+        && record.level.is_none_or(|level| level < min_level)
+    {
+        return false;
+    }
+    let Some(needle) = needle else { return true };
+    let contains = |text: &str| text.to_lowercase().contains(needle);
+    contains(&record.message)
+        || record.logger.as_deref().is_some_and(contains)
+        || record.error_type.as_deref().is_some_and(contains)
+        || record.stack_trace.as_deref().is_some_and(contains)
+}
+
+/// The paths a service's logs are read from, for messages and tests.
+pub fn files_of_service(index: &LogIndex, service: &str) -> Result<(Vec<PathBuf>, Vec<FileProblem>), LogsError> {
+    files::files_of(&index.settings, service)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,406 @@
+//! The line parser: one line of bytes in, a [`LogRecord`] (or the reason it was skipped) out.
+//!
+//! The format is detected per line, because a file can change format across a restart and a
+//! rotated file can hold another than the live one: GELF (`version` + `short_message`), ECS
+//! nested (`log` is an object, Boot 3.5+), ECS flat (`log.level` or `ecs.version` keys, Boot
+//! 3.4), logstash (`@version`, `logger_name` or `level_value`). Any other line is kept as text,
+//! with a leading RFC 3339 timestamp and level word read when present. A line that opens like
+//! JSON but does not parse (truncated by a crash or a rotation) is [`ParsedLine::Corrupt`], as is
+//! a structured line without a readable timestamp: both are skipped and counted, never fatal.
+//!
+//! The parser never panics on any input; a property test feeds it arbitrary bytes.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use super::record::{Level, LineFormat, LogRecord, parse_rfc3339_ms, parse_timestamp_prefix};
+
+/// What a line turned out to be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParsedLine {
+    /// A record (structured, or text).
+    Record(LogRecord),
+    /// An empty or blank line: nothing to show, nothing wrong.
+    Blank,
+    /// Unreadable: truncated JSON, or a structured line without a timestamp. Counted as skipped.
+    Corrupt,
+}
+
+/// Parses one line (without its newline; a trailing `\r` is ignored).
+pub fn parse_line(line: &[u8]) -> ParsedLine {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let text = String::from_utf8_lossy(line);
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return ParsedLine::Blank;
+    }
+    if trimmed.starts_with('{') {
+        return match serde_json::from_str::<Map<String, Value>>(trimmed) {
+            Ok(object) => parse_object(object).map_or(ParsedLine::Corrupt, ParsedLine::Record),
+            Err(_) => ParsedLine::Corrupt,
+        };
+    }
+    ParsedLine::Record(parse_text(text.trim_end()))
+}
+
+/// Reads only the timestamp of a line, cheaply: the binary search probes lines with it. Falls
+/// back to the full parse when the fast path does not find one.
+pub fn line_timestamp_ms(line: &[u8]) -> Option<i64> {
+    // Structured Spring Boot lines open with `{"@timestamp":"…"`: read it without parsing JSON.
+    const PREFIX: &[u8] = b"{\"@timestamp\":\"";
+    if let Some(rest) = line.strip_prefix(PREFIX) {
+        let end = rest.iter().take(64).position(|&b| b == b'"')?;
+        let value = std::str::from_utf8(&rest[..end]).ok()?;
+        if let Some(ms) = parse_rfc3339_ms(value) {
+            return Some(ms);
+        }
+    }
+    match parse_line(line) {
+        ParsedLine::Record(record) => record.timestamp_ms,
+        ParsedLine::Blank | ParsedLine::Corrupt => None,
+    }
+}
+
+fn parse_text(line: &str) -> LogRecord {
+    let Some((timestamp_ms, used)) = parse_timestamp_prefix(line) else {
+        return LogRecord::text(line, None, None);
+    };
+    // Logback's default pattern puts the level within the next few words: `… INFO 1234 --- …`.
+    let level = line[used..].split_whitespace().take(3).find_map(Level::from_name);
+    LogRecord::text(line, Some(timestamp_ms), level)
+}
+
+/// Which structured format an object is in, by its keys.
+fn detect(object: &Map<String, Value>) -> Option<LineFormat> {
+    if object.contains_key("short_message") && object.contains_key("version") {
+        Some(LineFormat::Gelf)
+    } else if object.get("log").is_some_and(Value::is_object) || object.get("ecs").is_some_and(Value::is_object) {
+        Some(LineFormat::EcsNested)
+    } else if object.contains_key("log.level") || object.contains_key("ecs.version") {
+        Some(LineFormat::EcsFlat)
+    } else if object.contains_key("@version")
+        || object.contains_key("logger_name")
+        || object.contains_key("level_value")
+    {
+        Some(LineFormat::Logstash)
+    } else {
+        None
+    }
+}
+
+fn parse_object(mut object: Map<String, Value>) -> Option<LogRecord> {
+    let Some(format) = detect(&object) else {
+        // Some other JSON: keep it as text, with its timestamp if it has a usual one.
+        let timestamp_ms = ["@timestamp", "timestamp", "time"]
+            .iter()
+            .find_map(|key| object.get(*key).and_then(Value::as_str).and_then(parse_rfc3339_ms));
+        let level = ["level", "severity"]
+            .iter()
+            .find_map(|key| object.get(*key).and_then(Value::as_str))
+            .and_then(Level::from_name);
+        let text = Value::Object(object).to_string();
+        return Some(LogRecord::text(&text, timestamp_ms, level));
+    };
+    if format == LineFormat::EcsNested {
+        flatten_into_dotted(&mut object);
+    }
+    let mut take = |key: &str| object.remove(key);
+    let record = match format {
+        LineFormat::Gelf => {
+            let timestamp_ms = match take("timestamp")? {
+                Value::Number(n) => {
+                    let seconds = n.as_f64()?;
+                    if !seconds.is_finite() || seconds.abs() > 1e13 {
+                        return None;
+                    }
+                    Some((seconds * 1000.0).round() as i64)
+                }
+                Value::String(s) => parse_rfc3339_ms(&s),
+                _ => None,
+            }?;
+            let level_name = take("_level_name");
+            let level = level_name
+                .as_ref()
+                .and_then(Value::as_str)
+                .and_then(Level::from_name)
+                .or_else(|| take("level").and_then(|v| v.as_i64()).and_then(Level::from_syslog));
+            let short_message = text_of(take("short_message"));
+            let full_message = text_of(take("full_message"));
+            take("version");
+            LogRecord {
+                timestamp_ms: Some(timestamp_ms),
+                level,
+                logger: text_of(take("_log_logger")),
+                thread: text_of(take("_process_thread_name")),
+                message: short_message.unwrap_or_default(),
+                error_type: text_of(take("_error_type")),
+                error_message: text_of(take("_error_message")),
+                stack_trace: text_of(take("_error_stack_trace")).or(full_message),
+                trace_id: text_of(take("_traceId")).or_else(|| text_of(take("_trace_id"))),
+                span_id: text_of(take("_spanId")).or_else(|| text_of(take("_span_id"))),
+                fields: BTreeMap::new(),
+                format,
+            }
+        }
+        LineFormat::EcsFlat | LineFormat::EcsNested => {
+            let timestamp_ms = take("@timestamp").as_ref().and_then(Value::as_str).and_then(parse_rfc3339_ms)?;
+            LogRecord {
+                timestamp_ms: Some(timestamp_ms),
+                level: take("log.level").as_ref().and_then(Value::as_str).and_then(Level::from_name),
+                logger: text_of(take("log.logger")),
+                thread: text_of(take("process.thread.name")),
+                message: text_of(take("message")).unwrap_or_default(),
+                error_type: text_of(take("error.type")),
+                error_message: text_of(take("error.message")),
+                stack_trace: text_of(take("error.stack_trace")),
+                trace_id: text_of(take("traceId")).or_else(|| text_of(take("trace.id"))),
+                span_id: text_of(take("spanId")).or_else(|| text_of(take("span.id"))),
+                fields: BTreeMap::new(),
+                format,
+            }
+        }
+        LineFormat::Logstash | LineFormat::Text => {
+            let timestamp_ms = take("@timestamp").as_ref().and_then(Value::as_str).and_then(parse_rfc3339_ms)?;
+            let level = take("level").as_ref().and_then(Value::as_str).and_then(Level::from_name);
+            take("@version");
+            take("level_value");
+            let stack_trace = text_of(take("stack_trace"));
+            // logstash-logback-encoder has no exception-class field: the trace's first line has it.
+            let error_type = stack_trace.as_deref().and_then(exception_class);
+            LogRecord {
+                timestamp_ms: Some(timestamp_ms),
+                level,
+                logger: text_of(take("logger_name")),
+                thread: text_of(take("thread_name")),
+                message: text_of(take("message")).unwrap_or_default(),
+                error_type,
+                error_message: None,
+                stack_trace,
+                trace_id: text_of(take("traceId")).or_else(|| text_of(take("trace_id"))),
+                span_id: text_of(take("spanId")).or_else(|| text_of(take("span_id"))),
+                fields: BTreeMap::new(),
+                format,
+            }
+        }
+    };
+    let mut record = record;
+    for (key, value) in object {
+        if key == "ecs.version" || key == "ecs" {
+            continue;
+        }
+        let key = key.strip_prefix('_').map(str::to_owned).unwrap_or(key);
+        if let Some(text) = text_of(Some(value)) {
+            record.fields.insert(key, text);
+        }
+    }
+    Some(record)
+}
+
+/// `java.lang.IllegalStateException: boom\n\tat …` → `java.lang.IllegalStateException`.
+fn exception_class(stack_trace: &str) -> Option<String> {
+    let first = stack_trace.lines().next()?;
+    let class = first.split(':').next()?.trim();
+    (!class.is_empty() && !class.contains(char::is_whitespace)).then(|| class.to_owned())
+}
+
+/// A value as text: strings as they are, other scalars and arrays as JSON, null as nothing.
+fn text_of(value: Option<Value>) -> Option<String> {
+    match value? {
+        Value::Null => None,
+        Value::String(s) => Some(s),
+        Value::Object(o) if o.is_empty() => None,
+        other => Some(other.to_string()),
+    }
+}
+
+/// Nested ECS objects to the dotted keys of the flat shape, so both read the same way. Depth is
+/// bounded by serde_json's own recursion limit.
+fn flatten_into_dotted(object: &mut Map<String, Value>) {
+    fn walk(prefix: &str, value: Value, out: &mut Map<String, Value>) {
+        match value {
+            Value::Object(inner) => {
+                for (key, value) in inner {
+                    walk(&format!("{prefix}.{key}"), value, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_owned(), other);
+            }
+        }
+    }
+    let nested: Vec<String> = object.iter().filter(|(_, v)| v.is_object()).map(|(k, _)| k.clone()).collect();
+    for key in nested {
+        if let Some(value) = object.remove(&key) {
+            walk(&key, value, object);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<String> {
+        let path = format!("{}/../shared/fixtures/springboot/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap().lines().map(str::to_owned).collect()
+    }
+
+    fn record(line: &str) -> LogRecord {
+        match parse_line(line.as_bytes()) {
+            ParsedLine::Record(record) => record,
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn logstash_fixture_lines_parse_with_timestamps_levels_and_loggers() {
+        let lines = fixture("structured_logs_logstash.jsonl");
+        assert_eq!(lines.len(), 12);
+        for line in &lines {
+            let record = record(line);
+            assert_eq!(record.format, LineFormat::Logstash, "{line}");
+            assert!(record.timestamp_ms.is_some() && record.level.is_some() && record.logger.is_some(), "{line}");
+            assert!(!record.message.is_empty());
+        }
+        let first = record(&lines[0]);
+        assert_eq!(first.timestamp_ms, Some(1_704_096_900_111));
+        assert_eq!(first.level, Some(Level::Info));
+        assert_eq!(first.logger.as_deref(), Some("org.example.Application"));
+        assert_eq!(first.thread.as_deref(), Some("main"));
+        assert_eq!(first.message, "No active profile set, falling back to 1 default profile: \"default\"");
+        // -0500 without a colon (Boot 3.5 with a system zone).
+        assert_eq!(record(&lines[5]).timestamp_ms, Some(1_756_342_666_348));
+    }
+
+    #[test]
+    fn ecs_fixture_flat_and_nested_read_the_same_fields() {
+        let lines = fixture("structured_logs_ecs.jsonl");
+        let flat = record(&lines[0]);
+        let nested = record(&lines[1]);
+        assert_eq!(flat.format, LineFormat::EcsFlat);
+        assert_eq!(nested.format, LineFormat::EcsNested);
+        for r in [&flat, &nested] {
+            assert_eq!(r.timestamp_ms, Some(1_704_104_100_067));
+            assert_eq!(r.level, Some(Level::Info));
+            assert_eq!(r.logger.as_deref(), Some("org.example.Application"));
+            assert_eq!(r.thread.as_deref(), Some("main"));
+            assert_eq!(r.fields.get("service.name").map(String::as_str), Some("simple"));
+            assert_eq!(r.fields.get("process.pid").map(String::as_str), Some("39599"));
+        }
+        let error = record(&lines[2]);
+        assert_eq!(error.level, Some(Level::Error));
+        assert_eq!(error.error_type.as_deref(), Some("java.lang.RuntimeException"));
+        assert_eq!(error.error_message.as_deref(), Some("Oops!!"));
+        assert!(error.stack_trace.as_deref().unwrap().contains("HelloController.java:27"));
+        for line in &lines[3..] {
+            assert_eq!(record(line).format, LineFormat::EcsNested);
+        }
+    }
+
+    #[test]
+    fn gelf_fixture_reads_epoch_seconds_and_underscore_fields() {
+        let lines = fixture("structured_logs_gelf.jsonl");
+        let first = record(&lines[0]);
+        assert_eq!(first.format, LineFormat::Gelf);
+        assert_eq!(first.timestamp_ms, Some(1_725_958_035_857));
+        assert_eq!(first.level, Some(Level::Info));
+        assert_eq!(first.logger.as_deref(), Some("org.example.Application"));
+        assert_eq!(first.fields.get("process_pid").map(String::as_str), Some("47649"));
+        let second = record(&lines[1]);
+        assert_eq!(second.timestamp_ms, Some(1_725_547_337_613));
+        assert_eq!(second.fields.get("userId").map(String::as_str), Some("1"));
+        assert_eq!(second.fields.get("host").map(String::as_str), Some("spring-boot-gelf"));
+    }
+
+    #[test]
+    fn gelf_error_uses_syslog_level_and_error_fields() {
+        let line = r#"{"version":"1.1","short_message":"boom","timestamp":1.5E9,"level":3,"_error_type":"java.lang.X","_error_stack_trace":"java.lang.X: boom\n\tat a.B(B.java:1)"}"#;
+        let r = record(line);
+        assert_eq!(r.level, Some(Level::Error));
+        assert_eq!(r.error_type.as_deref(), Some("java.lang.X"));
+        assert_eq!(r.timestamp_ms, Some(1_500_000_000_000));
+    }
+
+    #[test]
+    fn logstash_stack_trace_gives_the_exception_class_and_mdc_trace_ids() {
+        let line = r#"{"@timestamp":"2026-09-22T16:05:46.067Z","@version":"1","message":"failed","logger_name":"a.B","thread_name":"t","level":"ERROR","level_value":40000,"traceId":"abc","spanId":"def","stack_trace":"java.lang.IllegalStateException: boom\n\tat a.B(B.java:1)\n","tenant":"acme"}"#;
+        let r = record(line);
+        assert_eq!(r.error_type.as_deref(), Some("java.lang.IllegalStateException"));
+        assert_eq!(r.trace_id.as_deref(), Some("abc"));
+        assert_eq!(r.span_id.as_deref(), Some("def"));
+        assert_eq!(r.fields.get("tenant").map(String::as_str), Some("acme"));
+    }
+
+    #[test]
+    fn text_lines_keep_their_timestamp_and_level() {
+        let r = record("2026-11-24 10:00:01.123  WARN 4242 --- [main] o.e.App : disk almost full");
+        assert_eq!(r.format, LineFormat::Text);
+        assert_eq!(r.timestamp_ms, Some(1_795_514_401_123));
+        assert_eq!(r.level, Some(Level::Warn));
+        let continuation = record("\tat com.example.A.b(A.java:1)");
+        assert_eq!(continuation.timestamp_ms, None);
+    }
+
+    #[test]
+    fn truncated_json_and_structured_lines_without_time_are_corrupt() {
+        assert_eq!(
+            parse_line(br#"{"@timestamp":"2026-09-22T16:05:46.067Z","@version":"1","mess"#),
+            ParsedLine::Corrupt
+        );
+        assert_eq!(parse_line(br#"{"@version":"1","message":"x","level":"INFO"}"#), ParsedLine::Corrupt);
+        assert_eq!(parse_line(b"   \r"), ParsedLine::Blank);
+    }
+
+    #[test]
+    fn fast_timestamp_path_agrees_with_the_full_parse() {
+        for name in ["structured_logs_logstash.jsonl", "structured_logs_ecs.jsonl", "structured_logs_gelf.jsonl"] {
+            for line in fixture(name) {
+                assert_eq!(line_timestamp_ms(line.as_bytes()), record(&line).timestamp_ms, "{line}");
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_line(&bytes);
+            let _ = line_timestamp_ms(&bytes);
+        }
+
+        #[test]
+        fn mutated_structured_lines_never_panic(cut in 0usize..400, flip in 0usize..400, byte in any::<u8>()) {
+            let line = br#"{"@timestamp":"2024-01-01T10:15:00.067Z","log":{"level":"ERROR","logger":"a"},"process":{"thread":{"name":"m"}},"message":"x 12","error":{"type":"T","stack_trace":"T: x\n\tat a"}}"#;
+            let mut bytes = line[..cut.min(line.len())].to_vec();
+            if let Some(b) = bytes.get_mut(flip) {
+                *b = byte;
+            }
+            let _ = parse_line(&bytes);
+            let _ = line_timestamp_ms(&bytes);
+        }
+    }
+
+    /// The fuzz target for the line parser: a long proptest (10 000 cases of structured-looking
+    /// and arbitrary input). Ignored by default because it takes a while; run it with
+    /// `cargo test --lib logs::parse -- --ignored`.
+    #[test]
+    #[ignore = "long fuzz run; cargo test --lib logs::parse -- --ignored"]
+    fn fuzz_line_parser() {
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(10_000));
+        let strategy = prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..2048),
+            "\\{\"(@timestamp|log|short_message|version|log\\.level|@version)\":[\"{}\\[\\]0-9a-zA-Z:.,+ -]{0,200}\\}?"
+                .prop_map(String::into_bytes),
+        ];
+        runner
+            .run(&strategy, |bytes| {
+                let _ = parse_line(&bytes);
+                let _ = line_timestamp_ms(&bytes);
+                Ok(())
+            })
+            .unwrap();
+    }
+}

@@ -1,0 +1,306 @@
+//! Correlation ranking: which kinds of lines changed in the window, compared with just before it.
+//!
+//! Lines are grouped by (logger, message template, exception class). For each group the count
+//! in the window is compared with the count expected from the baseline (the `baseline_factor`
+//! window lengths just before the window, scaled to the window's length):
+//!
+//! - **new**: never seen in the baseline;
+//! - **surging**: at least three times the expected count (with +1 smoothing on both sides) and
+//!   at least three lines more than expected;
+//! - otherwise **steady**.
+//!
+//! Groups are ordered by tier, then by the surge ratio, then by count:
+//! new or surging errors (ERROR and FATAL) first, then new or surging warnings, then other new or
+//! surging groups, then steady errors, steady warnings, and the rest. A window full of the usual
+//! INFO chatter thus still puts the one new exception on top.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::record::{Level, LogRecord};
+use super::template::template_of;
+
+/// Distinct groups tracked per query; beyond this, further new groups are folded into one
+/// overflow group, which keeps memory bounded on a window of random text.
+pub const MAX_TEMPLATES: usize = 10_000;
+
+/// Why a template is where it is in the ranking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RankReason {
+    /// An error (ERROR or FATAL) absent from the baseline.
+    NewError,
+    /// An error at least three times its baseline rate.
+    SurgingError,
+    /// A warning absent from the baseline.
+    NewWarning,
+    /// A warning at least three times its baseline rate.
+    SurgingWarning,
+    /// Another line absent from the baseline.
+    New,
+    /// Another line at least three times its baseline rate.
+    Surging,
+    /// An error at its usual rate.
+    Error,
+    /// A warning at its usual rate.
+    Warning,
+    /// Everything else.
+    Steady,
+}
+
+impl RankReason {
+    /// A short phrase for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            RankReason::NewError => "new error",
+            RankReason::SurgingError => "surging error",
+            RankReason::NewWarning => "new warning",
+            RankReason::SurgingWarning => "surging warning",
+            RankReason::New => "new",
+            RankReason::Surging => "surging",
+            RankReason::Error => "error at its usual rate",
+            RankReason::Warning => "warning at its usual rate",
+            RankReason::Steady => "usual",
+        }
+    }
+
+    fn tier(self) -> u8 {
+        match self {
+            RankReason::NewError | RankReason::SurgingError => 0,
+            RankReason::NewWarning | RankReason::SurgingWarning => 1,
+            RankReason::New | RankReason::Surging => 2,
+            RankReason::Error => 3,
+            RankReason::Warning => 4,
+            RankReason::Steady => 5,
+        }
+    }
+}
+
+/// One kind of line and how it moved.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RankedTemplate {
+    /// The message template (variable parts masked).
+    pub template: String,
+    /// The logger, if the lines have one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logger: Option<String>,
+    /// The exception class, if the lines carry one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_type: Option<String>,
+    /// The most severe level among the lines.
+    pub level: Option<Level>,
+    /// Lines in the window.
+    pub count: u64,
+    /// Lines in the baseline.
+    pub baseline_count: u64,
+    /// Lines expected in the window at the baseline's rate.
+    pub expected_count: f64,
+    /// `(count + 1) / (expected_count + 1)`.
+    pub surge_ratio: f64,
+    /// Why it ranks where it does.
+    pub reason: RankReason,
+    /// The first line of the window of this kind.
+    pub example: LogRecord,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct GroupKey {
+    logger: Option<String>,
+    template: String,
+    error_type: Option<String>,
+}
+
+#[derive(Debug)]
+struct Group {
+    key: GroupKey,
+    count: u64,
+    baseline_count: u64,
+    level: Option<Level>,
+    example: Option<LogRecord>,
+}
+
+/// Counts lines into groups: baseline lines first or interleaved, in any order.
+#[derive(Debug, Default)]
+pub struct TemplateCounter {
+    index: HashMap<GroupKey, usize>,
+    groups: Vec<Group>,
+}
+
+impl TemplateCounter {
+    /// The group of `record`, created if new; returns its index.
+    fn group_of(&mut self, record: &LogRecord) -> usize {
+        let key = GroupKey {
+            logger: record.logger.clone(),
+            template: template_of(&record.message),
+            error_type: record.error_type.clone(),
+        };
+        if let Some(&index) = self.index.get(&key) {
+            return index;
+        }
+        let key = if self.groups.len() >= MAX_TEMPLATES {
+            GroupKey { logger: None, template: "<other kinds of lines: too many to group>".into(), error_type: None }
+        } else {
+            key
+        };
+        if let Some(&index) = self.index.get(&key) {
+            return index;
+        }
+        let index = self.groups.len();
+        self.index.insert(key.clone(), index);
+        self.groups.push(Group { key, count: 0, baseline_count: 0, level: None, example: None });
+        index
+    }
+
+    /// Counts a baseline line.
+    pub fn add_baseline(&mut self, record: &LogRecord) {
+        let index = self.group_of(record);
+        self.groups[index].baseline_count += 1;
+    }
+
+    /// Counts a window line and returns its group's index (for [`Ranking::rank_of`]).
+    pub fn add_window(&mut self, record: &LogRecord) -> usize {
+        let index = self.group_of(record);
+        let group = &mut self.groups[index];
+        group.count += 1;
+        group.level = group.level.max(record.level);
+        match &group.example {
+            Some(example) if example.timestamp_ms <= record.timestamp_ms => {}
+            _ => group.example = Some(record.clone()),
+        }
+        index
+    }
+
+    /// Ranks the groups seen in the window. `window_ms` and `baseline_ms` are the lengths of the
+    /// two periods (a baseline cut short by the start of the logs is shorter).
+    pub fn rank(self, window_ms: i64, baseline_ms: i64) -> Ranking {
+        let scale = if baseline_ms > 0 { window_ms as f64 / baseline_ms as f64 } else { 0.0 };
+        let mut ranked: Vec<(usize, RankedTemplate)> = self
+            .groups
+            .into_iter()
+            .enumerate()
+            .filter_map(|(index, group)| {
+                let example = group.example?;
+                let expected_count = group.baseline_count as f64 * scale;
+                let surge_ratio = (group.count as f64 + 1.0) / (expected_count + 1.0);
+                let new = group.baseline_count == 0;
+                let surging = surge_ratio >= 3.0 && group.count as f64 - expected_count >= 3.0;
+                let level = group.level.unwrap_or(Level::Info);
+                let reason = match (level >= Level::Error, level == Level::Warn, new, surging) {
+                    (true, _, true, _) => RankReason::NewError,
+                    (true, _, false, true) => RankReason::SurgingError,
+                    (true, _, false, false) => RankReason::Error,
+                    (false, true, true, _) => RankReason::NewWarning,
+                    (false, true, false, true) => RankReason::SurgingWarning,
+                    (false, true, false, false) => RankReason::Warning,
+                    (false, false, true, _) => RankReason::New,
+                    (false, false, false, true) => RankReason::Surging,
+                    (false, false, false, false) => RankReason::Steady,
+                };
+                Some((
+                    index,
+                    RankedTemplate {
+                        template: group.key.template,
+                        logger: group.key.logger,
+                        error_type: group.key.error_type,
+                        level: group.level,
+                        count: group.count,
+                        baseline_count: group.baseline_count,
+                        expected_count,
+                        surge_ratio,
+                        reason,
+                        example,
+                    },
+                ))
+            })
+            .collect();
+        ranked.sort_by(|(_, a), (_, b)| {
+            a.reason
+                .tier()
+                .cmp(&b.reason.tier())
+                .then(b.surge_ratio.total_cmp(&a.surge_ratio))
+                .then(b.count.cmp(&a.count))
+                .then_with(|| a.template.cmp(&b.template))
+        });
+        let mut rank_of_group = HashMap::with_capacity(ranked.len());
+        for (rank, (group, _)) in ranked.iter().enumerate() {
+            rank_of_group.insert(*group, rank);
+        }
+        Ranking { templates: ranked.into_iter().map(|(_, t)| t).collect(), rank_of_group }
+    }
+}
+
+/// The ranked templates, most telling first.
+#[derive(Debug)]
+pub struct Ranking {
+    /// Most telling first.
+    pub templates: Vec<RankedTemplate>,
+    rank_of_group: HashMap<usize, usize>,
+}
+
+impl Ranking {
+    /// The rank (0 = most telling) of the group [`TemplateCounter::add_window`] returned.
+    pub fn rank_of(&self, group: usize) -> usize {
+        self.rank_of_group.get(&group).copied().unwrap_or(usize::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(ms: i64, level: Level, message: &str) -> LogRecord {
+        LogRecord { level: Some(level), logger: Some("a.B".into()), ..LogRecord::text(message, Some(ms), None) }
+    }
+
+    #[test]
+    fn new_error_outranks_usual_chatter_and_surging_warning_outranks_steady_error() {
+        let mut counter = TemplateCounter::default();
+        // Baseline: 4 minutes of chatter, a steady error, a rare warning.
+        for s in 0..240 {
+            counter.add_baseline(&record(s * 1000, Level::Info, &format!("served request {s}")));
+            if s % 60 == 0 {
+                counter.add_baseline(&record(s * 1000, Level::Error, &format!("timeout after {s} ms")));
+                counter.add_baseline(&record(s * 1000, Level::Warn, &format!("slow query {s}")));
+            }
+        }
+        // Window: one minute, the same chatter, the usual error, ten slow queries, two new errors.
+        for s in 240..300 {
+            counter.add_window(&record(s * 1000, Level::Info, &format!("served request {s}")));
+            if s % 6 == 0 {
+                counter.add_window(&record(s * 1000, Level::Warn, &format!("slow query {s}")));
+            }
+        }
+        counter.add_window(&record(250_000, Level::Error, "timeout after 250 ms"));
+        counter.add_window(&record(290_000, Level::Error, "connection refused to 10.0.0.1"));
+        counter.add_window(&record(291_000, Level::Error, "connection refused to 10.0.0.2"));
+        let ranking = counter.rank(60_000, 240_000);
+        let reasons: Vec<_> = ranking.templates.iter().map(|t| (t.template.as_str(), t.reason)).collect();
+        assert_eq!(
+            reasons,
+            [
+                ("connection refused to <n>", RankReason::NewError),
+                ("slow query <n>", RankReason::SurgingWarning),
+                ("timeout after <n> ms", RankReason::Error),
+                ("served request <n>", RankReason::Steady),
+            ]
+        );
+        let top = &ranking.templates[0];
+        assert_eq!((top.count, top.baseline_count), (2, 0));
+        assert_eq!(top.example.message, "connection refused to 10.0.0.1");
+        assert_eq!(ranking.templates[3].expected_count, 60.0);
+    }
+
+    #[test]
+    fn too_many_templates_fold_into_one_group() {
+        let mut counter = TemplateCounter::default();
+        for i in 0..(MAX_TEMPLATES + 50) {
+            let word: String =
+                format!("{i:x}").chars().map(|c| (b'g' + c.to_digit(16).unwrap() as u8) as char).collect();
+            counter.add_window(&record(0, Level::Info, &word));
+        }
+        let ranking = counter.rank(1, 1);
+        assert_eq!(ranking.templates.len(), MAX_TEMPLATES + 1);
+        assert!(ranking.templates.iter().any(|t| t.count == 50));
+    }
+}

@@ -1,0 +1,292 @@
+//! The normalized log record every line format is parsed into, and the timestamp arithmetic the
+//! formats need (RFC 3339 with any offset, epoch seconds or milliseconds), without a date crate.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+/// Severity of a line, ordered from least to most severe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Level {
+    /// TRACE, FINEST.
+    Trace,
+    /// DEBUG, FINE, syslog 7.
+    Debug,
+    /// INFO, syslog 5 and 6.
+    Info,
+    /// WARN, WARNING, syslog 4.
+    Warn,
+    /// ERROR, SEVERE, syslog 3.
+    Error,
+    /// FATAL, CRITICAL, syslog 0 to 2.
+    Fatal,
+}
+
+impl Level {
+    /// Reads a level name as loggers write it (case-insensitive); `None` for anything else.
+    pub fn from_name(name: &str) -> Option<Level> {
+        let level = match name.trim().to_ascii_uppercase().as_str() {
+            "TRACE" | "FINEST" | "FINER" => Level::Trace,
+            "DEBUG" | "FINE" | "CONFIG" => Level::Debug,
+            "INFO" | "INFORMATION" | "NOTICE" => Level::Info,
+            "WARN" | "WARNING" => Level::Warn,
+            "ERROR" | "ERR" | "SEVERE" => Level::Error,
+            "FATAL" | "CRITICAL" | "CRIT" | "ALERT" | "EMERGENCY" | "EMERG" | "PANIC" => Level::Fatal,
+            _ => return None,
+        };
+        Some(level)
+    }
+
+    /// The syslog severity GELF writes (0 emergency … 7 debug).
+    pub fn from_syslog(severity: i64) -> Option<Level> {
+        match severity {
+            0..=2 => Some(Level::Fatal),
+            3 => Some(Level::Error),
+            4 => Some(Level::Warn),
+            5 | 6 => Some(Level::Info),
+            7 => Some(Level::Debug),
+            _ => None,
+        }
+    }
+
+    /// The upper-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Trace => "TRACE",
+            Level::Debug => "DEBUG",
+            Level::Info => "INFO",
+            Level::Warn => "WARN",
+            Level::Error => "ERROR",
+            Level::Fatal => "FATAL",
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The format a line was recognised as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LineFormat {
+    /// logstash-logback-encoder, or Spring Boot's `logstash` structured format.
+    Logstash,
+    /// Elastic Common Schema with dotted keys (`log.level`), Spring Boot 3.4.
+    EcsFlat,
+    /// Elastic Common Schema with nested objects (`log: {level}`), Spring Boot 3.5 and later.
+    EcsNested,
+    /// Graylog Extended Log Format 1.1.
+    Gelf,
+    /// Anything else, kept as text.
+    Text,
+}
+
+/// One log line, whatever its format, in one shape.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogRecord {
+    /// Milliseconds since the epoch, UTC; `None` for a text line without a leading timestamp.
+    pub timestamp_ms: Option<i64>,
+    /// The level, when the line has one.
+    pub level: Option<Level>,
+    /// The logger (usually a class name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logger: Option<String>,
+    /// The thread.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thread: Option<String>,
+    /// The message (the whole line for text lines).
+    pub message: String,
+    /// The exception's class, on error lines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_type: Option<String>,
+    /// The exception's message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// The stack trace, as the logger wrote it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stack_trace: Option<String>,
+    /// The distributed trace id (Micrometer Tracing `traceId`, ECS `trace.id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// The span id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub span_id: Option<String>,
+    /// Every other field (MDC entries, key-value pairs, service fields), flattened to text.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, String>,
+    /// The format the line was recognised as.
+    pub format: LineFormat,
+}
+
+impl LogRecord {
+    /// A text line: the whole line is the message.
+    pub fn text(line: &str, timestamp_ms: Option<i64>, level: Option<Level>) -> Self {
+        LogRecord {
+            timestamp_ms,
+            level,
+            logger: None,
+            thread: None,
+            message: line.to_owned(),
+            error_type: None,
+            error_message: None,
+            stack_trace: None,
+            trace_id: None,
+            span_id: None,
+            fields: BTreeMap::new(),
+            format: LineFormat::Text,
+        }
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+pub(crate) fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year.rem_euclid(400);
+    let month = i64::from(month);
+    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 } as u32;
+    (year_of_era + era * 400 + i64::from(month <= 2), month, day)
+}
+
+/// Formats milliseconds since the epoch as RFC 3339 UTC with milliseconds.
+pub fn format_rfc3339_ms(ms: i64) -> String {
+    let seconds = ms.div_euclid(1000);
+    let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
+    let second_of_day = seconds.rem_euclid(86_400);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        second_of_day / 3600,
+        second_of_day / 60 % 60,
+        second_of_day % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
+/// Reads `n` ASCII digits at `at`.
+fn digits(bytes: &[u8], at: usize, n: usize) -> Option<u32> {
+    let slice = bytes.get(at..at + n)?;
+    slice.iter().try_fold(0u32, |acc, &b| b.is_ascii_digit().then(|| acc * 10 + u32::from(b - b'0')))
+}
+
+/// Parses an RFC 3339 / ISO 8601 timestamp at the start of `text` and returns (milliseconds since
+/// the epoch, bytes consumed). Accepts `T` or a space between date and time, 0 to 9 fraction
+/// digits (`.` or `,`), and `Z`, `±hh:mm`, `±hhmm` or `±hh`; no zone means UTC.
+pub fn parse_timestamp_prefix(text: &str) -> Option<(i64, usize)> {
+    let b = text.as_bytes();
+    let year = digits(b, 0, 4)?;
+    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') || !matches!(b.get(10), Some(b'T' | b't' | b' ')) {
+        return None;
+    }
+    let (month, day) = (digits(b, 5, 2)?, digits(b, 8, 2)?);
+    let (hour, minute) = (digits(b, 11, 2)?, digits(b, 14, 2)?);
+    if b.get(13) != Some(&b':') || b.get(16) != Some(&b':') {
+        return None;
+    }
+    let second = digits(b, 17, 2)?;
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut at = 19;
+    let mut millis = 0i64;
+    if matches!(b.get(at), Some(b'.' | b',')) {
+        at += 1;
+        let start = at;
+        while b.get(at).is_some_and(u8::is_ascii_digit) {
+            if at - start < 3 {
+                millis = millis * 10 + i64::from(b[at] - b'0');
+            }
+            at += 1;
+        }
+        if at == start {
+            return None;
+        }
+        for _ in (at - start)..3 {
+            millis *= 10;
+        }
+    }
+    let mut offset_minutes = 0i64;
+    match b.get(at) {
+        Some(b'Z' | b'z') => at += 1,
+        Some(&sign @ (b'+' | b'-')) => {
+            let hours = digits(b, at + 1, 2)?;
+            at += 3;
+            let mut minutes = 0;
+            if b.get(at) == Some(&b':') {
+                minutes = digits(b, at + 1, 2)?;
+                at += 3;
+            } else if let Some(m) = digits(b, at, 2) {
+                minutes = m;
+                at += 2;
+            }
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            offset_minutes = i64::from(hours * 60 + minutes) * if sign == b'-' { -1 } else { 1 };
+        }
+        _ => {}
+    }
+    let days = days_from_civil(i64::from(year), month, day);
+    let seconds = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second) - offset_minutes * 60;
+    Some((seconds * 1000 + millis, at))
+}
+
+/// Parses a whole RFC 3339 timestamp (nothing may follow it).
+pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    match parse_timestamp_prefix(text) {
+        Some((ms, used)) if used == text.len() => Some(ms),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_offsets_and_fractions_are_read() {
+        assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339_ms("2024-01-01T10:15:00.067462556Z"), Some(1_704_104_100_067));
+        assert_eq!(parse_rfc3339_ms("2024-01-01T10:15:00.111037681+02:00"), Some(1_704_096_900_111));
+        assert_eq!(parse_rfc3339_ms("2025-08-27T19:57:46.348-0500"), Some(1_756_342_666_348));
+        assert_eq!(parse_rfc3339_ms("2020-02-24 03:22:17,155"), Some(1_582_514_537_155));
+        assert_eq!(parse_rfc3339_ms("2020-02-24T03:22:17.1Z"), Some(1_582_514_537_100));
+        assert_eq!(parse_rfc3339_ms("2020-13-24T03:22:17Z"), None);
+        assert_eq!(parse_rfc3339_ms("2020-02-24T03:22:17Zjunk"), None);
+        assert_eq!(parse_rfc3339_ms("2020-02-24T03:22:17."), None);
+    }
+
+    #[test]
+    fn formatting_round_trips() {
+        for ms in [0, 1_704_104_100_067, 1_790_000_000_123, 951_782_400_000] {
+            assert_eq!(parse_rfc3339_ms(&format_rfc3339_ms(ms)), Some(ms));
+        }
+        assert_eq!(format_rfc3339_ms(1_704_104_100_067), "2024-01-01T10:15:00.067Z");
+    }
+
+    #[test]
+    fn levels_order_and_read_syslog() {
+        assert!(Level::Error > Level::Warn && Level::Warn > Level::Info);
+        assert_eq!(Level::from_name("warning"), Some(Level::Warn));
+        assert_eq!(Level::from_syslog(3), Some(Level::Error));
+        assert_eq!(Level::from_syslog(6), Some(Level::Info));
+        assert_eq!(Level::from_syslog(9), None);
+    }
+}

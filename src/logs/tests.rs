@@ -1,0 +1,149 @@
+//! `LogIndex::correlate` run for real on files in a temporary directory.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::*;
+use crate::logs::record::format_rfc3339_ms;
+
+const T0: i64 = 1_790_000_000_000;
+const MINUTE: i64 = 60_000;
+
+fn logstash(ms: i64, level: &str, logger: &str, message: &str, stack: Option<&str>) -> String {
+    let mut object = serde_json::json!({
+        "@timestamp": format_rfc3339_ms(ms), "@version": "1", "message": message, "logger_name": logger,
+        "thread_name": "http-nio-8080-exec-1", "level": level, "level_value": 20000,
+    });
+    if let Some(stack) = stack {
+        object["stack_trace"] = stack.into();
+    }
+    format!("{object}\n")
+}
+
+/// 30 minutes of chatter at 1 line/s; from T0+25m a burst of a new exception every 2 s.
+fn write_service_log(path: &Path) {
+    let mut text = String::new();
+    for s in 0..1800 {
+        let ms = T0 + s * 1000;
+        text += &logstash(ms, "INFO", "shop.web.OrderController", &format!("Fetched order {s} in {} ms", s % 40), None);
+        if s % 120 == 0 {
+            text += &logstash(
+                ms,
+                "WARN",
+                "org.hibernate.SQL_SLOW",
+                &format!("Slow query took {} milliseconds", 900 + s),
+                None,
+            );
+        }
+        if s >= 1500 && s % 2 == 0 {
+            let stack = "java.net.SocketTimeoutException: Read timed out\n\tat shop.PaymentClient.charge(PaymentClient.java:42)\n";
+            text += &logstash(
+                ms,
+                "ERROR",
+                "shop.web.OrderController",
+                &format!("Payment for order {s} failed"),
+                Some(stack),
+            );
+        }
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+fn index_for(dir: &Path) -> LogIndex {
+    let mut services = std::collections::BTreeMap::new();
+    services.insert(
+        "orders".to_owned(),
+        vec![format!("{}/app.log*", dir.display()), format!("{}/missing.log", dir.display())],
+    );
+    LogIndex::new(&LogsConfig { services, ..LogsConfig::default() }).unwrap()
+}
+
+#[test]
+fn the_new_exception_ranks_first_with_its_counts_and_lines_lead() {
+    let dir = tempfile::tempdir().unwrap();
+    write_service_log(&dir.path().join("app.log"));
+    let index = index_for(dir.path());
+    let query = LogQuery::around("orders", T0 + 26 * MINUTE, index.settings());
+    let answer = index.correlate(&query).unwrap();
+    let top = &answer.templates[0];
+    assert_eq!(top.template, "Payment for order <n> failed");
+    assert_eq!(top.reason, RankReason::NewError);
+    assert_eq!(top.error_type.as_deref(), Some("java.net.SocketTimeoutException"));
+    // The window is T0+21m..T0+27m: the burst runs from T0+25m, one line every 2 s.
+    assert_eq!(top.count, 60);
+    assert_eq!(top.baseline_count, 0);
+    let chatter = answer.templates.iter().find(|t| t.template.starts_with("Fetched order")).unwrap();
+    assert_eq!(chatter.reason, RankReason::Steady);
+    assert_eq!(chatter.count, 360);
+    assert_eq!(chatter.baseline_count, 1260); // the logs start 21 minutes before the window
+    assert!(answer.lines.iter().take(60).all(|line| line.template_rank == 0));
+    assert_eq!(answer.lines.len(), 200);
+    // The missing literal file is named, and the rest was still read.
+    assert_eq!(answer.problems.len(), 1);
+    assert!(answer.problems[0].path.ends_with("missing.log"));
+    assert_eq!(answer.files.len(), 1);
+    assert_eq!(answer.lines_skipped, 0);
+}
+
+#[test]
+fn filters_limit_and_time_order_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    write_service_log(&dir.path().join("app.log"));
+    let index = index_for(dir.path());
+    let mut query = LogQuery::around("orders", T0 + 26 * MINUTE, index.settings());
+    query.min_level = Some(Level::Warn);
+    query.limit = 10;
+    query.order = LineOrder::Time;
+    let answer = index.correlate(&query).unwrap();
+    assert!(answer.lines.iter().all(|l| l.record.level >= Some(Level::Warn)));
+    assert_eq!(answer.lines.len(), 10);
+    assert!(answer.lines.windows(2).all(|w| w[0].record.timestamp_ms <= w[1].record.timestamp_ms));
+    query.contains = Some("READ TIMED".into());
+    query.min_level = None;
+    let answer = index.correlate(&query).unwrap();
+    assert_eq!(answer.templates.len(), 1);
+    assert_eq!(answer.lines_in_window, 60);
+}
+
+#[test]
+fn corrupt_lines_and_rotated_files_are_handled_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut old = String::new();
+    let mut live = String::new();
+    for s in 0..600 {
+        let line = logstash(T0 + s * 1000, "INFO", "a.B", &format!("tick {s}"), None);
+        if s < 300 { old += &line } else { live += &line }
+    }
+    live += "{\"@timestamp\":\"garbage\n";
+    let mut ecs = String::new();
+    write!(
+        ecs,
+        "{{\"@timestamp\":\"{}\",\"log.level\":\"ERROR\",\"log.logger\":\"a.C\",\"message\":\"disk full\",\"ecs.version\":\"8.11\"}}\n",
+        format_rfc3339_ms(T0 + 590_000)
+    )
+    .unwrap();
+    live += &ecs;
+    std::fs::write(dir.path().join("app.log.1"), old).unwrap();
+    std::fs::write(dir.path().join("app.log"), live).unwrap();
+    let index = index_for(dir.path());
+    let query =
+        LogQuery { from_ms: T0 + 240_000, to_ms: T0 + 600_000, ..LogQuery::around("orders", T0, index.settings()) };
+    let answer = index.correlate(&query).unwrap();
+    assert_eq!(answer.files.len(), 2);
+    assert_eq!(answer.lines_skipped, 1);
+    assert_eq!(answer.lines_in_window, 361);
+    assert_eq!(answer.templates[0].template, "disk full");
+    assert_eq!(answer.templates[0].example.format, LineFormat::EcsFlat);
+}
+
+#[test]
+fn unknown_service_empty_and_too_wide_windows_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = index_for(dir.path());
+    let query = LogQuery::around("nope", T0, index.settings());
+    assert_eq!(index.correlate(&query).unwrap_err(), LogsError::UnknownService("nope".into()));
+    let empty = LogQuery { to_ms: T0 - 400_000, ..LogQuery::around("orders", T0, index.settings()) };
+    assert!(matches!(index.correlate(&empty), Err(LogsError::InvalidParameter { parameter: "from", .. })));
+    let wide = LogQuery { from_ms: T0 - 25 * 3_600_000, ..LogQuery::around("orders", T0, index.settings()) };
+    assert!(matches!(index.correlate(&wide), Err(LogsError::WindowTooWide { max_seconds: 86_400, .. })));
+}
