@@ -287,6 +287,8 @@ pub struct SelfMetrics {
     pub points_skipped: Family<SignalLabels, Counter>,
     /// Log queries (`/logs` and the alert notifier's correlation).
     pub logs: crate::logs::LogsMetrics,
+    /// Slack notifications of the alert webhook.
+    pub slack: crate::alerts::slack::SlackMetrics,
 }
 
 impl SelfMetrics {
@@ -304,6 +306,7 @@ impl SelfMetrics {
             last_successful_cycle: Gauge::default(),
             points_skipped: Family::default(),
             logs: crate::logs::LogsMetrics::default(),
+            slack: crate::alerts::slack::SlackMetrics::default(),
         };
         let own = registry.sub_registry_with_prefix("anomaly_exporter");
         own.register(
@@ -349,6 +352,7 @@ impl SelfMetrics {
             metrics.points_skipped.clone(),
         );
         metrics.logs.register(own);
+        metrics.slack.register(own);
         registry.register_collector(Box::new(ProcessCollector));
         metrics
     }

@@ -16,6 +16,9 @@ pub struct AlertsConfig {
     /// Largest webhook body accepted; Alertmanager's notifications are a few KiB per alert.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Posting firing and resolved incidents to Slack; absent: no Slack posts from here.
+    #[serde(default)]
+    pub slack: Option<super::slack::SlackConfig>,
 }
 
 fn default_incidents_dir() -> PathBuf {
@@ -28,7 +31,7 @@ fn default_max_body_bytes() -> usize {
 
 impl Default for AlertsConfig {
     fn default() -> Self {
-        Self { incidents_dir: default_incidents_dir(), max_body_bytes: default_max_body_bytes() }
+        Self { incidents_dir: default_incidents_dir(), max_body_bytes: default_max_body_bytes(), slack: None }
     }
 }
 
@@ -41,7 +44,7 @@ impl AlertsConfig {
         if !(1024..=64 * 1024 * 1024).contains(&self.max_body_bytes) {
             return Err(("alerts.max_body_bytes".into(), "must be between 1024 and 67108864".into()));
         }
-        Ok(())
+        self.slack.as_ref().map_or(Ok(()), super::slack::SlackConfig::validate)
     }
 }
 
@@ -57,5 +60,7 @@ mod tests {
         let tiny: AlertsConfig = serde_yaml_ng::from_str("max_body_bytes: 10").unwrap();
         assert_eq!(tiny.validate().unwrap_err().0, "alerts.max_body_bytes");
         assert!(serde_yaml_ng::from_str::<AlertsConfig>("slack: x").is_err());
+        let slack: AlertsConfig = serde_yaml_ng::from_str("slack: {severities: []}").unwrap();
+        assert_eq!(slack.validate().unwrap_err().0, "alerts.slack.severities");
     }
 }

@@ -347,6 +347,12 @@ impl IncidentStore {
 
     /// Records the alerts of one notification; nothing is recorded when the write fails.
     pub fn record_alerts(&self, alerts: &[Alert], received_at_ms: i64) -> Result<Recorded, JournalError> {
+        let fresh = self.record(alerts, received_at_ms)?;
+        Ok(Recorded { recorded: fresh.len(), duplicates: alerts.len() - fresh.len() })
+    }
+
+    /// Like [`IncidentStore::record_alerts`], returning the events that were new.
+    pub fn record(&self, alerts: &[Alert], received_at_ms: i64) -> Result<Vec<IncidentEvent>, JournalError> {
         let mut inner = self.lock();
         let mut fresh: Vec<IncidentEvent> = Vec::new();
         for alert in alerts {
@@ -356,11 +362,10 @@ impl IncidentStore {
                 fresh.push(event);
             }
         }
-        let recorded = Recorded { recorded: fresh.len(), duplicates: alerts.len() - fresh.len() };
         if !fresh.is_empty() {
             self.write(&mut inner, &fresh)?;
         }
-        Ok(recorded)
+        Ok(fresh)
     }
 
     /// Records an operator's acknowledgement (`resolve` false) or hand resolution.

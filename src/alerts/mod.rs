@@ -4,7 +4,8 @@
 //!
 //! Data flows in one direction: [`payload`] checks what Alertmanager sends, [`incidents`] turns
 //! it into events and incidents (deduplicating Alertmanager's retries and repeats), [`journal`]
-//! writes the events atomically as Parquet, and [`routes`] is the thin HTTP layer. Alerting
+//! writes the events atomically as Parquet, [`slack`] posts new firing and resolved events with
+//! their correlated logs, and [`routes`] is the thin HTTP layer. Alerting
 //! rules, routing and Slack formatting for Alertmanager itself live in the shipped files
 //! (`prometheus/`, `alertmanager/`), not here.
 
@@ -13,6 +14,7 @@ pub mod incidents;
 pub mod journal;
 pub mod payload;
 pub mod routes;
+pub mod slack;
 pub mod time;
 
 pub use config::AlertsConfig;

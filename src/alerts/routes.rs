@@ -31,6 +31,8 @@ pub struct AlertsState {
     pub store: Arc<IncidentStore>,
     /// Largest webhook body accepted.
     pub max_body_bytes: usize,
+    /// Where new firing and resolved events are posted, if anywhere.
+    pub slack: Option<super::slack::SlackNotifier>,
 }
 
 /// The alerting routes, each behind the role it needs.
@@ -66,10 +68,15 @@ async fn receive_alerts(State(state): State<AlertsState>, request: Request) -> R
     let alerts = parse_webhook(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let store = Arc::clone(&state.store);
     let received_at = now_ms();
-    let recorded = tokio::task::spawn_blocking(move || store.record_alerts(&alerts, received_at))
+    let total = alerts.len();
+    let fresh = tokio::task::spawn_blocking(move || store.record(&alerts, received_at))
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
+    if let Some(slack) = &state.slack {
+        slack.notify(&fresh);
+    }
+    let recorded = Recorded { recorded: fresh.len(), duplicates: total - fresh.len() };
     tracing::debug!(recorded = recorded.recorded, duplicates = recorded.duplicates, "alert notification");
     Ok(Json(recorded))
 }
@@ -289,7 +296,7 @@ mod tests {
 
     fn app(dir: &std::path::Path) -> Router {
         let store = Arc::new(IncidentStore::open(dir).unwrap());
-        routes(AlertsState { store, max_body_bytes: 64 * 1024 }, &Authenticator::disabled())
+        routes(AlertsState { store, max_body_bytes: 64 * 1024, slack: None }, &Authenticator::disabled())
     }
 
     async fn call(app: &Router, method: Method, uri: &str, body: Vec<u8>, accept: &str) -> (StatusCode, String) {
@@ -392,7 +399,7 @@ mod tests {
         let app = Router::new()
             .route("/services", get(|| async { "services" }))
             .layer(auth.require(Role::Reader))
-            .merge(routes(AlertsState { store, max_body_bytes: 64 * 1024 }, &auth));
+            .merge(routes(AlertsState { store, max_body_bytes: 64 * 1024, slack: None }, &auth));
         let basic = |user: &str, password: &str| {
             use base64::Engine as _;
             format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))

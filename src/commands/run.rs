@@ -9,6 +9,7 @@ use clap::Args;
 use prometheus_client::registry::Registry;
 use tracing::info;
 
+use crate::alerts::slack::SlackNotifier;
 use crate::alerts::{AlertsState, IncidentStore};
 use crate::config::{Config, ConfigError};
 use crate::engine::Engine;
@@ -112,10 +113,9 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let snapshot = Arc::new(SnapshotCell::default());
     let mut registry = Registry::default();
     let metrics = SelfMetrics::register(&mut registry);
+    let log_index = config.logs.clone().map(|settings| Arc::new(LogIndex::from_settings(settings)));
     registry.register_collector(Box::new(ScoresCollector::new(Arc::clone(&snapshot), config.interval.as_secs_f64())));
     let ready = Arc::new(AtomicBool::new(false));
-    let incidents = IncidentStore::open(&config.alerts.incidents_dir).map_err(RunError::Incidents)?;
-    let alerts_state = AlertsState { store: Arc::new(incidents), max_body_bytes: config.alerts.max_body_bytes };
 
     let listener = tokio::net::TcpListener::bind(args.listen_address)
         .await
@@ -129,10 +129,19 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         registry: Arc::new(registry),
         ready: Arc::clone(&ready),
         telemetry_path: args.telemetry_path.clone(),
-        logs: config.logs.clone().map(|settings| {
-            Arc::new(LogsState { index: Arc::new(LogIndex::from_settings(settings)), metrics: metrics.logs.clone() })
-        }),
+        logs: log_index.clone().map(|index| Arc::new(LogsState { index, metrics: metrics.logs.clone() })),
     };
+    let incidents = IncidentStore::open(&config.alerts.incidents_dir).map_err(RunError::Incidents)?;
+    let slack = match &config.alerts.slack {
+        Some(slack) => {
+            let url = slack
+                .webhook_url()
+                .map_err(|problem| RunError::Config(ConfigError::Invalid { key: "alerts.slack".into(), problem }))?;
+            Some(SlackNotifier::start(slack, url, log_index.clone(), metrics.slack.clone()))
+        }
+        None => None,
+    };
+    let alerts_state = AlertsState { store: Arc::new(incidents), max_body_bytes: config.alerts.max_body_bytes, slack };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let engine = Engine::new(Arc::clone(&config), client, metrics, snapshot);
     let engine_task = tokio::spawn({
