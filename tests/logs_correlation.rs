@@ -123,11 +123,29 @@ async fn error_burst_template_ranks_first_at_the_fault_time() {
         assert!(error["error"]["message"].as_str().unwrap().contains(needle), "{uri}: {body}");
     }
 
-    // What was read shows in the self-metrics.
+    // What was read shows in the self-metrics, which promtool accepts.
     let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    prometheus_client::encoding::prometheus_text::encode(&mut text, &registry).unwrap();
+    assert_promtool_accepts(&text);
     assert!(text.contains("anomaly_exporter_logs_requests_total{code=\"200\"} 2"), "{text}");
     assert!(text.contains("anomaly_exporter_logs_requests_total{code=\"404\"} 2"));
     assert!(!text.contains("anomaly_exporter_logs_lines_read_total 0\n"));
     fleet.shutdown().await.unwrap();
+}
+
+/// `promtool check metrics` reports nothing on the exposition.
+fn assert_promtool_accepts(metrics: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is missing: run scripts/install-deps.sh");
+    promtool.stdin.take().unwrap().write_all(metrics.as_bytes()).unwrap();
+    let output = promtool.wait_with_output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success() && report.trim().is_empty(), "promtool check metrics: {report}\n{metrics}");
 }

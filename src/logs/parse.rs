@@ -10,13 +10,20 @@
 //!
 //! The parser never panics on any input; a property test feeds it arbitrary bytes.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
 
-use serde_json::{Map, Value};
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
 
 use super::record::{Level, LineFormat, LogRecord, parse_rfc3339_ms, parse_timestamp_prefix};
 
 /// What a line turned out to be.
+// Returned by value and consumed at once, line after line: boxing the record would add an
+// allocation per line on the hot path for no saving.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum ParsedLine {
     /// A record (structured, or text).
@@ -36,8 +43,8 @@ pub fn parse_line(line: &[u8]) -> ParsedLine {
         return ParsedLine::Blank;
     }
     if trimmed.starts_with('{') {
-        return match serde_json::from_str::<Map<String, Value>>(trimmed) {
-            Ok(object) => parse_object(object).map_or(ParsedLine::Corrupt, ParsedLine::Record),
+        return match serde_json::from_str::<Object<'_>>(trimmed) {
+            Ok(object) => parse_object(object, trimmed).map_or(ParsedLine::Corrupt, ParsedLine::Record),
             Err(_) => ParsedLine::Corrupt,
         };
     }
@@ -71,11 +78,142 @@ fn parse_text(line: &str) -> LogRecord {
     LogRecord::text(line, Some(timestamp_ms), level)
 }
 
+/// A JSON value whose strings borrow from the line when they hold no escapes. Parsing into
+/// `serde_json::Map` allocated every key and value; this is the hot path of every query.
+#[derive(Debug)]
+enum Field<'a> {
+    Text(Cow<'a, str>),
+    Other(Value),
+}
+
+impl Field<'_> {
+    fn from_value(value: Value) -> Field<'static> {
+        match value {
+            Value::String(text) => Field::Text(Cow::Owned(text)),
+            other => Field::Other(other),
+        }
+    }
+
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Field::Text(text) => Some(text),
+            Field::Other(_) => None,
+        }
+    }
+
+    fn is_object(&self) -> bool {
+        matches!(self, Field::Other(Value::Object(_)))
+    }
+}
+
+struct FieldVisitor;
+
+impl<'de> Visitor<'de> for FieldVisitor {
+    type Value = Field<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Field<'de>, E> {
+        Ok(Field::Text(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Field<'de>, E> {
+        Ok(Field::Text(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Field<'de>, E> {
+        Ok(Field::Text(Cow::Owned(v)))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Field<'de>, E> {
+        Ok(Field::Other(Value::Bool(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Field<'de>, E> {
+        Ok(Field::Other(Value::from(v)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Field<'de>, E> {
+        Ok(Field::Other(Value::from(v)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Field<'de>, E> {
+        Ok(Field::Other(Value::from(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Field<'de>, E> {
+        Ok(Field::Other(Value::Null))
+    }
+    fn visit_none<E>(self) -> Result<Field<'de>, E> {
+        Ok(Field::Other(Value::Null))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Field<'de>, A::Error> {
+        Value::deserialize(SeqAccessDeserializer::new(seq)).map(Field::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Field<'de>, A::Error> {
+        Value::deserialize(MapAccessDeserializer::new(map)).map(Field::Other)
+    }
+}
+
+impl<'de> Deserialize<'de> for Field<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(FieldVisitor)
+    }
+}
+
+/// A key, borrowed when it holds no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match deserializer.deserialize_str(FieldVisitor)? {
+            Field::Text(text) => Ok(Key(text)),
+            Field::Other(_) => Err(serde::de::Error::custom("a key must be a string")),
+        }
+    }
+}
+
+/// A JSON object's top-level entries in order. Keys are looked up by a linear scan: log lines
+/// have a dozen of them, where hashing or a tree costs more.
+#[derive(Debug)]
+struct Object<'a>(Vec<(Cow<'a, str>, Field<'a>)>);
+
+impl<'a> Object<'a> {
+    fn get(&self, key: &str) -> Option<&Field<'a>> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+    fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+    fn take(&mut self, key: &str) -> Option<Field<'a>> {
+        let at = self.0.iter().position(|(k, _)| k == key)?;
+        Some(self.0.swap_remove(at).1)
+    }
+}
+
+struct ObjectVisitor;
+
+impl<'de> Visitor<'de> for ObjectVisitor {
+    type Value = Object<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Object<'de>, A::Error> {
+        let mut entries = Vec::with_capacity(16);
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            let value = map.next_value::<Field<'de>>()?;
+            entries.push((key, value));
+        }
+        Ok(Object(entries))
+    }
+}
+
+impl<'de> Deserialize<'de> for Object<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
 /// Which structured format an object is in, by its keys.
-fn detect(object: &Map<String, Value>) -> Option<LineFormat> {
+fn detect(object: &Object<'_>) -> Option<LineFormat> {
     if object.contains_key("short_message") && object.contains_key("version") {
         Some(LineFormat::Gelf)
-    } else if object.get("log").is_some_and(Value::is_object) || object.get("ecs").is_some_and(Value::is_object) {
+    } else if object.get("log").is_some_and(Field::is_object) || object.get("ecs").is_some_and(Field::is_object) {
         Some(LineFormat::EcsNested)
     } else if object.contains_key("log.level") || object.contains_key("ecs.version") {
         Some(LineFormat::EcsFlat)
@@ -89,107 +227,106 @@ fn detect(object: &Map<String, Value>) -> Option<LineFormat> {
     }
 }
 
-fn parse_object(mut object: Map<String, Value>) -> Option<LogRecord> {
+fn str_of<'f>(field: Option<&'f Field<'_>>) -> Option<&'f str> {
+    field.and_then(Field::as_str)
+}
+
+fn parse_object(mut object: Object<'_>, line: &str) -> Option<LogRecord> {
     let Some(format) = detect(&object) else {
-        // Some other JSON: keep it as text, with its timestamp if it has a usual one.
+        // Some other JSON: keep the line as text, with its timestamp if it has a usual one.
         let timestamp_ms = ["@timestamp", "timestamp", "time"]
             .iter()
-            .find_map(|key| object.get(*key).and_then(Value::as_str).and_then(parse_rfc3339_ms));
-        let level = ["level", "severity"]
-            .iter()
-            .find_map(|key| object.get(*key).and_then(Value::as_str))
-            .and_then(Level::from_name);
-        let text = Value::Object(object).to_string();
-        return Some(LogRecord::text(&text, timestamp_ms, level));
+            .find_map(|key| str_of(object.get(key)).and_then(parse_rfc3339_ms));
+        let level = ["level", "severity"].iter().find_map(|key| str_of(object.get(key))).and_then(Level::from_name);
+        return Some(LogRecord::text(line, timestamp_ms, level));
     };
     if format == LineFormat::EcsNested {
         flatten_into_dotted(&mut object);
     }
-    let mut take = |key: &str| object.remove(key);
     let record = match format {
         LineFormat::Gelf => {
-            let timestamp_ms = match take("timestamp")? {
-                Value::Number(n) => {
+            let timestamp_ms = match object.take("timestamp")? {
+                Field::Other(Value::Number(n)) => {
                     let seconds = n.as_f64()?;
                     if !seconds.is_finite() || seconds.abs() > 1e13 {
                         return None;
                     }
                     Some((seconds * 1000.0).round() as i64)
                 }
-                Value::String(s) => parse_rfc3339_ms(&s),
-                _ => None,
+                Field::Text(text) => parse_rfc3339_ms(&text),
+                Field::Other(_) => None,
             }?;
-            let level_name = take("_level_name");
-            let level = level_name
-                .as_ref()
-                .and_then(Value::as_str)
-                .and_then(Level::from_name)
-                .or_else(|| take("level").and_then(|v| v.as_i64()).and_then(Level::from_syslog));
-            let short_message = text_of(take("short_message"));
-            let full_message = text_of(take("full_message"));
-            take("version");
+            let level = str_of(object.take("_level_name").as_ref()).and_then(Level::from_name).or_else(|| match object
+                .take("level")
+            {
+                Some(Field::Other(Value::Number(n))) => n.as_i64().and_then(Level::from_syslog),
+                _ => None,
+            });
+            let short_message = text_of(object.take("short_message"));
+            let full_message = text_of(object.take("full_message"));
+            object.take("version");
             LogRecord {
                 timestamp_ms: Some(timestamp_ms),
                 level,
-                logger: text_of(take("_log_logger")),
-                thread: text_of(take("_process_thread_name")),
+                logger: text_of(object.take("_log_logger")),
+                thread: text_of(object.take("_process_thread_name")),
                 message: short_message.unwrap_or_default(),
-                error_type: text_of(take("_error_type")),
-                error_message: text_of(take("_error_message")),
-                stack_trace: text_of(take("_error_stack_trace")).or(full_message),
-                trace_id: text_of(take("_traceId")).or_else(|| text_of(take("_trace_id"))),
-                span_id: text_of(take("_spanId")).or_else(|| text_of(take("_span_id"))),
+                error_type: text_of(object.take("_error_type")),
+                error_message: text_of(object.take("_error_message")),
+                stack_trace: text_of(object.take("_error_stack_trace")).or(full_message),
+                trace_id: text_of(object.take("_traceId")).or_else(|| text_of(object.take("_trace_id"))),
+                span_id: text_of(object.take("_spanId")).or_else(|| text_of(object.take("_span_id"))),
                 fields: BTreeMap::new(),
                 format,
             }
         }
         LineFormat::EcsFlat | LineFormat::EcsNested => {
-            let timestamp_ms = take("@timestamp").as_ref().and_then(Value::as_str).and_then(parse_rfc3339_ms)?;
+            let timestamp_ms = str_of(object.take("@timestamp").as_ref()).and_then(parse_rfc3339_ms)?;
             LogRecord {
                 timestamp_ms: Some(timestamp_ms),
-                level: take("log.level").as_ref().and_then(Value::as_str).and_then(Level::from_name),
-                logger: text_of(take("log.logger")),
-                thread: text_of(take("process.thread.name")),
-                message: text_of(take("message")).unwrap_or_default(),
-                error_type: text_of(take("error.type")),
-                error_message: text_of(take("error.message")),
-                stack_trace: text_of(take("error.stack_trace")),
-                trace_id: text_of(take("traceId")).or_else(|| text_of(take("trace.id"))),
-                span_id: text_of(take("spanId")).or_else(|| text_of(take("span.id"))),
+                level: str_of(object.take("log.level").as_ref()).and_then(Level::from_name),
+                logger: text_of(object.take("log.logger")),
+                thread: text_of(object.take("process.thread.name")),
+                message: text_of(object.take("message")).unwrap_or_default(),
+                error_type: text_of(object.take("error.type")),
+                error_message: text_of(object.take("error.message")),
+                stack_trace: text_of(object.take("error.stack_trace")),
+                trace_id: text_of(object.take("traceId")).or_else(|| text_of(object.take("trace.id"))),
+                span_id: text_of(object.take("spanId")).or_else(|| text_of(object.take("span.id"))),
                 fields: BTreeMap::new(),
                 format,
             }
         }
         LineFormat::Logstash | LineFormat::Text => {
-            let timestamp_ms = take("@timestamp").as_ref().and_then(Value::as_str).and_then(parse_rfc3339_ms)?;
-            let level = take("level").as_ref().and_then(Value::as_str).and_then(Level::from_name);
-            take("@version");
-            take("level_value");
-            let stack_trace = text_of(take("stack_trace"));
+            let timestamp_ms = str_of(object.take("@timestamp").as_ref()).and_then(parse_rfc3339_ms)?;
+            let level = str_of(object.take("level").as_ref()).and_then(Level::from_name);
+            object.take("@version");
+            object.take("level_value");
+            let stack_trace = text_of(object.take("stack_trace"));
             // logstash-logback-encoder has no exception-class field: the trace's first line has it.
             let error_type = stack_trace.as_deref().and_then(exception_class);
             LogRecord {
                 timestamp_ms: Some(timestamp_ms),
                 level,
-                logger: text_of(take("logger_name")),
-                thread: text_of(take("thread_name")),
-                message: text_of(take("message")).unwrap_or_default(),
+                logger: text_of(object.take("logger_name")),
+                thread: text_of(object.take("thread_name")),
+                message: text_of(object.take("message")).unwrap_or_default(),
                 error_type,
                 error_message: None,
                 stack_trace,
-                trace_id: text_of(take("traceId")).or_else(|| text_of(take("trace_id"))),
-                span_id: text_of(take("spanId")).or_else(|| text_of(take("span_id"))),
+                trace_id: text_of(object.take("traceId")).or_else(|| text_of(object.take("trace_id"))),
+                span_id: text_of(object.take("spanId")).or_else(|| text_of(object.take("span_id"))),
                 fields: BTreeMap::new(),
                 format,
             }
         }
     };
     let mut record = record;
-    for (key, value) in object {
+    for (key, value) in object.0 {
         if key == "ecs.version" || key == "ecs" {
             continue;
         }
-        let key = key.strip_prefix('_').map(str::to_owned).unwrap_or(key);
+        let key = key.strip_prefix('_').unwrap_or(&key).to_owned();
         if let Some(text) = text_of(Some(value)) {
             record.fields.insert(key, text);
         }
@@ -205,36 +342,41 @@ fn exception_class(stack_trace: &str) -> Option<String> {
 }
 
 /// A value as text: strings as they are, other scalars and arrays as JSON, null as nothing.
-fn text_of(value: Option<Value>) -> Option<String> {
-    match value? {
-        Value::Null => None,
-        Value::String(s) => Some(s),
-        Value::Object(o) if o.is_empty() => None,
-        other => Some(other.to_string()),
+fn text_of(field: Option<Field<'_>>) -> Option<String> {
+    match field? {
+        Field::Text(text) => Some(text.into_owned()),
+        Field::Other(Value::Null) => None,
+        Field::Other(Value::Object(o)) if o.is_empty() => None,
+        Field::Other(other) => Some(other.to_string()),
     }
 }
 
 /// Nested ECS objects to the dotted keys of the flat shape, so both read the same way. Depth is
 /// bounded by serde_json's own recursion limit.
-fn flatten_into_dotted(object: &mut Map<String, Value>) {
-    fn walk(prefix: &str, value: Value, out: &mut Map<String, Value>) {
+fn flatten_into_dotted(object: &mut Object<'_>) {
+    fn walk(prefix: String, value: Value, out: &mut Vec<(Cow<'static, str>, Field<'static>)>) {
         match value {
-            Value::Object(inner) => {
+            Value::Object(inner) if !inner.is_empty() => {
                 for (key, value) in inner {
-                    walk(&format!("{prefix}.{key}"), value, out);
+                    walk(format!("{prefix}.{key}"), value, out);
                 }
             }
-            other => {
-                out.insert(prefix.to_owned(), other);
+            other => out.push((Cow::Owned(prefix), Field::from_value(other))),
+        }
+    }
+    let mut flattened = Vec::new();
+    let mut at = 0;
+    while at < object.0.len() {
+        if object.0[at].1.is_object() {
+            let (key, field) = object.0.swap_remove(at);
+            if let Field::Other(value) = field {
+                walk(key.into_owned(), value, &mut flattened);
             }
+        } else {
+            at += 1;
         }
     }
-    let nested: Vec<String> = object.iter().filter(|(_, v)| v.is_object()).map(|(k, _)| k.clone()).collect();
-    for key in nested {
-        if let Some(value) = object.remove(&key) {
-            walk(&key, value, object);
-        }
-    }
+    object.0.extend(flattened);
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::record::{Level, LogRecord};
-use super::template::template_of;
+use super::template::push_template;
 
 /// Distinct groups tracked per query; beyond this, further new groups are folded into one
 /// overflow group, which keeps memory bounded on a window of random text.
@@ -104,7 +104,7 @@ pub struct RankedTemplate {
     pub example: LogRecord,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct GroupKey {
     logger: Option<String>,
     template: String,
@@ -123,31 +123,46 @@ struct Group {
 /// Counts lines into groups: baseline lines first or interleaved, in any order.
 #[derive(Debug, Default)]
 pub struct TemplateCounter {
-    index: HashMap<GroupKey, usize>,
+    /// Group index by `logger \0 template \0 error_type`: one string, so that a line of a known
+    /// group costs a lookup in a reused buffer and no allocation.
+    index: HashMap<String, usize>,
     groups: Vec<Group>,
+    scratch: String,
 }
+
+const OVERFLOW_TEMPLATE: &str = "<other kinds of lines: too many to group>";
 
 impl TemplateCounter {
     /// The group of `record`, created if new; returns its index.
     fn group_of(&mut self, record: &LogRecord) -> usize {
-        let key = GroupKey {
-            logger: record.logger.clone(),
-            template: template_of(&record.message),
-            error_type: record.error_type.clone(),
-        };
-        if let Some(&index) = self.index.get(&key) {
+        let scratch = &mut self.scratch;
+        scratch.clear();
+        scratch.push_str(record.logger.as_deref().unwrap_or(""));
+        scratch.push('\0');
+        let template_start = scratch.len();
+        push_template(&record.message, scratch);
+        let template_end = scratch.len();
+        scratch.push('\0');
+        scratch.push_str(record.error_type.as_deref().unwrap_or(""));
+        if let Some(&index) = self.index.get(scratch.as_str()) {
             return index;
         }
-        let key = if self.groups.len() >= MAX_TEMPLATES {
-            GroupKey { logger: None, template: "<other kinds of lines: too many to group>".into(), error_type: None }
+        let (lookup, key) = if self.groups.len() >= MAX_TEMPLATES {
+            let key = GroupKey { logger: None, template: OVERFLOW_TEMPLATE.into(), error_type: None };
+            (format!("\0{OVERFLOW_TEMPLATE}\0"), key)
         } else {
-            key
+            let key = GroupKey {
+                logger: record.logger.clone(),
+                template: scratch[template_start..template_end].to_owned(),
+                error_type: record.error_type.clone(),
+            };
+            (scratch.clone(), key)
         };
-        if let Some(&index) = self.index.get(&key) {
+        if let Some(&index) = self.index.get(&lookup) {
             return index;
         }
         let index = self.groups.len();
-        self.index.insert(key.clone(), index);
+        self.index.insert(lookup, index);
         self.groups.push(Group { key, count: 0, baseline_count: 0, level: None, example: None });
         index
     }

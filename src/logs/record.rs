@@ -27,16 +27,32 @@ pub enum Level {
 impl Level {
     /// Reads a level name as loggers write it (case-insensitive); `None` for anything else.
     pub fn from_name(name: &str) -> Option<Level> {
-        let level = match name.trim().to_ascii_uppercase().as_str() {
-            "TRACE" | "FINEST" | "FINER" => Level::Trace,
-            "DEBUG" | "FINE" | "CONFIG" => Level::Debug,
-            "INFO" | "INFORMATION" | "NOTICE" => Level::Info,
-            "WARN" | "WARNING" => Level::Warn,
-            "ERROR" | "ERR" | "SEVERE" => Level::Error,
-            "FATAL" | "CRITICAL" | "CRIT" | "ALERT" | "EMERGENCY" | "EMERG" | "PANIC" => Level::Fatal,
-            _ => return None,
-        };
-        Some(level)
+        const NAMES: [(&str, Level); 21] = [
+            ("INFO", Level::Info),
+            ("WARN", Level::Warn),
+            ("ERROR", Level::Error),
+            ("DEBUG", Level::Debug),
+            ("TRACE", Level::Trace),
+            ("WARNING", Level::Warn),
+            ("FATAL", Level::Fatal),
+            ("FINEST", Level::Trace),
+            ("FINER", Level::Trace),
+            ("FINE", Level::Debug),
+            ("CONFIG", Level::Debug),
+            ("INFORMATION", Level::Info),
+            ("NOTICE", Level::Info),
+            ("ERR", Level::Error),
+            ("SEVERE", Level::Error),
+            ("CRITICAL", Level::Fatal),
+            ("CRIT", Level::Fatal),
+            ("ALERT", Level::Fatal),
+            ("EMERGENCY", Level::Fatal),
+            ("EMERG", Level::Fatal),
+            ("PANIC", Level::Fatal),
+        ];
+        // Called for every line: compare without allocating an upper-case copy.
+        let name = name.trim();
+        NAMES.iter().find(|(known, _)| known.eq_ignore_ascii_case(name)).map(|(_, level)| *level)
     }
 
     /// The syslog severity GELF writes (0 emergency … 7 debug).

@@ -3,7 +3,8 @@
 //!
 //! Masked, in this order: quoted strings (`"…"`, `'…'` → `"<*>"`), UUIDs (`<uuid>`), hex of eight
 //! digits or more, or `0x…` (`<hex>`), numbers (`<n>`), and any other word holding a digit,
-//! such as `exec-3` or `a1b2` (`<id>`). Words are runs of letters, digits, `-`, `_` and `.`, so
+//! such as `exec-3` or `a1b2` (`<id>`). Words are runs of letters (any non-ASCII character
+//! counts as one), digits, `-`, `_` and `.`, so
 //! class names such as `java.lang.IllegalStateException` stay whole. This is a deliberately
 //! simple, predictable rule, not a learned log parser (Drain and kin): a reader can tell from the
 //! template alone why two lines were grouped.
@@ -11,34 +12,49 @@
 /// The template of a message. Messages longer than 4 KiB are templated on their first 4 KiB,
 /// which keeps the cost of a huge line bounded.
 pub fn template_of(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(4096));
+    push_template(message, &mut out);
+    out
+}
+
+/// Appends the template of `message` to `out`: the allocation-free form of [`template_of`], for
+/// the hot loop that groups every line of a window. Works on bytes: every split point is an
+/// ASCII byte, so slices stay on character boundaries.
+pub fn push_template(message: &str, out: &mut String) {
     let message = truncate_at_char_boundary(message, 4096);
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some(c) = rest.chars().next() {
-        if c == '"' || c == '\'' {
+    let bytes = message.as_bytes();
+    let mut at = 0;
+    while at < bytes.len() {
+        let b = bytes[at];
+        if b == b'"' || b == b'\'' {
             // A quoted string masks whole when it closes; an apostrophe in prose (`can't`) does not.
-            if let Some(end) = rest[1..].find(c) {
-                out.push(c);
+            if let Some(length) = bytes[at + 1..].iter().position(|&c| c == b) {
+                out.push(b as char);
                 out.push_str("<*>");
-                out.push(c);
-                rest = &rest[end + 2..];
+                out.push(b as char);
+                at += length + 2;
                 continue;
             }
         }
-        if is_word_char(c) {
-            let end = rest.find(|c: char| !is_word_char(c)).unwrap_or(rest.len());
-            let word = &rest[..end];
+        if is_word_byte(b) {
+            let end = bytes[at..].iter().position(|&c| !is_word_byte(c)).map_or(bytes.len(), |n| at + n);
+            let word = &message[at..end];
             // A trailing dot ends a sentence; it is not part of the word.
             let word_core = word.trim_end_matches('.');
             out.push_str(mask_word(word_core).unwrap_or(word_core));
             out.push_str(&word[word_core.len()..]);
-            rest = &rest[end..];
+            at = end;
             continue;
         }
-        out.push(c);
-        rest = &rest[c.len_utf8()..];
+        // Punctuation and spaces up to the next word or quote, copied as they are.
+        let end = bytes[at..]
+            .iter()
+            .position(|&c| is_word_byte(c) || c == b'"' || c == b'\'')
+            .map_or(bytes.len(), |n| at + n)
+            .max(at + 1);
+        out.push_str(&message[at..end]);
+        at = end;
     }
-    out
 }
 
 fn truncate_at_char_boundary(text: &str, max: usize) -> &str {
@@ -52,8 +68,10 @@ fn truncate_at_char_boundary(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-fn is_word_char(c: char) -> bool {
-    c.is_alphanumeric() || c == '-' || c == '_' || c == '.'
+/// Letters, digits, `-`, `_`, `.`; every non-ASCII byte counts as a letter (UTF-8 sequences
+/// are never split, and non-ASCII words are kept whole).
+fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.' || b >= 0x80
 }
 
 fn mask_word(word: &str) -> Option<&'static str> {

@@ -116,9 +116,9 @@ fn corrupt_lines_and_rotated_files_are_handled_and_counted() {
     }
     live += "{\"@timestamp\":\"garbage\n";
     let mut ecs = String::new();
-    write!(
+    writeln!(
         ecs,
-        "{{\"@timestamp\":\"{}\",\"log.level\":\"ERROR\",\"log.logger\":\"a.C\",\"message\":\"disk full\",\"ecs.version\":\"8.11\"}}\n",
+        "{{\"@timestamp\":\"{}\",\"log.level\":\"ERROR\",\"log.logger\":\"a.C\",\"message\":\"disk full\",\"ecs.version\":\"8.11\"}}",
         format_rfc3339_ms(T0 + 590_000)
     )
     .unwrap();
