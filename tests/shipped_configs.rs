@@ -1,8 +1,8 @@
 //! The files users drop into their stack, checked by the tools that will load them: `promtool`
 //! on `prometheus/` (config, rules, rule unit tests), `amtool` on `alertmanager/` (config,
 //! routing, the Slack template), and a real Alertmanager running the shipped config, which must
-//! inhibit as documented and deliver to Slack and to anomaly-exporter's webhook with the
-//! configured credentials.
+//! route and inhibit as documented and deliver to Slack and to anomaly-exporter's webhook with
+//! the configured credentials.
 
 mod common;
 
@@ -103,11 +103,12 @@ fn alertmanager_config_passes_amtool_check_config() {
 
 #[test]
 fn alerts_are_routed_by_severity() {
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 6] = [
         (&["alertname=AnomalyCritical", "service=checkout", "severity=critical"], "oncall"),
         (&["alertname=AnomalyHigh", "service=checkout", "severity=high"], "oncall"),
         (&["alertname=AnomalySustained", "service=checkout", "severity=warning"], "warnings"),
-        (&["alertname=AnomalyExporterAbsent", "severity=critical"], "oncall"),
+        (&["alertname=AnomalyExporterAbsent", "severity=critical"], "slack-direct"),
+        (&["alertname=AnomalyExporterSourceDown", "severity=high"], "slack-direct"),
         (&["alertname=SomethingElse"], "anomaly-exporter"),
     ];
     for (labels, receiver) in cases {
@@ -220,8 +221,12 @@ async fn post_alerts(alertmanager: &Alertmanager, alerts: serde_json::Value) {
 }
 
 fn alert(name: &str, service: &str, severity: &str) -> serde_json::Value {
+    let mut labels = serde_json::json!({"alertname": name, "signal": "latency", "severity": severity});
+    if !service.is_empty() {
+        labels["service"] = service.into();
+    }
     serde_json::json!({
-        "labels": {"alertname": name, "service": service, "signal": "latency", "severity": severity},
+        "labels": labels,
         "annotations": {
             "summary": format!("{service} latency"),
             "description": format!("{service} latency: value 2.5, {severity} threshold 2, anomaly score 1.40"),
@@ -249,58 +254,64 @@ async fn real_alertmanager_inhibits_and_delivers_to_slack_and_the_webhook() {
     )
     .await;
 
-    // checkout is critical and high on the same signal; payments is only high.
+    // checkout is critical and high on the same signal; payments is only high; the exporter
+    // itself has a critical and a high health alert (no service label).
     post_alerts(
         &alertmanager,
         serde_json::json!([
             alert("AnomalyCritical", "checkout", "critical"),
             alert("AnomalyHigh", "checkout", "high"),
             alert("AnomalyHigh", "payments", "high"),
+            alert("AnomalyExporterNoSuccessfulCycle", "", "critical"),
+            alert("AnomalyExporterSourceDown", "", "high"),
         ]),
     )
     .await;
 
     let delivered = wait_until(Duration::from_secs(60), || async {
-        slack.lock().unwrap().len() >= 2 && webhook.lock().unwrap().len() >= 2
+        !slack.lock().unwrap().is_empty() && webhook.lock().unwrap().len() >= 3
     })
     .await;
     assert!(delivered, "no deliveries; slack {:?}, webhook {:?}\n{}", slack, webhook, alertmanager.log());
-    // Let a wrongly uninhibited notification arrive, if there is one.
+    // Let a wrongly routed or uninhibited notification arrive, if there is one.
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    // The high alert of checkout is inhibited by its critical one; payments' high is not.
+    // A critical alert inhibits the high one of the same service, and of the exporter.
     let alerts: serde_json::Value =
         reqwest::get(format!("{}/api/v2/alerts", alertmanager.url())).await.unwrap().json().await.unwrap();
-    let inhibited: Vec<(String, String)> = alerts
+    let mut inhibited: Vec<String> = alerts
         .as_array()
         .unwrap()
         .iter()
         .filter(|a| a["status"]["inhibitedBy"].as_array().is_some_and(|by| !by.is_empty()))
         .map(|a| {
-            (a["labels"]["alertname"].as_str().unwrap().to_owned(), a["labels"]["service"].as_str().unwrap().to_owned())
+            format!("{} {}", a["labels"]["alertname"].as_str().unwrap(), a["labels"]["service"].as_str().unwrap_or("-"))
         })
         .collect();
-    assert_eq!(inhibited, [("AnomalyHigh".to_owned(), "checkout".to_owned())]);
+    inhibited.sort();
+    assert_eq!(inhibited, ["AnomalyExporterSourceDown -", "AnomalyHigh checkout"]);
 
-    // Slack: one message per service, through our template.
+    // Slack, from Alertmanager: the exporter's health only (services' alerts are posted by
+    // anomaly-exporter, with their logs), through our template.
     let slack = slack.lock().unwrap().clone();
-    let mut titles: Vec<String> =
-        slack.iter().map(|(_, body)| body["attachments"][0]["title"].as_str().unwrap_or_default().to_owned()).collect();
-    titles.sort();
-    assert_eq!(titles, ["[FIRING:1] checkout critical latency", "[FIRING:1] payments high latency"], "{slack:?}");
-    let checkout =
-        slack.iter().find(|(_, b)| b["attachments"][0]["title"] == "[FIRING:1] checkout critical latency").unwrap();
-    let text = checkout.1["attachments"][0]["text"].as_str().unwrap();
+    assert_eq!(slack.len(), 1, "{slack:?}");
+    let attachment = &slack[0].1["attachments"][0];
+    assert_eq!(attachment["title"], "[FIRING:1] anomaly-exporter critical latency", "{slack:?}");
+    let text = attachment["text"].as_str().unwrap();
+    assert!(
+        text.contains("*AnomalyExporterNoSuccessfulCycle* service `anomaly-exporter` severity *critical*"),
+        "{text}"
+    );
     assert!(text.contains("value 2.5, critical threshold 2"), "{text}");
-    assert!(text.contains("<http://localhost:10110/logs?service=checkout&time=1700000000|Logs at the time>"), "{text}");
 
-    // The webhook: every notification, with the bearer token read from its file.
+    // The webhook: every group, with the bearer token read from its file.
     let webhook = webhook.lock().unwrap().clone();
     for (authorization, body) in &webhook {
         assert_eq!(authorization.as_deref(), Some("Bearer s3cret-token"));
         assert_eq!(body["version"], "4");
     }
-    let mut services: Vec<&str> = webhook.iter().map(|(_, b)| b["groupLabels"]["service"].as_str().unwrap()).collect();
-    services.sort();
-    assert_eq!(services, ["checkout", "payments"]);
+    let mut groups: Vec<&str> =
+        webhook.iter().map(|(_, b)| b["groupLabels"]["service"].as_str().unwrap_or("-")).collect();
+    groups.sort();
+    assert_eq!(groups, ["-", "checkout", "payments"]);
 }
