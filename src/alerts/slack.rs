@@ -103,7 +103,7 @@ impl SlackConfig {
 /// `{outcome}` of a Slack notification.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct OutcomeLabels {
-    /// `sent`, `retried`, `rate_limited`, `rejected`, `failed` or `dropped`.
+    /// `sent`, `retried`, `rate_limited`, `rejected`, `failed`, `dropped` or `suppressed`.
     pub outcome: String,
 }
 
@@ -119,7 +119,7 @@ impl SlackMetrics {
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "slack_notifications",
-            "Slack notifications by outcome: sent, retried, rate_limited, rejected, failed, dropped",
+            "Slack notifications by outcome: sent, retried, rate_limited, rejected, failed, dropped, suppressed (repeats within an episode)",
             self.notifications.clone(),
         );
     }
@@ -133,6 +133,8 @@ impl SlackMetrics {
 #[derive(Debug, Clone)]
 pub struct SlackNotifier {
     queue: mpsc::Sender<Vec<IncidentEvent>>,
+    /// Per service, what its current episode has posted.
+    episodes: Arc<std::sync::Mutex<std::collections::HashMap<String, Episode>>>,
     severities: Vec<String>,
     metrics: SlackMetrics,
 }
@@ -149,18 +151,54 @@ impl SlackNotifier {
             metrics: metrics.clone(),
         };
         tokio::spawn(poster.run(receiver));
-        Self { queue, severities: config.severities.clone(), metrics }
+        Self { queue, severities: config.severities.clone(), metrics, episodes: Arc::default() }
     }
 
     /// Queues the firing and resolved events of the configured severities, one message per
     /// service and kind (Alertmanager groups by service, so a notification makes one message);
     /// never waits.
+    ///
+    /// One page per episode: from a service's first posted incident until all its incidents
+    /// have resolved, a new firing incident is posted only when it is more severe than what
+    /// the episode already posted (an escalation), and a resolution only for posted incidents.
+    /// So the high alert that Alertmanager releases from inhibition when the critical one
+    /// resolves does not page again.
     pub fn notify(&self, events: &[IncidentEvent]) {
         let mut messages: Vec<Vec<IncidentEvent>> = Vec::new();
-        for event in events {
-            let wanted = matches!(event.kind, EventKind::Firing | EventKind::Resolved)
-                && self.severities.contains(&event.severity);
-            if !wanted {
+        let mut episodes = self.episodes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Firing first: a notification that resolves one alert and releases another keeps the
+        // episode open.
+        let ordered = events
+            .iter()
+            .filter(|e| e.kind == EventKind::Firing)
+            .chain(events.iter().filter(|e| e.kind == EventKind::Resolved));
+        for event in ordered {
+            if !self.severities.contains(&event.severity) {
+                continue;
+            }
+            let episode = episodes.entry(event.service.clone()).or_default();
+            let post = match event.kind {
+                EventKind::Firing => {
+                    let escalates = episode.worst_posted.is_none_or(|worst| severity_rank(&event.severity) < worst);
+                    episode.open.insert(event.incident_id.clone());
+                    if escalates {
+                        episode.worst_posted = Some(severity_rank(&event.severity));
+                        episode.posted.insert(event.incident_id.clone());
+                    } else {
+                        self.metrics.count("suppressed");
+                    }
+                    escalates
+                }
+                _ => {
+                    episode.open.remove(&event.incident_id);
+                    let posted = episode.posted.remove(&event.incident_id);
+                    if episode.open.is_empty() {
+                        episodes.remove(&event.service);
+                    }
+                    posted
+                }
+            };
+            if !post {
                 continue;
             }
             match messages.iter_mut().find(|m| m[0].service == event.service && m[0].kind == event.kind) {
@@ -168,6 +206,7 @@ impl SlackNotifier {
                 None => messages.push(vec![event.clone()]),
             }
         }
+        drop(episodes);
         for message in messages {
             if self.queue.try_send(message).is_err() {
                 self.metrics.count("dropped");
@@ -175,6 +214,17 @@ impl SlackNotifier {
             }
         }
     }
+}
+
+/// What a service's current episode has posted.
+#[derive(Debug, Default)]
+struct Episode {
+    /// Its incidents not yet resolved.
+    open: std::collections::HashSet<String>,
+    /// Its incidents posted as firing and not yet posted as resolved.
+    posted: std::collections::HashSet<String>,
+    /// The most severe rank posted (0 critical).
+    worst_posted: Option<u8>,
 }
 
 const MAX_ATTEMPTS: u32 = 5;
@@ -456,7 +506,7 @@ mod tests {
     }
 
     fn outcomes(metrics: &SlackMetrics) -> BTreeMap<String, u64> {
-        ["sent", "retried", "rate_limited", "rejected", "failed", "dropped"]
+        ["sent", "retried", "rate_limited", "rejected", "failed", "dropped", "suppressed"]
             .into_iter()
             .map(|o| (o.to_owned(), metrics.notifications.get_or_create(&OutcomeLabels { outcome: o.into() }).get()))
             .filter(|(_, n)| *n > 0)
@@ -476,6 +526,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn one_page_per_episode_unless_it_escalates() {
+        let (url, arrivals) = scripted_slack(vec![]).await;
+        let metrics = SlackMetrics::default();
+        let notifier = SlackNotifier::start(&config(), url, None, metrics.clone());
+        let with_id =
+            |kind, severity: &str, id: &str| IncidentEvent { incident_id: id.into(), ..event(kind, severity, "a") };
+        notifier.notify(&[with_id(EventKind::Firing, "high", "h")]); // posted
+        notifier.notify(&[with_id(EventKind::Firing, "critical", "c")]); // escalation: posted
+        // The critical resolves and releases another high alert: one resolved post, no page.
+        notifier.notify(&[with_id(EventKind::Resolved, "critical", "c"), with_id(EventKind::Firing, "high", "h2")]);
+        notifier.notify(&[with_id(EventKind::Resolved, "high", "h2")]); // never posted: silent
+        notifier.notify(&[with_id(EventKind::Resolved, "high", "h")]); // posted; the episode ends
+        notifier.notify(&[with_id(EventKind::Firing, "high", "h3")]); // a new episode: posted
+        wait_for(&metrics, 5).await;
+        assert_eq!(outcomes(&metrics), BTreeMap::from([("sent".into(), 5), ("suppressed".into(), 1)]));
+        assert_eq!(arrivals.lock().unwrap().len(), 5);
+    }
+
+    #[tokio::test]
     async fn posts_are_paced_and_retried_where_a_retry_helps() {
         // 429 with Retry-After 1, then 500, then ok; then a 404 that is not retried; then ok.
         let (url, arrivals) =
@@ -484,7 +553,8 @@ mod tests {
         let notifier = SlackNotifier::start(&config(), url, None, metrics.clone());
         notifier.notify(&[event(EventKind::Firing, "critical", "a")]);
         notifier.notify(&[event(EventKind::Firing, "warning", "b")]); // not a posted severity
-        notifier.notify(&[event(EventKind::Firing, "high", "c"), event(EventKind::Resolved, "high", "d")]);
+        let in_c = |kind| IncidentEvent { incident_id: "c-1".into(), ..event(kind, "high", "c") };
+        notifier.notify(&[in_c(EventKind::Firing), in_c(EventKind::Resolved)]);
         wait_for(&metrics, 3).await;
         assert_eq!(
             outcomes(&metrics),
