@@ -80,6 +80,9 @@ pub struct RawConfig {
     /// Parquet datasets and model training.
     #[serde(default)]
     pub datasets: RawDatasetsConfig,
+    /// The alert webhook and incidents.
+    #[serde(default)]
+    pub alerts: crate::alerts::AlertsConfig,
     /// Log files by service, for `/logs` and alert correlation. Absent: no log correlation.
     #[serde(default)]
     pub logs: Option<crate::logs::LogsConfig>,
@@ -162,6 +165,8 @@ pub struct Config {
     pub signals: Vec<Signal>,
     /// Parquet datasets and model training (`path` resolved against the config file's directory).
     pub datasets: DatasetsConfig,
+    /// The alert webhook and incidents.
+    pub alerts: crate::alerts::AlertsConfig,
     /// Log correlation, when configured.
     pub logs: Option<crate::logs::LogsSettings>,
 }
@@ -248,6 +253,7 @@ impl TryFrom<RawConfig> for Config {
         let backfill = duration("backfill", &raw.backfill)?;
         raw.detector.validate().map_err(|problem| invalid("detector", problem))?;
         raw.anomaly_levels.validate().map_err(|problem| invalid("anomaly_levels", problem))?;
+        raw.alerts.validate().map_err(|(key, problem)| invalid(key, problem))?;
 
         let raw_signals = raw.signals.unwrap_or_else(default_signals);
         if raw_signals.is_empty() {
@@ -307,6 +313,7 @@ impl TryFrom<RawConfig> for Config {
             detector: raw.detector,
             anomaly_levels: raw.anomaly_levels,
             signals,
+            alerts: raw.alerts,
         })
     }
 }
@@ -320,6 +327,9 @@ impl Config {
         // `datasets.path` is relative to the config file's directory.
         if let Some(base) = path.parent() {
             config.datasets.path = base.join(&config.datasets.path);
+            if let Some(dir) = &mut config.alerts.incidents_dir {
+                *dir = base.join(&*dir);
+            }
         }
         Ok(config)
     }

@@ -289,6 +289,8 @@ pub struct SelfMetrics {
     pub datasets: DatasetMetrics,
     /// Log queries (`/logs` and the alert notifier's correlation).
     pub logs: crate::logs::LogsMetrics,
+    /// Slack notifications of the alert webhook.
+    pub slack: crate::alerts::slack::SlackMetrics,
 }
 
 impl SelfMetrics {
@@ -307,6 +309,7 @@ impl SelfMetrics {
             points_skipped: Family::default(),
             datasets: DatasetMetrics::default(),
             logs: crate::logs::LogsMetrics::default(),
+            slack: crate::alerts::slack::SlackMetrics::default(),
         };
         let own = registry.sub_registry_with_prefix("anomaly_exporter");
         own.register(
@@ -353,6 +356,7 @@ impl SelfMetrics {
         );
         metrics.datasets.register(own);
         metrics.logs.register(own);
+        metrics.slack.register(own);
         registry.register_collector(Box::new(ProcessCollector));
         metrics
     }

@@ -5,6 +5,7 @@
 //! source → features → [`forest`] → classify → export and store, with logs, alerts and the web
 //! layer beside them. This crate is the library behind the `anomaly-exporter` binary.
 
+pub mod alerts;
 pub mod classify;
 pub mod cli;
 pub mod commands;

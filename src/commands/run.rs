@@ -9,6 +9,8 @@ use clap::Args;
 use prometheus_client::registry::Registry;
 use tracing::info;
 
+use crate::alerts::slack::SlackNotifier;
+use crate::alerts::{AlertsState, IncidentStore};
 use crate::config::{Config, ConfigError};
 use crate::engine::Engine;
 use crate::export::{ScoresCollector, SelfMetrics, SnapshotCell};
@@ -69,6 +71,9 @@ pub enum RunError {
         /// The operating system's reason.
         source: std::io::Error,
     },
+    /// The incidents journal could not be read at start.
+    #[error("{0}")]
+    Incidents(crate::alerts::journal::JournalError),
     /// The server failed while running.
     #[error("web server failed: {0}")]
     Serve(WebError),
@@ -86,7 +91,7 @@ impl RunError {
             | RunError::WebConfig(_)
             | RunError::Listen { .. }
             | RunError::Datasets(_) => 2,
-            RunError::Serve(_) => 1,
+            RunError::Serve(_) | RunError::Incidents(_) => 1,
         }
     }
 }
@@ -116,6 +121,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let snapshot = Arc::new(SnapshotCell::default());
     let mut registry = Registry::default();
     let metrics = SelfMetrics::register(&mut registry);
+    let log_index = config.logs.clone().map(|settings| Arc::new(LogIndex::from_settings(settings)));
     registry.register_collector(Box::new(ScoresCollector::new(Arc::clone(&snapshot), config.interval.as_secs_f64())));
     let ready = Arc::new(AtomicBool::new(false));
 
@@ -131,10 +137,19 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         registry: Arc::new(registry),
         ready: Arc::clone(&ready),
         telemetry_path: args.telemetry_path.clone(),
-        logs: config.logs.clone().map(|settings| {
-            Arc::new(LogsState { index: Arc::new(LogIndex::from_settings(settings)), metrics: metrics.logs.clone() })
-        }),
+        logs: log_index.clone().map(|index| Arc::new(LogsState { index, metrics: metrics.logs.clone() })),
     };
+    let incidents = IncidentStore::open(&config.alerts.incidents_dir_in(&config.datasets.path)).map_err(RunError::Incidents)?;
+    let slack = match &config.alerts.slack {
+        Some(slack) => {
+            let url = slack
+                .webhook_url()
+                .map_err(|problem| RunError::Config(ConfigError::Invalid { key: "alerts.slack".into(), problem }))?;
+            Some(SlackNotifier::start(slack, url, log_index.clone(), metrics.slack.clone()))
+        }
+        None => None,
+    };
+    let alerts_state = AlertsState { store: Arc::new(incidents), max_body_bytes: config.alerts.max_body_bytes, slack };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut engine = Engine::new(Arc::clone(&config), client, metrics.clone(), snapshot);
     let mut writer_task = None;
@@ -171,13 +186,15 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
 
     let mut server_stop = stop_rx;
     // Every route, the probes included, needs at least the reader role when basic auth is on,
-    // as exporter-toolkit does.
+    // as exporter-toolkit does; the alerting routes carry their own roles (Webhook for
+    // `POST /alerts`, Admin to acknowledge or resolve), so they are merged after that layer.
     let mut app = router(state);
     if let Some(trainer) = trainer {
         // Retraining needs the admin role, on top of the reader role every route needs.
         app = app.merge(retrain_routes(trainer).route_layer(authenticator.require(Role::Admin)));
     }
-    let app = app.layer(authenticator.require(Role::Reader));
+    let app =
+        app.layer(authenticator.require(Role::Reader)).merge(crate::alerts::routes(alerts_state, &authenticator));
     let server = serve_listener(app, listener, web_config.as_ref(), async move {
         let _ = server_stop.wait_for(|stopped| *stopped).await;
     });

@@ -81,6 +81,13 @@ impl DatasetKind {
 /// a service literally named `models` is stored as `%6Dodels`; see [`Datasets::service_directory`]).
 pub const MODELS_DIRECTORY: &str = "models";
 
+/// The directory reserved for the alert webhook's incident events (`alerts.incidents_dir`'s
+/// default); a service literally named `incidents` is stored as `%69ncidents`.
+pub const INCIDENTS_DIRECTORY: &str = "incidents";
+
+/// Names under the root that are never a service's directory.
+const RESERVED_DIRECTORIES: [&str; 2] = [MODELS_DIRECTORY, INCIDENTS_DIRECTORY];
+
 /// A datasets root and the paths under it.
 #[derive(Debug, Clone)]
 pub struct Datasets {
@@ -98,8 +105,8 @@ impl Datasets {
         &self.root
     }
 
-    /// `<root>/<encoded service>`; `models` is reserved, so that one service name is encoded
-    /// further (its first letter as `%6D`).
+    /// `<root>/<encoded service>`; `models` and `incidents` are reserved, so those two service
+    /// names are encoded further (their first letter as `%XX`).
     pub fn service_directory(&self, service: &str) -> PathBuf {
         self.root.join(service_directory_name(service))
     }
@@ -202,15 +209,22 @@ impl Datasets {
 
 fn service_directory_name(service: &str) -> String {
     let encoded = encode_name(service);
-    if encoded == MODELS_DIRECTORY { "%6Dodels".to_owned() } else { encoded }
+    if RESERVED_DIRECTORIES.contains(&encoded.as_str()) {
+        // Reserved names are plain ASCII letters, so the first byte is the first character.
+        format!("%{:02X}{}", encoded.as_bytes()[0], &encoded[1..])
+    } else {
+        encoded
+    }
 }
 
 fn decode_service_directory(name: &str) -> Option<String> {
-    match name {
-        MODELS_DIRECTORY => None,
-        "%6Dodels" => Some(MODELS_DIRECTORY.to_owned()),
-        _ if is_hidden(name) => None,
-        _ => decode_name(name),
+    if RESERVED_DIRECTORIES.contains(&name) || is_hidden(name) {
+        return None;
+    }
+    let reserved = RESERVED_DIRECTORIES.iter().find(|reserved| service_directory_name(reserved) == name);
+    match reserved {
+        Some(reserved) => Some((*reserved).to_owned()),
+        None => decode_name(name),
     }
 }
 
@@ -288,11 +302,15 @@ mod tests {
         let keys = [
             SeriesKey { service: "team/a".into(), signal: "cpu".into() },
             SeriesKey { service: "models".into(), signal: "latency".into() },
+            SeriesKey { service: "incidents".into(), signal: "cpu".into() },
         ];
         for key in &keys {
             std::fs::create_dir_all(datasets.series_directory(key, DatasetKind::History)).unwrap();
             std::fs::create_dir_all(datasets.model_directory(key)).unwrap();
         }
+        // The webhook's incident events share the root and are no service.
+        std::fs::create_dir_all(dir.path().join(INCIDENTS_DIRECTORY).join("history").join("x")).unwrap();
+        assert_eq!(datasets.service_directory("incidents"), dir.path().join("%69ncidents"));
         let mut found = datasets.series().unwrap();
         found.sort();
         let mut expected = keys.to_vec();

@@ -1,0 +1,563 @@
+//! Incidents: what operators see of alerts, built from incident events.
+//!
+//! Each occurrence of an alert (its fingerprint and `startsAt`) is one incident. Every
+//! notification, acknowledgement and hand resolution is an [`IncidentEvent`], appended to the
+//! journal before it counts; the incidents themselves are rebuilt from the events at start.
+//! Alertmanager repeats notifications (`repeat_interval`) and retries failed ones: an event that
+//! says nothing new about an incident (firing again while it is known to fire, resolved again)
+//! is a duplicate and is not recorded twice.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use super::journal::{self, JournalError};
+use super::payload::{Alert, AlertStatus};
+
+/// What an event says happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// Alertmanager says the alert fires.
+    Firing,
+    /// Alertmanager says the alert resolved.
+    Resolved,
+    /// An operator acknowledged the incident.
+    Acknowledged,
+    /// An operator resolved the incident by hand.
+    ResolvedByOperator,
+}
+
+impl EventKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Firing => "firing",
+            EventKind::Resolved => "resolved",
+            EventKind::Acknowledged => "acknowledged",
+            EventKind::ResolvedByOperator => "resolved_by_operator",
+        }
+    }
+
+    /// The kind of a stored name.
+    pub fn parse(text: &str) -> Option<Self> {
+        [EventKind::Firing, EventKind::Resolved, EventKind::Acknowledged, EventKind::ResolvedByOperator]
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+    }
+}
+
+/// One row of `datasets/incidents/`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IncidentEvent {
+    /// The incident: `<fingerprint>-<startsAt ms>`.
+    pub incident_id: String,
+    /// Alertmanager's fingerprint of the alert's labels.
+    pub fingerprint: String,
+    /// What happened.
+    pub kind: EventKind,
+    /// The `alertname` label.
+    pub alertname: String,
+    /// The `service` label (empty for alerts about no service).
+    pub service: String,
+    /// The `severity` label.
+    pub severity: String,
+    /// All labels.
+    pub labels: BTreeMap<String, String>,
+    /// All annotations, as of this event.
+    pub annotations: BTreeMap<String, String>,
+    /// When the alert started (ms since the epoch).
+    pub starts_at_ms: i64,
+    /// When it ended, if it has.
+    pub ends_at_ms: Option<i64>,
+    /// When we received the event.
+    pub received_at_ms: i64,
+    /// The operator's note (acknowledgements and hand resolutions).
+    pub note: Option<String>,
+    /// Who acted (the basic-auth user), for operator events.
+    pub actor: Option<String>,
+}
+
+impl IncidentEvent {
+    /// The event a notified alert stands for, received at `received_at_ms`.
+    pub fn from_alert(alert: &Alert, received_at_ms: i64) -> Self {
+        let label = |name: &str| alert.labels.get(name).cloned().unwrap_or_default();
+        Self {
+            incident_id: format!("{}-{}", alert.fingerprint, alert.starts_at_ms),
+            fingerprint: alert.fingerprint.clone(),
+            kind: match alert.status {
+                AlertStatus::Firing => EventKind::Firing,
+                AlertStatus::Resolved => EventKind::Resolved,
+            },
+            alertname: label("alertname"),
+            service: label("service"),
+            severity: label("severity"),
+            labels: alert.labels.clone(),
+            annotations: alert.annotations.clone(),
+            starts_at_ms: alert.starts_at_ms,
+            ends_at_ms: match alert.status {
+                AlertStatus::Firing => None,
+                AlertStatus::Resolved => alert.ends_at_ms,
+            },
+            received_at_ms,
+            note: None,
+            actor: None,
+        }
+    }
+}
+
+/// Where an incident stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IncidentStatus {
+    /// Firing, nobody has acknowledged it.
+    Firing,
+    /// Firing, acknowledged by an operator.
+    Acknowledged,
+    /// Over: resolved by Alertmanager or by hand.
+    Resolved,
+}
+
+impl IncidentStatus {
+    /// The name used in JSON and filters.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentStatus::Firing => "firing",
+            IncidentStatus::Acknowledged => "acknowledged",
+            IncidentStatus::Resolved => "resolved",
+        }
+    }
+}
+
+/// An incident, as `GET /incidents` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Incident {
+    /// `<fingerprint>-<startsAt ms>`.
+    pub id: String,
+    /// Where it stands.
+    pub status: IncidentStatus,
+    /// The alert's name.
+    pub alertname: String,
+    /// The service (empty for alerts about no service).
+    pub service: String,
+    /// The severity label.
+    pub severity: String,
+    /// The alert's labels.
+    pub labels: BTreeMap<String, String>,
+    /// The latest annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// When the alert started (ms since the epoch).
+    pub starts_at_ms: i64,
+    /// When it ended (Alertmanager's `endsAt`, or the hand resolution's time).
+    pub ends_at_ms: Option<i64>,
+    /// The events, oldest first.
+    pub events: Vec<IncidentEvent>,
+}
+
+impl Incident {
+    fn apply(&mut self, event: &IncidentEvent) {
+        match event.kind {
+            EventKind::Firing => {
+                // A firing notification after a hand resolution does not reopen the incident:
+                // Alertmanager keeps repeating the alert until Prometheus resolves it.
+                if self.status != IncidentStatus::Resolved {
+                    self.annotations = event.annotations.clone();
+                }
+            }
+            EventKind::Resolved => {
+                self.status = IncidentStatus::Resolved;
+                self.ends_at_ms = event.ends_at_ms.or(Some(event.received_at_ms));
+                self.annotations = event.annotations.clone();
+            }
+            EventKind::Acknowledged => {
+                if self.status == IncidentStatus::Firing {
+                    self.status = IncidentStatus::Acknowledged;
+                }
+            }
+            EventKind::ResolvedByOperator => {
+                if self.status != IncidentStatus::Resolved {
+                    self.status = IncidentStatus::Resolved;
+                    self.ends_at_ms = Some(event.received_at_ms);
+                }
+            }
+        }
+        self.events.push(event.clone());
+    }
+
+    fn new(event: &IncidentEvent) -> Self {
+        Self {
+            id: event.incident_id.clone(),
+            status: IncidentStatus::Firing,
+            alertname: event.alertname.clone(),
+            service: event.service.clone(),
+            severity: event.severity.clone(),
+            labels: event.labels.clone(),
+            annotations: event.annotations.clone(),
+            starts_at_ms: event.starts_at_ms,
+            ends_at_ms: None,
+            events: Vec::new(),
+        }
+    }
+}
+
+/// What [`IncidentStore::record_alerts`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Recorded {
+    /// Events written.
+    pub recorded: usize,
+    /// Events that said nothing new and were skipped.
+    pub duplicates: usize,
+}
+
+/// Why an operator action was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// No incident has this id.
+    #[error("no incident {0}")]
+    NotFound(String),
+    /// The incident is already resolved (or, for an acknowledgement, already acknowledged).
+    #[error("incident {id} is already {status}")]
+    Conflict {
+        /// The incident.
+        id: String,
+        /// Where it stands.
+        status: &'static str,
+    },
+    /// The event could not be written.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+/// Sort orders of [`IncidentStore::list`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortKey {
+    /// Open first (firing, acknowledged, resolved), then newest first: the default.
+    #[default]
+    OpenFirst,
+    /// By start time.
+    StartsAt,
+    /// By severity (critical, high, warning, other).
+    Severity,
+    /// By service name.
+    Service,
+}
+
+impl SortKey {
+    /// The key named `text` (`open`, `starts_at`, `severity`, `service`).
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "open" => Some(SortKey::OpenFirst),
+            "starts_at" => Some(SortKey::StartsAt),
+            "severity" => Some(SortKey::Severity),
+            "service" => Some(SortKey::Service),
+            _ => None,
+        }
+    }
+}
+
+/// Filters and order of a listing; empty filters match everything.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    /// Exact service.
+    pub service: Option<String>,
+    /// Exact severity.
+    pub severity: Option<String>,
+    /// Status.
+    pub status: Option<IncidentStatus>,
+    /// Case-insensitive substring of the alert name, service, labels or annotations.
+    pub text: Option<String>,
+    /// The order.
+    pub sort: SortKey,
+    /// Reverse the order.
+    pub descending: bool,
+}
+
+fn severity_rank(severity: &str) -> u8 {
+    match severity {
+        "critical" => 0,
+        "high" => 1,
+        "warning" => 2,
+        _ => 3,
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    incidents: BTreeMap<String, Incident>,
+    /// (incident, kind) of alert events already recorded: the deduplication key.
+    seen: HashSet<(String, EventKind)>,
+    /// Makes journal file names unique within a millisecond.
+    sequence: u64,
+}
+
+impl Inner {
+    fn apply(&mut self, event: &IncidentEvent) {
+        if matches!(event.kind, EventKind::Firing | EventKind::Resolved) {
+            self.seen.insert((event.incident_id.clone(), event.kind));
+        }
+        self.incidents.entry(event.incident_id.clone()).or_insert_with(|| Incident::new(event)).apply(event);
+    }
+
+    /// Whether an alert event says something new.
+    fn is_new(&self, event: &IncidentEvent) -> bool {
+        if self.seen.contains(&(event.incident_id.clone(), event.kind)) {
+            return false;
+        }
+        // Resolved arrived first (a firing notification was lost): a late firing adds nothing.
+        !(event.kind == EventKind::Firing && self.seen.contains(&(event.incident_id.clone(), EventKind::Resolved)))
+    }
+}
+
+/// The incidents, in memory, backed by the journal in `dir`. Writes are serialised: a batch is
+/// checked for duplicates, written, then applied, under one lock, so concurrent retries of the
+/// same notification record it once. Call it from blocking code (it does file I/O).
+#[derive(Debug)]
+pub struct IncidentStore {
+    dir: PathBuf,
+    inner: Mutex<Inner>,
+}
+
+impl IncidentStore {
+    /// Opens the store, replaying every journal file in `dir` (which may not exist yet).
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, JournalError> {
+        let dir = dir.into();
+        let mut inner = Inner::default();
+        for event in journal::read_all(&dir)? {
+            inner.apply(&event);
+        }
+        Ok(Self { dir, inner: Mutex::new(inner) })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self, inner: &mut Inner, events: &[IncidentEvent]) -> Result<(), JournalError> {
+        inner.sequence += 1;
+        let received = events.first().map_or(0, |e| e.received_at_ms);
+        let name = format!("incidents-{received:015}-{}-{:06}.parquet", std::process::id(), inner.sequence);
+        journal::write_batch(&self.dir, &name, events)?;
+        for event in events {
+            inner.apply(event);
+        }
+        Ok(())
+    }
+
+    /// Records the alerts of one notification; nothing is recorded when the write fails.
+    pub fn record_alerts(&self, alerts: &[Alert], received_at_ms: i64) -> Result<Recorded, JournalError> {
+        let fresh = self.record(alerts, received_at_ms)?;
+        Ok(Recorded { recorded: fresh.len(), duplicates: alerts.len() - fresh.len() })
+    }
+
+    /// Like [`IncidentStore::record_alerts`], returning the events that were new.
+    pub fn record(&self, alerts: &[Alert], received_at_ms: i64) -> Result<Vec<IncidentEvent>, JournalError> {
+        let mut inner = self.lock();
+        let mut fresh: Vec<IncidentEvent> = Vec::new();
+        for alert in alerts {
+            let event = IncidentEvent::from_alert(alert, received_at_ms);
+            let repeated_in_batch = fresh.iter().any(|e| e.incident_id == event.incident_id && e.kind == event.kind);
+            if inner.is_new(&event) && !repeated_in_batch {
+                fresh.push(event);
+            }
+        }
+        if !fresh.is_empty() {
+            self.write(&mut inner, &fresh)?;
+        }
+        Ok(fresh)
+    }
+
+    /// Records an operator's acknowledgement (`resolve` false) or hand resolution.
+    pub fn act(
+        &self,
+        id: &str,
+        resolve: bool,
+        note: Option<String>,
+        actor: Option<String>,
+        at_ms: i64,
+    ) -> Result<Incident, ActionError> {
+        let mut inner = self.lock();
+        let incident = inner.incidents.get(id).ok_or_else(|| ActionError::NotFound(id.to_owned()))?;
+        let refused =
+            matches!((resolve, incident.status), (_, IncidentStatus::Resolved) | (false, IncidentStatus::Acknowledged));
+        if refused {
+            return Err(ActionError::Conflict { id: id.to_owned(), status: incident.status.as_str() });
+        }
+        let event = IncidentEvent {
+            incident_id: incident.id.clone(),
+            fingerprint: incident.events.first().map(|e| e.fingerprint.clone()).unwrap_or_default(),
+            kind: if resolve { EventKind::ResolvedByOperator } else { EventKind::Acknowledged },
+            alertname: incident.alertname.clone(),
+            service: incident.service.clone(),
+            severity: incident.severity.clone(),
+            labels: incident.labels.clone(),
+            annotations: incident.annotations.clone(),
+            starts_at_ms: incident.starts_at_ms,
+            ends_at_ms: None,
+            received_at_ms: at_ms,
+            note,
+            actor,
+        };
+        self.write(&mut inner, std::slice::from_ref(&event))?;
+        Ok(inner.incidents[id].clone())
+    }
+
+    /// One incident.
+    pub fn get(&self, id: &str) -> Option<Incident> {
+        self.lock().incidents.get(id).cloned()
+    }
+
+    /// The incidents that match `query`, in its order.
+    pub fn list(&self, query: &ListQuery) -> Vec<Incident> {
+        let inner = self.lock();
+        let needle = query.text.as_ref().map(|t| t.to_lowercase());
+        let mut found: Vec<Incident> = inner
+            .incidents
+            .values()
+            .filter(|i| query.service.as_ref().is_none_or(|s| *s == i.service))
+            .filter(|i| query.severity.as_ref().is_none_or(|s| *s == i.severity))
+            .filter(|i| query.status.is_none_or(|s| s == i.status))
+            .filter(|i| {
+                needle.as_ref().is_none_or(|needle| {
+                    i.alertname.to_lowercase().contains(needle)
+                        || i.service.to_lowercase().contains(needle)
+                        || i.labels.values().chain(i.annotations.values()).any(|v| v.to_lowercase().contains(needle))
+                })
+            })
+            .cloned()
+            .collect();
+        drop(inner);
+        let newest_first =
+            |a: &Incident, b: &Incident| b.starts_at_ms.cmp(&a.starts_at_ms).then_with(|| a.id.cmp(&b.id));
+        found.sort_by(|a, b| match query.sort {
+            SortKey::OpenFirst => a.status.cmp(&b.status).then_with(|| newest_first(a, b)),
+            SortKey::StartsAt => a.starts_at_ms.cmp(&b.starts_at_ms).then_with(|| a.id.cmp(&b.id)),
+            SortKey::Severity => {
+                severity_rank(&a.severity).cmp(&severity_rank(&b.severity)).then_with(|| newest_first(a, b))
+            }
+            SortKey::Service => a.service.cmp(&b.service).then_with(|| newest_first(a, b)),
+        });
+        if query.descending {
+            found.reverse();
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::payload::{firing_and_resolved_fixture, parse_webhook};
+
+    fn fixtures() -> (Vec<Alert>, Vec<Alert>) {
+        let (firing, resolved) = firing_and_resolved_fixture();
+        (parse_webhook(&firing).unwrap(), parse_webhook(&resolved).unwrap())
+    }
+
+    fn alert(fingerprint: &str, service: &str, severity: &str, status: AlertStatus, starts_at_ms: i64) -> Alert {
+        Alert {
+            status,
+            labels: BTreeMap::from([
+                ("alertname".to_owned(), "AnomalyHigh".to_owned()),
+                ("service".to_owned(), service.to_owned()),
+                ("severity".to_owned(), severity.to_owned()),
+            ]),
+            annotations: BTreeMap::from([("summary".to_owned(), format!("{service} is slow"))]),
+            starts_at_ms,
+            ends_at_ms: (status == AlertStatus::Resolved).then_some(starts_at_ms + 60_000),
+            generator_url: String::new(),
+            fingerprint: fingerprint.to_owned(),
+        }
+    }
+
+    #[test]
+    fn firing_then_resolved_is_one_incident_that_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = IncidentStore::open(dir.path()).unwrap();
+        let (firing, resolved) = fixtures();
+        assert_eq!(store.record_alerts(&firing, 1_000).unwrap(), Recorded { recorded: 1, duplicates: 0 });
+        // Alertmanager's retry and its repeat notification say nothing new.
+        assert_eq!(store.record_alerts(&firing, 2_000).unwrap(), Recorded { recorded: 0, duplicates: 1 });
+        let listed = store.list(&ListQuery::default());
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].status, IncidentStatus::Firing);
+        assert_eq!(listed[0].service, "checkout");
+
+        assert_eq!(store.record_alerts(&resolved, 3_000).unwrap().recorded, 1);
+        assert_eq!(store.record_alerts(&resolved, 4_000).unwrap().recorded, 0);
+        let before = store.list(&ListQuery::default());
+        assert_eq!(before[0].status, IncidentStatus::Resolved);
+        assert_eq!(before[0].events.len(), 2);
+
+        let reopened = IncidentStore::open(dir.path()).unwrap();
+        assert_eq!(reopened.list(&ListQuery::default()), before);
+        assert_eq!(reopened.record_alerts(&resolved, 5_000).unwrap().recorded, 0, "dedup state is rebuilt too");
+        let files = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(files, 2, "one file per recorded batch, no temporary files left");
+    }
+
+    #[test]
+    fn a_failed_write_records_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocked = dir.path().join("not-a-directory");
+        std::fs::write(&blocked, "").unwrap();
+        let store = IncidentStore::open(&blocked)
+            .unwrap_or_else(|_| IncidentStore { dir: blocked.clone(), inner: Mutex::new(Inner::default()) });
+        let (firing, _) = fixtures();
+        assert!(store.record_alerts(&firing, 1_000).is_err());
+        assert!(store.list(&ListQuery::default()).is_empty());
+    }
+
+    #[test]
+    fn operators_acknowledge_then_resolve_with_notes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = IncidentStore::open(dir.path()).unwrap();
+        store.record_alerts(&[alert("aa", "checkout", "high", AlertStatus::Firing, 10)], 100).unwrap();
+        let id = "aa-10";
+        let acked = store.act(id, false, Some("looking".into()), Some("alice".into()), 200).unwrap();
+        assert_eq!(acked.status, IncidentStatus::Acknowledged);
+        assert!(matches!(store.act(id, false, None, None, 250), Err(ActionError::Conflict { .. })));
+        let resolved = store.act(id, true, Some("restarted the pod".into()), Some("alice".into()), 300).unwrap();
+        assert_eq!(resolved.status, IncidentStatus::Resolved);
+        assert_eq!(resolved.ends_at_ms, Some(300));
+        assert!(matches!(store.act(id, true, None, None, 350), Err(ActionError::Conflict { .. })));
+        assert!(matches!(store.act("nope", true, None, None, 350), Err(ActionError::NotFound(_))));
+        // Alertmanager still repeats the firing alert: the incident stays resolved.
+        store.record_alerts(&[alert("aa", "checkout", "high", AlertStatus::Firing, 10)], 400).unwrap();
+        let reopened = IncidentStore::open(dir.path()).unwrap();
+        let incident = reopened.get(id).unwrap();
+        assert_eq!(incident.status, IncidentStatus::Resolved);
+        let kinds: Vec<EventKind> = incident.events.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [EventKind::Firing, EventKind::Acknowledged, EventKind::ResolvedByOperator]);
+        assert_eq!(incident.events[2].note.as_deref(), Some("restarted the pod"));
+        assert_eq!(incident.events[2].actor.as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn listing_filters_and_puts_open_incidents_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = IncidentStore::open(dir.path()).unwrap();
+        store
+            .record_alerts(
+                &[
+                    alert("a1", "checkout", "critical", AlertStatus::Firing, 30),
+                    alert("b1", "payments", "high", AlertStatus::Firing, 20),
+                    alert("c1", "search", "warning", AlertStatus::Resolved, 40),
+                ],
+                100,
+            )
+            .unwrap();
+        let ids = |query: ListQuery| store.list(&query).into_iter().map(|i| i.id).collect::<Vec<_>>();
+        assert_eq!(ids(ListQuery::default()), ["a1-30", "b1-20", "c1-40"]);
+        assert_eq!(ids(ListQuery { sort: SortKey::StartsAt, ..Default::default() }), ["b1-20", "a1-30", "c1-40"]);
+        assert_eq!(
+            ids(ListQuery { sort: SortKey::StartsAt, descending: true, ..Default::default() }),
+            ["c1-40", "a1-30", "b1-20"]
+        );
+        assert_eq!(ids(ListQuery { service: Some("payments".into()), ..Default::default() }), ["b1-20"]);
+        assert_eq!(ids(ListQuery { severity: Some("critical".into()), ..Default::default() }), ["a1-30"]);
+        assert_eq!(ids(ListQuery { status: Some(IncidentStatus::Resolved), ..Default::default() }), ["c1-40"]);
+        assert_eq!(ids(ListQuery { text: Some("SEARCH IS".into()), ..Default::default() }), ["c1-40"]);
+    }
+}

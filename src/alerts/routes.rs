@@ -1,0 +1,431 @@
+//! The alerting routes and their thin handlers: `POST /alerts` (Alertmanager's webhook, Webhook
+//! role), `GET /incidents` (JSON or HTML, Reader role), `POST /incidents/{id}/ack` and
+//! `/resolve` (Admin role). Each route carries its own role, so they can be merged into the main
+//! router whatever that one requires.
+//!
+//! `POST /alerts` answers 2xx once the notification is recorded (duplicates included), 400 with
+//! the reason for a payload Alertmanager should not retry, 413 for a body over the limit, and
+//! 500 only when the record could not be written, which Alertmanager retries.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+
+use super::incidents::{ActionError, Incident, IncidentStatus, IncidentStore, ListQuery, Recorded, SortKey};
+use super::payload::parse_webhook;
+use super::time::format_rfc3339_ms;
+use crate::web::auth::{Authenticator, Principal, Role};
+use crate::web::error::ApiError;
+
+/// What the alerting handlers read.
+#[derive(Debug, Clone)]
+pub struct AlertsState {
+    /// The incidents.
+    pub store: Arc<IncidentStore>,
+    /// Largest webhook body accepted.
+    pub max_body_bytes: usize,
+    /// Where new firing and resolved events are posted, if anywhere.
+    pub slack: Option<super::slack::SlackNotifier>,
+}
+
+/// The alerting routes, each behind the role it needs.
+pub fn routes(state: AlertsState, authenticator: &Authenticator) -> Router {
+    Router::new()
+        .route("/alerts", post(receive_alerts).layer(authenticator.require(Role::Webhook)))
+        .route("/incidents", get(list_incidents).layer(authenticator.require(Role::Reader)))
+        .route("/incidents/{id}/ack", post(acknowledge).layer(authenticator.require(Role::Admin)))
+        .route("/incidents/{id}/resolve", post(resolve).layer(authenticator.require(Role::Admin)))
+        .with_state(state)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        code: "payload_too_large",
+        message: format!("the body exceeds alerts.max_body_bytes ({limit} bytes)"),
+    }
+}
+
+async fn receive_alerts(State(state): State<AlertsState>, request: Request) -> Result<Json<Recorded>, ApiError> {
+    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > state.max_body_bytes) {
+        return Err(too_large(state.max_body_bytes));
+    }
+    let body = axum::body::to_bytes(request.into_body(), state.max_body_bytes)
+        .await
+        .map_err(|_| too_large(state.max_body_bytes))?;
+    let alerts = parse_webhook(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let store = Arc::clone(&state.store);
+    let received_at = now_ms();
+    let total = alerts.len();
+    let fresh = tokio::task::spawn_blocking(move || store.record(&alerts, received_at))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    if let Some(slack) = &state.slack {
+        slack.notify(&fresh);
+    }
+    let recorded = Recorded { recorded: fresh.len(), duplicates: total - fresh.len() };
+    tracing::debug!(recorded = recorded.recorded, duplicates = recorded.duplicates, "alert notification");
+    Ok(Json(recorded))
+}
+
+const LIST_PARAMETERS: [&str; 7] = ["service", "severity", "status", "q", "sort", "order", "format"];
+
+fn list_query(params: &BTreeMap<String, String>) -> Result<ListQuery, ApiError> {
+    if let Some(unknown) = params.keys().find(|k| !LIST_PARAMETERS.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "unknown parameter {unknown:?}; known: {}",
+            LIST_PARAMETERS.join(", ")
+        )));
+    }
+    let non_empty = |key: &str| params.get(key).filter(|v| !v.is_empty()).cloned();
+    let status = match non_empty("status").as_deref() {
+        None => None,
+        Some("firing") => Some(IncidentStatus::Firing),
+        Some("acknowledged") => Some(IncidentStatus::Acknowledged),
+        Some("resolved") => Some(IncidentStatus::Resolved),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!("status: {other:?} is not firing, acknowledged or resolved")));
+        }
+    };
+    let sort = match non_empty("sort") {
+        None => SortKey::default(),
+        Some(text) => SortKey::parse(&text).ok_or_else(|| {
+            ApiError::bad_request(format!("sort: {text:?} is not open, starts_at, severity or service"))
+        })?,
+    };
+    let descending = match non_empty("order").as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(other) => return Err(ApiError::bad_request(format!("order: {other:?} is not asc or desc"))),
+    };
+    Ok(ListQuery {
+        service: non_empty("service"),
+        severity: non_empty("severity"),
+        status,
+        text: non_empty("q"),
+        sort,
+        descending,
+    })
+}
+
+fn wants_html(params: &BTreeMap<String, String>, headers: &HeaderMap) -> Result<bool, ApiError> {
+    match params.get("format").map(String::as_str) {
+        Some("json") => Ok(false),
+        Some("html") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!("format: {other:?} is not json or html"))),
+        None => Ok(headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/html"))),
+    }
+}
+
+async fn list_incidents(
+    State(state): State<AlertsState>,
+    Query(params): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let query = list_query(&params)?;
+    let html = wants_html(&params, &headers)?;
+    let incidents = state.store.list(&query);
+    if html {
+        let mut response = Html(render_html(&incidents, &params)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"),
+        );
+        headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        Ok(response)
+    } else {
+        Ok(Json(serde_json::json!({ "incidents": incidents })).into_response())
+    }
+}
+
+/// The body of an acknowledgement or hand resolution; empty or absent is allowed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionBody {
+    #[serde(default)]
+    note: Option<String>,
+}
+
+const MAX_NOTE_CHARS: usize = 2000;
+
+async fn act(
+    state: AlertsState,
+    id: String,
+    resolve: bool,
+    principal: Option<Principal>,
+    body: axum::body::Bytes,
+) -> Result<Json<Incident>, ApiError> {
+    let action: ActionBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ActionBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("body: expected {{\"note\": \"...\"}}: {e}")))?
+    };
+    if action.note.as_ref().is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS) {
+        return Err(ApiError::bad_request(format!("note: longer than {MAX_NOTE_CHARS} characters")));
+    }
+    let actor = match principal {
+        Some(Principal::User { name, .. }) => Some(name),
+        _ => None,
+    };
+    let store = Arc::clone(&state.store);
+    let result = tokio::task::spawn_blocking(move || store.act(&id, resolve, action.note, actor, now_ms()))
+        .await
+        .map_err(ApiError::internal)?;
+    match result {
+        Ok(incident) => Ok(Json(incident)),
+        Err(ActionError::NotFound(id)) => Err(ApiError::not_found(format!("no incident {id}; see GET /incidents"))),
+        Err(conflict @ ActionError::Conflict { .. }) => {
+            Err(ApiError { status: StatusCode::CONFLICT, code: "conflict", message: conflict.to_string() })
+        }
+        Err(ActionError::Journal(error)) => Err(ApiError::internal(error)),
+    }
+}
+
+async fn acknowledge(
+    State(state): State<AlertsState>,
+    Path(id): Path<String>,
+    principal: Option<Extension<Principal>>,
+    body: axum::body::Bytes,
+) -> Result<Json<Incident>, ApiError> {
+    act(state, id, false, principal.map(|Extension(p)| p), body).await
+}
+
+async fn resolve(
+    State(state): State<AlertsState>,
+    Path(id): Path<String>,
+    principal: Option<Extension<Principal>>,
+    body: axum::body::Bytes,
+) -> Result<Json<Incident>, ApiError> {
+    act(state, id, true, principal.map(|Extension(p)| p), body).await
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A link only when the annotation is an http(s) URL: annotations are not ours to trust.
+fn link(url: Option<&String>, text: &str) -> String {
+    match url {
+        Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+            format!("<a href=\"{}\" rel=\"noopener noreferrer\">{text}</a> ", escape(url))
+        }
+        _ => String::new(),
+    }
+}
+
+fn render_html(incidents: &[Incident], params: &BTreeMap<String, String>) -> String {
+    let value = |key: &str| escape(params.get(key).map_or("", String::as_str));
+    let mut page = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Incidents: anomaly-exporter</title>\
+         <style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}td,th{border:1px solid #ccc;\
+         padding:.3em .5em;text-align:left;vertical-align:top}.firing{color:#b00}.acknowledged{color:#b60}\
+         .resolved{color:#080}</style></head><body><h1>Incidents</h1>",
+    );
+    let _ = write!(
+        page,
+        "<form method=\"get\">service <input name=\"service\" value=\"{}\"> severity <input name=\"severity\" value=\"{}\"> \
+         status <input name=\"status\" value=\"{}\"> text <input name=\"q\" value=\"{}\"> sort <input name=\"sort\" value=\"{}\"> \
+         <input type=\"hidden\" name=\"format\" value=\"html\"><button>filter</button></form>",
+        value("service"),
+        value("severity"),
+        value("status"),
+        value("q"),
+        value("sort"),
+    );
+    let _ = write!(
+        page,
+        "<p>{} incidents, open first.</p><table><tr><th>status</th><th>severity</th><th>service</th><th>alert</th>\
+         <th>started</th><th>ended</th><th>summary</th><th>links</th><th>id</th></tr>",
+        incidents.len()
+    );
+    for incident in incidents {
+        let status = incident.status.as_str();
+        let _ = write!(
+            page,
+            "<tr><td class=\"{status}\">{status}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td></tr>",
+            escape(&incident.severity),
+            escape(&incident.service),
+            escape(&incident.alertname),
+            format_rfc3339_ms(incident.starts_at_ms),
+            incident.ends_at_ms.map(format_rfc3339_ms).unwrap_or_default(),
+            escape(incident.annotations.get("summary").map_or("", String::as_str)),
+            link(incident.annotations.get("logs_url"), "logs"),
+            link(incident.annotations.get("dashboard_url"), "dashboard"),
+            escape(&incident.id),
+        );
+    }
+    page.push_str("</table></body></html>\n");
+    page
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Method, Request as HttpRequest};
+    use tower::ServiceExt as _;
+
+    fn app(dir: &std::path::Path) -> Router {
+        let store = Arc::new(IncidentStore::open(dir).unwrap());
+        routes(AlertsState { store, max_body_bytes: 64 * 1024, slack: None }, &Authenticator::disabled())
+    }
+
+    async fn call(app: &Router, method: Method, uri: &str, body: Vec<u8>, accept: &str) -> (StatusCode, String) {
+        let request = HttpRequest::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::ACCEPT, accept)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn webhook_records_once_and_incidents_show_the_lifecycle() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(dir.path());
+        let (firing, resolved) = crate::alerts::payload::firing_and_resolved_fixture();
+        let (status, body) = call(&app, Method::POST, "/alerts", firing.clone(), "*/*").await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, r#"{"recorded":1,"duplicates":0}"#));
+        let (status, body) = call(&app, Method::POST, "/alerts", firing, "*/*").await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, r#"{"recorded":0,"duplicates":1}"#));
+
+        let (_, listed) = call(&app, Method::GET, "/incidents?service=checkout", vec![], "application/json").await;
+        let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+        let id = listed["incidents"][0]["id"].as_str().unwrap().to_owned();
+        assert_eq!(listed["incidents"][0]["status"], "firing");
+
+        let (status, acked) =
+            call(&app, Method::POST, &format!("/incidents/{id}/ack"), br#"{"note":"on it"}"#.to_vec(), "*/*").await;
+        assert_eq!(status, StatusCode::OK, "{acked}");
+        assert!(acked.contains(r#""status":"acknowledged""#) && acked.contains("on it"), "{acked}");
+        let (status, _) = call(&app, Method::POST, &format!("/incidents/{id}/ack"), vec![], "*/*").await;
+        assert_eq!(status, StatusCode::CONFLICT);
+
+        assert_eq!(call(&app, Method::POST, "/alerts", resolved, "*/*").await.0, StatusCode::OK);
+        let (_, listed) = call(&app, Method::GET, "/incidents?status=resolved", vec![], "*/*").await;
+        assert!(listed.contains(&id), "{listed}");
+        let (status, _) = call(&app, Method::POST, &format!("/incidents/{id}/resolve"), vec![], "*/*").await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        let (status, _) = call(&app, Method::POST, "/incidents/nope/resolve", vec![], "*/*").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn bad_requests_get_the_reason_in_the_json_error_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(dir.path());
+        let cases: [(Method, &str, Vec<u8>, StatusCode, &str); 5] = [
+            (Method::POST, "/alerts", b"{".to_vec(), StatusCode::BAD_REQUEST, "not an Alertmanager webhook payload"),
+            (Method::POST, "/alerts", br#"{"version":"3"}"#.to_vec(), StatusCode::BAD_REQUEST, "version"),
+            (Method::POST, "/alerts", vec![b' '; 70 * 1024], StatusCode::PAYLOAD_TOO_LARGE, "max_body_bytes"),
+            (Method::GET, "/incidents?status=open", vec![], StatusCode::BAD_REQUEST, "status:"),
+            (Method::GET, "/incidents?colour=red", vec![], StatusCode::BAD_REQUEST, "unknown parameter \\\"colour\\\""),
+        ];
+        for (method, uri, body, wanted_status, wanted) in cases {
+            let (status, answer) = call(&app, method, uri, body, "*/*").await;
+            assert_eq!(status, wanted_status, "{uri}: {answer}");
+            assert!(answer.starts_with(r#"{"error":{"code":"#) && answer.contains(wanted), "{uri}: {answer}");
+        }
+    }
+
+    #[tokio::test]
+    async fn html_escapes_what_alerts_carry_and_links_only_http() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(dir.path());
+        let payload = br#"{"version":"4","alerts":[{"status":"firing","labels":{"alertname":"<script>x</script>","service":"a&b","severity":"high"},
+            "annotations":{"summary":"\"quoted\"","logs_url":"javascript:alert(1)","dashboard_url":"http://grafana/d/x?a=1&b=2"},
+            "startsAt":"2026-11-24T13:32:20Z","endsAt":"0001-01-01T00:00:00Z","fingerprint":"f00"}]}"#;
+        assert_eq!(call(&app, Method::POST, "/alerts", payload.to_vec(), "*/*").await.0, StatusCode::OK);
+        let request =
+            HttpRequest::builder().uri("/incidents").header(header::ACCEPT, "text/html").body(Body::empty()).unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert!(response.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap().contains("default-src 'none'"));
+        let page =
+            String::from_utf8(axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
+        assert!(!page.contains("<script>") && page.contains("&lt;script&gt;x&lt;/script&gt;"), "{page}");
+        assert!(page.contains("a&amp;b") && page.contains("&quot;quoted&quot;"));
+        assert!(!page.contains("javascript:"), "{page}");
+        assert!(page.contains(r#"<a href="http://grafana/d/x?a=1&amp;b=2""#), "{page}");
+    }
+
+    /// The layering of `run`: the main router behind Reader, the alerting routes merged after.
+    #[tokio::test]
+    async fn each_route_requires_its_role() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("am-token"), "tok\n").unwrap();
+        let yaml = format!(
+            "basic_auth_users:\n  alice: {}\n  prometheus: {}\nadmin_users: [alice]\nwebhook_bearer_token_file: am-token\n",
+            bcrypt::hash("alice-pw", 4).unwrap(),
+            bcrypt::hash("prom-pw", 4).unwrap(),
+        );
+        let web_config = crate::web::web_config::WebConfig::parse(&yaml, &dir.path().join("web.yml")).unwrap();
+        let auth = Authenticator::new(Some(&web_config)).unwrap();
+        let store = Arc::new(IncidentStore::open(dir.path().join("incidents")).unwrap());
+        let app = Router::new()
+            .route("/services", get(|| async { "services" }))
+            .layer(auth.require(Role::Reader))
+            .merge(routes(AlertsState { store, max_body_bytes: 64 * 1024, slack: None }, &auth));
+        let basic = |user: &str, password: &str| {
+            use base64::Engine as _;
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+        };
+        let (firing, _) = crate::alerts::payload::firing_and_resolved_fixture();
+        let send = |method: Method, uri: &str, authorization: Option<String>, body: Vec<u8>| {
+            let mut request = HttpRequest::builder().method(method).uri(uri);
+            if let Some(value) = authorization {
+                request = request.header(header::AUTHORIZATION, value);
+            }
+            let request = request.body(Body::from(body)).unwrap();
+            let app = app.clone();
+            async move { app.oneshot(request).await.unwrap().status() }
+        };
+        let token = Some("Bearer tok".to_owned());
+        assert_eq!(send(Method::POST, "/alerts", None, firing.clone()).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(send(Method::POST, "/alerts", token.clone(), firing.clone()).await, StatusCode::OK);
+        assert_eq!(send(Method::POST, "/alerts", Some(basic("prometheus", "prom-pw")), firing).await, StatusCode::OK);
+        // The webhook token opens the webhook only.
+        assert_eq!(send(Method::GET, "/incidents", token.clone(), vec![]).await, StatusCode::FORBIDDEN);
+        assert_eq!(send(Method::GET, "/services", token.clone(), vec![]).await, StatusCode::FORBIDDEN);
+        assert_eq!(send(Method::GET, "/incidents", Some(basic("prometheus", "prom-pw")), vec![]).await, StatusCode::OK);
+        let id = "6c8c497f7610565a-1795527140492";
+        let ack = format!("/incidents/{id}/ack");
+        assert_eq!(send(Method::POST, &ack, token, vec![]).await, StatusCode::FORBIDDEN);
+        assert_eq!(send(Method::POST, &ack, Some(basic("prometheus", "prom-pw")), vec![]).await, StatusCode::FORBIDDEN);
+        assert_eq!(send(Method::POST, &ack, Some(basic("alice", "alice-pw")), vec![]).await, StatusCode::OK);
+    }
+}

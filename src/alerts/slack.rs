@@ -1,0 +1,589 @@
+//! The Slack notifier: posts an incident's firing and resolved notifications to a Slack
+//! incoming webhook, with the log templates and lines that correlate with the alert.
+//!
+//! The webhook handler only enqueues (never waits for Slack); one task posts, at most one
+//! message per `min_interval` (Slack allows about one per second per webhook). Failures are
+//! retried where a retry can help: 429 after its `Retry-After`, 5xx and network errors with
+//! exponential backoff; `400 invalid_payload`, `403`, `404 channel_not_found` and
+//! `410 channel_is_archived` are given up at once. Every outcome is counted in
+//! `anomaly_exporter_slack_notifications_total{outcome}`.
+//!
+//! Incoming webhooks return no message `ts`, so a resolution cannot edit the first message or
+//! post in its thread: it is a new message that names the same incident id.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::incidents::{EventKind, IncidentEvent};
+use super::time::format_rfc3339_ms;
+use crate::logs::{Correlation, LogIndex, LogQuery};
+
+/// `alerts.slack:` as written.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    /// File holding the incoming-webhook URL (one line). Takes precedence over `url_env`.
+    #[serde(default)]
+    pub url_file: Option<PathBuf>,
+    /// Environment variable holding the URL.
+    #[serde(default = "default_url_env")]
+    pub url_env: String,
+    /// Severities that are posted.
+    #[serde(default = "default_severities")]
+    pub severities: Vec<String>,
+    /// How anomaly-exporter is reached from a browser, for the /logs links.
+    #[serde(default = "default_external_url")]
+    pub external_url: String,
+    /// The service dashboard, for the dashboard links (`?var-service=` is appended).
+    #[serde(default = "default_dashboard_url")]
+    pub dashboard_url: String,
+    /// Least time between two posts, in milliseconds.
+    #[serde(default = "default_min_interval_ms")]
+    pub min_interval_ms: u64,
+    /// Notifications waiting beyond this many are dropped (and counted).
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+}
+
+fn default_url_env() -> String {
+    "SLACK_WEBHOOK_URL".to_owned()
+}
+fn default_severities() -> Vec<String> {
+    vec!["critical".to_owned(), "high".to_owned()]
+}
+fn default_external_url() -> String {
+    "http://localhost:10110".to_owned()
+}
+fn default_dashboard_url() -> String {
+    "http://localhost:3000/d/anomaly-service/anomaly-service-detail".to_owned()
+}
+fn default_min_interval_ms() -> u64 {
+    1000
+}
+fn default_queue() -> usize {
+    1000
+}
+
+impl SlackConfig {
+    /// The webhook URL, from the file or the environment; the error names where it looked.
+    pub fn webhook_url(&self) -> Result<String, String> {
+        let url = match &self.url_file {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| format!("alerts.slack.url_file: cannot read {}: {e}", path.display()))?,
+            None => std::env::var(&self.url_env)
+                .map_err(|_| format!("alerts.slack: neither url_file nor the {} variable is set", self.url_env))?,
+        };
+        let url = url.trim().to_owned();
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err("alerts.slack: the webhook URL must start with https:// or http://".to_owned());
+        }
+        Ok(url)
+    }
+
+    /// The problem with the section, naming the key.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.severities.is_empty() {
+            return Err(("alerts.slack.severities".into(), "name at least one severity".into()));
+        }
+        if self.queue == 0 {
+            return Err(("alerts.slack.queue".into(), "must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// `{outcome}` of a Slack notification.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `sent`, `retried`, `rate_limited`, `rejected`, `failed`, `dropped` or `suppressed`.
+    pub outcome: String,
+}
+
+/// Self-metrics of the notifier. Clones share the same series.
+#[derive(Debug, Clone, Default)]
+pub struct SlackMetrics {
+    /// Notifications by outcome.
+    pub notifications: Family<OutcomeLabels, Counter>,
+}
+
+impl SlackMetrics {
+    /// Registers the metrics in `registry` (already prefixed `anomaly_exporter`).
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "slack_notifications",
+            "Slack notifications by outcome: sent, retried, rate_limited, rejected, failed, dropped, suppressed (repeats within an episode)",
+            self.notifications.clone(),
+        );
+    }
+
+    fn count(&self, outcome: &str) {
+        self.notifications.get_or_create(&OutcomeLabels { outcome: outcome.to_owned() }).inc();
+    }
+}
+
+/// The sending side, held by the webhook handler.
+#[derive(Debug, Clone)]
+pub struct SlackNotifier {
+    queue: mpsc::Sender<Vec<IncidentEvent>>,
+    /// Per service, what its current episode has posted.
+    episodes: Arc<std::sync::Mutex<std::collections::HashMap<String, Episode>>>,
+    severities: Vec<String>,
+    metrics: SlackMetrics,
+}
+
+impl SlackNotifier {
+    /// Starts the posting task and returns its handle.
+    pub fn start(config: &SlackConfig, url: String, logs: Option<Arc<LogIndex>>, metrics: SlackMetrics) -> Self {
+        let (queue, receiver) = mpsc::channel(config.queue);
+        let poster = Poster {
+            client: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default(),
+            url,
+            config: config.clone(),
+            logs,
+            metrics: metrics.clone(),
+        };
+        tokio::spawn(poster.run(receiver));
+        Self { queue, severities: config.severities.clone(), metrics, episodes: Arc::default() }
+    }
+
+    /// Queues the firing and resolved events of the configured severities, one message per
+    /// service and kind (Alertmanager groups by service, so a notification makes one message);
+    /// never waits.
+    ///
+    /// One page per episode: from a service's first posted incident until all its incidents
+    /// have resolved, a new firing incident is posted only when it is more severe than what
+    /// the episode already posted (an escalation), and a resolution only for posted incidents.
+    /// So the high alert that Alertmanager releases from inhibition when the critical one
+    /// resolves does not page again.
+    pub fn notify(&self, events: &[IncidentEvent]) {
+        let mut messages: Vec<Vec<IncidentEvent>> = Vec::new();
+        let mut episodes = self.episodes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Firing first: a notification that resolves one alert and releases another keeps the
+        // episode open.
+        let ordered = events
+            .iter()
+            .filter(|e| e.kind == EventKind::Firing)
+            .chain(events.iter().filter(|e| e.kind == EventKind::Resolved));
+        for event in ordered {
+            if !self.severities.contains(&event.severity) {
+                continue;
+            }
+            let episode = episodes.entry(event.service.clone()).or_default();
+            let post = match event.kind {
+                EventKind::Firing => {
+                    let escalates = episode.worst_posted.is_none_or(|worst| severity_rank(&event.severity) < worst);
+                    episode.open.insert(event.incident_id.clone());
+                    if escalates {
+                        episode.worst_posted = Some(severity_rank(&event.severity));
+                        episode.posted.insert(event.incident_id.clone());
+                    } else {
+                        self.metrics.count("suppressed");
+                    }
+                    escalates
+                }
+                _ => {
+                    episode.open.remove(&event.incident_id);
+                    let posted = episode.posted.remove(&event.incident_id);
+                    if episode.open.is_empty() {
+                        episodes.remove(&event.service);
+                    }
+                    posted
+                }
+            };
+            if !post {
+                continue;
+            }
+            match messages.iter_mut().find(|m| m[0].service == event.service && m[0].kind == event.kind) {
+                Some(message) => message.push(event.clone()),
+                None => messages.push(vec![event.clone()]),
+            }
+        }
+        drop(episodes);
+        for message in messages {
+            if self.queue.try_send(message).is_err() {
+                self.metrics.count("dropped");
+                tracing::warn!("slack queue full: notification dropped");
+            }
+        }
+    }
+}
+
+/// What a service's current episode has posted.
+#[derive(Debug, Default)]
+struct Episode {
+    /// Its incidents not yet resolved.
+    open: std::collections::HashSet<String>,
+    /// Its incidents posted as firing and not yet posted as resolved.
+    posted: std::collections::HashSet<String>,
+    /// The most severe rank posted (0 critical).
+    worst_posted: Option<u8>,
+}
+
+const MAX_ATTEMPTS: u32 = 5;
+
+struct Poster {
+    client: reqwest::Client,
+    url: String,
+    config: SlackConfig,
+    logs: Option<Arc<LogIndex>>,
+    metrics: SlackMetrics,
+}
+
+impl Poster {
+    async fn run(self, mut receiver: mpsc::Receiver<Vec<IncidentEvent>>) {
+        let min_interval = Duration::from_millis(self.config.min_interval_ms);
+        let mut next_post = tokio::time::Instant::now();
+        while let Some(events) = receiver.recv().await {
+            let Some(event) = events.iter().min_by_key(|e| e.starts_at_ms) else { continue };
+            let correlation = self.correlate(event).await;
+            let message = render_message(&events, correlation.as_ref(), &self.config);
+            let mut attempt = 1;
+            loop {
+                tokio::time::sleep_until(next_post).await;
+                next_post = tokio::time::Instant::now() + min_interval;
+                match self.client.post(&self.url).json(&message).send().await {
+                    Ok(response) if response.status().is_success() => {
+                        self.metrics.count("sent");
+                        break;
+                    }
+                    Ok(response) => {
+                        let status = response.status();
+                        let retry_after = response
+                            .headers()
+                            .get(reqwest::header::RETRY_AFTER)
+                            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+                        let body = response.text().await.unwrap_or_default();
+                        if status.as_u16() == 429 && attempt < MAX_ATTEMPTS {
+                            self.metrics.count("rate_limited");
+                            let wait = Duration::from_secs(retry_after.unwrap_or(1).min(300));
+                            next_post = next_post.max(tokio::time::Instant::now() + wait);
+                        } else if status.is_server_error() && attempt < MAX_ATTEMPTS {
+                            self.metrics.count("retried");
+                            next_post = tokio::time::Instant::now() + backoff(attempt);
+                        } else {
+                            // 400 invalid_payload, 403, 404 channel_not_found, 410 channel_is_archived:
+                            // the same message would fail again.
+                            let outcome =
+                                if status.is_client_error() && status.as_u16() != 429 { "rejected" } else { "failed" };
+                            self.metrics.count(outcome);
+                            tracing::warn!(incident = %event.incident_id, status = status.as_u16(), body = %body, "slack refused the notification");
+                            break;
+                        }
+                    }
+                    Err(error) if attempt < MAX_ATTEMPTS => {
+                        self.metrics.count("retried");
+                        tracing::debug!(incident = %event.incident_id, error = %error, "slack post failed, retrying");
+                        next_post = tokio::time::Instant::now() + backoff(attempt);
+                    }
+                    Err(error) => {
+                        self.metrics.count("failed");
+                        tracing::warn!(incident = %event.incident_id, error = %error, "slack post failed");
+                        break;
+                    }
+                }
+                attempt += 1;
+            }
+        }
+    }
+
+    /// The service's logs around the alert's start, ranked; `None` without logs or service.
+    async fn correlate(&self, event: &IncidentEvent) -> Option<Correlation> {
+        let logs = Arc::clone(self.logs.as_ref()?);
+        if event.service.is_empty() || event.kind != EventKind::Firing {
+            return None;
+        }
+        let query =
+            LogQuery { limit: 5, ..LogQuery::around(event.service.clone(), event.starts_at_ms, logs.settings()) };
+        match tokio::task::spawn_blocking(move || logs.correlate(&query)).await {
+            Ok(Ok(correlation)) => Some(correlation),
+            Ok(Err(error)) => {
+                tracing::debug!(service = %event.service, error = %error, "no log correlation for the notification");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(500 * 2_u64.pow(attempt.min(6)))
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Slack's mrkdwn needs `&`, `<` and `>` escaped in text.
+fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+fn severity_rank(severity: &str) -> u8 {
+    match severity {
+        "critical" => 0,
+        "high" => 1,
+        "warning" => 2,
+        _ => 3,
+    }
+}
+
+/// The message for the events of one service and kind: a header with the worst severity, a
+/// block per alert, the correlated logs, the links.
+pub fn render_message(
+    events: &[IncidentEvent],
+    correlation: Option<&Correlation>,
+    config: &SlackConfig,
+) -> serde_json::Value {
+    let Some(first) = events.iter().min_by_key(|e| (severity_rank(&e.severity), e.starts_at_ms)) else {
+        return serde_json::json!({ "text": "" });
+    };
+    let service = if first.service.is_empty() { "anomaly-exporter" } else { first.service.as_str() };
+    let state = if first.kind == EventKind::Resolved { "RESOLVED" } else { "FIRING" };
+    let mut text = format!(
+        "*[{state}:{}] {}* severity *{}*\n",
+        events.len(),
+        slack_escape(service),
+        slack_escape(&first.severity)
+    );
+    for event in events {
+        render_alert(&mut text, event);
+    }
+    if let Some(correlation) = correlation {
+        render_logs(&mut text, correlation);
+    }
+    if !first.service.is_empty() {
+        let encoded = percent_encode(&first.service);
+        let time = events.iter().map(|e| e.starts_at_ms).min().unwrap_or(first.starts_at_ms);
+        text.push_str(&format!(
+            "<{}/logs?service={encoded}&time={time}|Logs at the time> · <{}?var-service={encoded}|Dashboard>",
+            config.external_url.trim_end_matches('/'),
+            config.dashboard_url
+        ));
+    }
+    serde_json::json!({ "text": text })
+}
+
+fn render_alert(text: &mut String, event: &IncidentEvent) {
+    let icon = match (event.kind, event.severity.as_str()) {
+        (EventKind::Resolved, _) => ":white_check_mark:",
+        (_, "critical") => ":red_circle:",
+        (_, "high") => ":large_orange_circle:",
+        _ => ":large_yellow_circle:",
+    };
+    let service = if event.service.is_empty() { "anomaly-exporter" } else { event.service.as_str() };
+    let signal = event.labels.get("signal").map(|s| format!(" signal `{}`", slack_escape(s))).unwrap_or_default();
+    text.push_str(&format!(
+        "{icon} *{}* service `{}` severity *{}*{signal}\n",
+        slack_escape(&event.alertname),
+        slack_escape(service),
+        slack_escape(&event.severity)
+    ));
+    for key in ["summary", "description"] {
+        if let Some(value) = event.annotations.get(key) {
+            text.push_str(&slack_escape(value));
+            text.push('\n');
+        }
+    }
+    text.push_str(&format!("started {}", format_rfc3339_ms(event.starts_at_ms)));
+    if let Some(end) = event.ends_at_ms {
+        text.push_str(&format!(", ended {}", format_rfc3339_ms(end)));
+    }
+    text.push_str(&format!(" · incident `{}`\n", event.incident_id));
+}
+
+fn render_logs(text: &mut String, correlation: &Correlation) {
+    if !correlation.templates.is_empty() {
+        text.push_str("*Top log templates around the start:*\n");
+        for template in correlation.templates.iter().take(3) {
+            text.push_str(&format!("• {}× `{}`\n", template.count, slack_escape(&template.template)));
+        }
+    }
+    if !correlation.lines.is_empty() {
+        text.push_str("*Lines:*\n");
+        for line in correlation.lines.iter().take(5) {
+            let record = &line.record;
+            let level = record.level.map_or("-", |l| l.as_str());
+            let message: String = record.message.chars().take(300).collect();
+            text.push_str(&format!(
+                "> {} {level} {}\n",
+                record.timestamp_ms.map(format_rfc3339_ms).unwrap_or_default(),
+                slack_escape(&message)
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use axum::Router;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+    use axum::routing::post;
+
+    use super::*;
+
+    fn event(kind: EventKind, severity: &str, service: &str) -> IncidentEvent {
+        IncidentEvent {
+            incident_id: "ab-1".into(),
+            fingerprint: "ab".into(),
+            kind,
+            alertname: "AnomalyCritical".into(),
+            service: service.into(),
+            severity: severity.into(),
+            labels: BTreeMap::from([("signal".to_owned(), "error_ratio".to_owned())]),
+            annotations: BTreeMap::from([("summary".to_owned(), "a <b> & c".to_owned())]),
+            starts_at_ms: 1_795_527_140_492,
+            ends_at_ms: None,
+            received_at_ms: 0,
+            note: None,
+            actor: None,
+        }
+    }
+
+    fn config() -> SlackConfig {
+        serde_yaml_ng::from_str("min_interval_ms: 200").unwrap()
+    }
+
+    #[test]
+    fn message_has_the_alerts_of_a_service_and_links_with_the_service_encoded() {
+        let mut high = event(EventKind::Firing, "high", "check out&x");
+        high.alertname = "AnomalyHigh".into();
+        let message = render_message(&[high, event(EventKind::Firing, "critical", "check out&x")], None, &config());
+        let text = message["text"].as_str().unwrap();
+        assert!(text.starts_with("*[FIRING:2] check out&amp;x* severity *critical*\n"), "{text}");
+        let critical =
+            ":red_circle: *AnomalyCritical* service `check out&amp;x` severity *critical* signal `error_ratio`";
+        assert!(text.contains(critical), "{text}");
+        assert!(text.contains(":large_orange_circle: *AnomalyHigh*"), "{text}");
+        assert!(text.contains("a &lt;b&gt; &amp; c"), "{text}");
+        let logs = "<http://localhost:10110/logs?service=check%20out%26x&time=1795527140492|Logs at the time>";
+        assert!(text.contains(logs), "{text}");
+    }
+
+    /// A stand-in for Slack answering from a script, recording when each post arrived.
+    async fn scripted_slack(
+        answers: Vec<(u16, Option<&'static str>)>,
+    ) -> (String, Arc<Mutex<Vec<std::time::Instant>>>) {
+        let arrivals = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(Mutex::new(answers.into_iter()));
+        let seen = Arc::clone(&arrivals);
+        let router = Router::new().route(
+            "/hook",
+            post(move |_headers: HeaderMap, _body: String| {
+                let seen = Arc::clone(&seen);
+                let script = Arc::clone(&script);
+                async move {
+                    seen.lock().unwrap().push(std::time::Instant::now());
+                    let (code, retry_after) = script.lock().unwrap().next().unwrap_or((200, None));
+                    let mut response = (StatusCode::from_u16(code).unwrap(), "answer").into_response();
+                    if let Some(seconds) = retry_after {
+                        response.headers_mut().insert("retry-after", seconds.parse().unwrap());
+                    }
+                    response
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        (format!("http://{address}/hook"), arrivals)
+    }
+
+    fn outcomes(metrics: &SlackMetrics) -> BTreeMap<String, u64> {
+        ["sent", "retried", "rate_limited", "rejected", "failed", "dropped", "suppressed"]
+            .into_iter()
+            .map(|o| (o.to_owned(), metrics.notifications.get_or_create(&OutcomeLabels { outcome: o.into() }).get()))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    async fn wait_for(metrics: &SlackMetrics, total: u64) {
+        for _ in 0..200 {
+            let finished = outcomes(metrics);
+            let done: u64 = ["sent", "rejected", "failed"].iter().map(|o| finished.get(*o).copied().unwrap_or(0)).sum();
+            if done >= total {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("notifications not finished: {:?}", outcomes(metrics));
+    }
+
+    #[tokio::test]
+    async fn one_page_per_episode_unless_it_escalates() {
+        let (url, arrivals) = scripted_slack(vec![]).await;
+        let metrics = SlackMetrics::default();
+        let notifier = SlackNotifier::start(&config(), url, None, metrics.clone());
+        let with_id =
+            |kind, severity: &str, id: &str| IncidentEvent { incident_id: id.into(), ..event(kind, severity, "a") };
+        notifier.notify(&[with_id(EventKind::Firing, "high", "h")]); // posted
+        notifier.notify(&[with_id(EventKind::Firing, "critical", "c")]); // escalation: posted
+        // The critical resolves and releases another high alert: one resolved post, no page.
+        notifier.notify(&[with_id(EventKind::Resolved, "critical", "c"), with_id(EventKind::Firing, "high", "h2")]);
+        notifier.notify(&[with_id(EventKind::Resolved, "high", "h2")]); // never posted: silent
+        notifier.notify(&[with_id(EventKind::Resolved, "high", "h")]); // posted; the episode ends
+        notifier.notify(&[with_id(EventKind::Firing, "high", "h3")]); // a new episode: posted
+        wait_for(&metrics, 5).await;
+        assert_eq!(outcomes(&metrics), BTreeMap::from([("sent".into(), 5), ("suppressed".into(), 1)]));
+        assert_eq!(arrivals.lock().unwrap().len(), 5);
+    }
+
+    #[tokio::test]
+    async fn posts_are_paced_and_retried_where_a_retry_helps() {
+        // 429 with Retry-After 1, then 500, then ok; then a 404 that is not retried; then ok.
+        let (url, arrivals) =
+            scripted_slack(vec![(429, Some("1")), (500, None), (200, None), (404, None), (200, None)]).await;
+        let metrics = SlackMetrics::default();
+        let notifier = SlackNotifier::start(&config(), url, None, metrics.clone());
+        notifier.notify(&[event(EventKind::Firing, "critical", "a")]);
+        notifier.notify(&[event(EventKind::Firing, "warning", "b")]); // not a posted severity
+        let in_c = |kind| IncidentEvent { incident_id: "c-1".into(), ..event(kind, "high", "c") };
+        notifier.notify(&[in_c(EventKind::Firing), in_c(EventKind::Resolved)]);
+        wait_for(&metrics, 3).await;
+        assert_eq!(
+            outcomes(&metrics),
+            BTreeMap::from([
+                ("rate_limited".into(), 1),
+                ("retried".into(), 1),
+                ("sent".into(), 2),
+                ("rejected".into(), 1)
+            ])
+        );
+        let arrivals = arrivals.lock().unwrap().clone();
+        assert_eq!(arrivals.len(), 5);
+        assert!(arrivals[1] - arrivals[0] >= Duration::from_millis(950), "Retry-After honoured");
+        for pair in arrivals.windows(2) {
+            assert!(pair[1] - pair[0] >= Duration::from_millis(190), "paced: {:?}", pair[1] - pair[0]);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_without_waiting() {
+        let metrics = SlackMetrics::default();
+        let config: SlackConfig = serde_yaml_ng::from_str("queue: 1\nmin_interval_ms: 60000").unwrap();
+        // Nothing listens on port 9: every post fails, slowly paced, so the queue stays full.
+        let notifier = SlackNotifier::start(&config, "http://127.0.0.1:9/hook".into(), None, metrics.clone());
+        let started = std::time::Instant::now();
+        let many: Vec<IncidentEvent> =
+            (0..20).map(|i| event(EventKind::Firing, "critical", &format!("s{i}"))).collect();
+        notifier.notify(&many);
+        assert!(started.elapsed() < Duration::from_millis(100));
+        assert!(outcomes(&metrics).get("dropped").copied().unwrap_or(0) >= 18, "{:?}", outcomes(&metrics));
+    }
+}
