@@ -45,7 +45,10 @@ fn main() {
     let dir = tempfile::tempdir_in(std::env::var_os("DATASETS_BENCH_DIR").unwrap_or_else(|| ".".into())).unwrap();
     let datasets = Datasets::new(dir.path());
     let keys: Vec<SeriesKey> = (0..series_count)
-        .map(|i| SeriesKey { service: format!("service-{:05}", i / 4), signal: ["cpu", "memory", "latency", "error_ratio"][i % 4].to_owned() })
+        .map(|i| SeriesKey {
+            service: format!("service-{:05}", i / 4),
+            signal: ["cpu", "memory", "latency", "error_ratio"][i % 4].to_owned(),
+        })
         .collect();
     let mut writer = DatasetWriter::open(datasets.clone(), 20, &HashMap::new());
     // A finished day (yesterday, by a fixed clock), so compaction takes it.

@@ -423,8 +423,12 @@ impl Engine {
 fn import_model(detector: &mut SeriesDetector, key: &SeriesKey, bytes: &[u8]) {
     let generation = detector.model_info().map_or(1, |m| m.generation + 1);
     match detector.import_model(bytes, generation) {
-        Ok(info) => info!(service = %key.service, signal = %key.signal, generation, rows = info.rows, "trained model swapped in"),
-        Err(error) => warn!(service = %key.service, signal = %key.signal, %error, "trained model refused; keeping the current one"),
+        Ok(info) => {
+            info!(service = %key.service, signal = %key.signal, generation, rows = info.rows, "trained model swapped in")
+        }
+        Err(error) => {
+            warn!(service = %key.service, signal = %key.signal, %error, "trained model refused; keeping the current one")
+        }
     }
 }
 

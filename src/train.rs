@@ -131,7 +131,14 @@ pub fn train_series(
     for (_, path) in existing.into_iter().take(stale) {
         let _ = std::fs::remove_file(path);
     }
-    Ok(TrainedModel { key: key.clone(), rows: rows.len(), training_rows: info.rows, number, path: directory.join(name), bytes })
+    Ok(TrainedModel {
+        key: key.clone(),
+        rows: rows.len(),
+        training_rows: info.rows,
+        number,
+        path: directory.join(name),
+        bytes,
+    })
 }
 
 /// Milliseconds since the epoch now.
@@ -231,8 +238,7 @@ impl Trainer {
         signal: Option<&str>,
         reason: &'static str,
     ) -> Result<JobStatus, SubmitError> {
-        let keys =
-            select_series(&self.datasets, service, signal).map_err(|e| SubmitError::Store(e.to_string()))?;
+        let keys = select_series(&self.datasets, service, signal).map_err(|e| SubmitError::Store(e.to_string()))?;
         self.submit_keys(keys, reason).map_err(|e| match e {
             SubmitError::NoSeries { .. } => {
                 SubmitError::NoSeries { service: service.map(str::to_owned), signal: signal.map(str::to_owned) }
@@ -307,7 +313,13 @@ impl Trainer {
         let mut table = self.table();
         if let Some(status) = table.jobs.get_mut(&id) {
             status.state = if status.failed == 0 { "done" } else { "failed" };
-            info!(job = id, trained = status.trained, failed = status.failed, reason = status.reason, "training job finished");
+            info!(
+                job = id,
+                trained = status.trained,
+                failed = status.failed,
+                reason = status.reason,
+                "training job finished"
+            );
         }
     }
 
@@ -451,7 +463,8 @@ mod tests {
             previous = now;
         }
         assert_eq!(passes, 2);
-        let offsets: HashSet<i64> = (0..100u64).map(|s| (s.wrapping_mul(0x9E37_79B9_7F4A_7C15) % every as u64) as i64 / 3_600_000).collect();
+        let offsets: HashSet<i64> =
+            (0..100u64).map(|s| (s.wrapping_mul(0x9E37_79B9_7F4A_7C15) % every as u64) as i64 / 3_600_000).collect();
         assert!(offsets.len() > 15, "seeds spread over the day's hours");
     }
 }

@@ -146,7 +146,9 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             swaps,
         ));
         training.load_models().await;
-        tokio::spawn(Arc::clone(&training).run_schedule(config.datasets.retrain_every, std::time::Duration::from_secs(60)));
+        tokio::spawn(
+            Arc::clone(&training).run_schedule(config.datasets.retrain_every, std::time::Duration::from_secs(60)),
+        );
         engine = engine.with_store(sink).with_model_swaps(swapped);
         writer_task = Some(task);
         trainer = Some(training);

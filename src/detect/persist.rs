@@ -96,8 +96,7 @@ impl SeriesDetector {
     pub fn import_model(&mut self, bytes: &[u8], generation: u64) -> Result<ModelInfo, ModelFileError> {
         let (metadata, forest) = decode(bytes)?;
         let info = ModelInfo { trained_at_ms: metadata.trained_at_ms, rows: metadata.rows, generation };
-        self.model =
-            Some(Model { forest, feature_min: metadata.feature_min, feature_max: metadata.feature_max, info });
+        self.model = Some(Model { forest, feature_min: metadata.feature_min, feature_max: metadata.feature_max, info });
         self.points_since_fit = 0;
         Ok(info)
     }

@@ -177,12 +177,11 @@ mod tests {
         let files = list_files(&target).unwrap();
         assert_eq!(files, [target.join("part-1.parquet")]);
         assert_eq!(std::fs::metadata(&files[0]).unwrap().len(), bytes);
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-            File::open(&files[0]).unwrap(),
-        )
-        .unwrap()
-        .build()
-        .unwrap();
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(File::open(&files[0]).unwrap())
+                .unwrap()
+                .build()
+                .unwrap();
         let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
         assert_eq!(rows, 3);
     }

@@ -124,7 +124,8 @@ pub fn compact_partition(partition: &Path) -> Result<usize, StoreError> {
     let stem = names[0].trim_end_matches(".parquet");
     let target = format!("{stem}-compacted.parquet");
     write_batch_atomically(partition, COMPACTED_HIDDEN, &rows_to_batch(&rows)?)?;
-    let manifest: String = std::iter::once(target.as_str()).chain(names.iter().map(String::as_str)).collect::<Vec<_>>().join("\n");
+    let manifest: String =
+        std::iter::once(target.as_str()).chain(names.iter().map(String::as_str)).collect::<Vec<_>>().join("\n");
     write_text_atomically(&partition.join(MANIFEST), &manifest)?;
     recover_partition(partition)?;
     Ok(parts.len())
@@ -163,10 +164,12 @@ mod tests {
         let datasets = Datasets::new(dir.path());
         let key = SeriesKey { service: "a".into(), signal: "cpu".into() };
         for &day in days {
-            let partition = datasets.series_directory(&key, DatasetKind::History).join(super::super::partition_name(day * DAY_MS));
+            let partition =
+                datasets.series_directory(&key, DatasetKind::History).join(super::super::partition_name(day * DAY_MS));
             for file in 0..files_per_day {
                 let rows: Vec<PointRow> = (0..10).map(|i| row(day * DAY_MS + file * 10_000 + i * 1000)).collect();
-                write_batch_atomically(&partition, &format!("part-{file:03}.parquet"), &rows_to_batch(&rows).unwrap()).unwrap();
+                write_batch_atomically(&partition, &format!("part-{file:03}.parquet"), &rows_to_batch(&rows).unwrap())
+                    .unwrap();
             }
         }
         (dir, datasets, key)
@@ -197,7 +200,11 @@ mod tests {
         // Steps 1 and 2 done, then a crash: one part already deleted.
         let rows: Vec<PointRow> = (0..30).map(|i| row(5 * DAY_MS + i * 1000)).collect();
         write_batch_atomically(&partition, COMPACTED_HIDDEN, &rows_to_batch(&rows).unwrap()).unwrap();
-        std::fs::write(partition.join(MANIFEST), "part-000-compacted.parquet\npart-000.parquet\npart-001.parquet\npart-002.parquet").unwrap();
+        std::fs::write(
+            partition.join(MANIFEST),
+            "part-000-compacted.parquet\npart-000.parquet\npart-001.parquet\npart-002.parquet",
+        )
+        .unwrap();
         std::fs::remove_file(partition.join("part-000.parquet")).unwrap();
         assert!(recover_partition(&partition).unwrap());
         let files = Datasets::partition_files(&partition).unwrap();

@@ -26,8 +26,8 @@ pub mod writer;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use atomic::{is_hidden, remove_stale_temporaries, sync_directory, write_batch_atomically, write_bytes_atomically};
 pub(crate) use atomic::list_files;
+pub use atomic::{is_hidden, remove_stale_temporaries, sync_directory, write_batch_atomically, write_bytes_atomically};
 pub use config::{DatasetsConfig, RawDatasetsConfig};
 pub use name::{decode_name, encode_name};
 pub use schema::{PointRow, point_schema, read_rows, rows_to_batch};

@@ -72,12 +72,14 @@ pub fn point_schema() -> SchemaRef {
 pub fn rows_to_batch(rows: &[PointRow]) -> Result<RecordBatch, StoreError> {
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(
-            TimestampMillisecondArray::from(rows.iter().map(|r| r.timestamp_ms).collect::<Vec<_>>()).with_timezone("UTC"),
+            TimestampMillisecondArray::from(rows.iter().map(|r| r.timestamp_ms).collect::<Vec<_>>())
+                .with_timezone("UTC"),
         ),
         Arc::new(Float64Array::from(rows.iter().map(|r| r.value).collect::<Vec<_>>())),
     ];
     for (index, _) in feature_columns() {
-        columns.push(Arc::new(Float32Array::from(rows.iter().map(|r| r.features.map(|f| f[index])).collect::<Vec<_>>())));
+        columns
+            .push(Arc::new(Float32Array::from(rows.iter().map(|r| r.features.map(|f| f[index])).collect::<Vec<_>>())));
     }
     columns.push(Arc::new(Float64Array::from(rows.iter().map(|r| r.anomaly_score).collect::<Vec<_>>())));
     columns.push(Arc::new(UInt8Array::from(rows.iter().map(|r| r.severity).collect::<Vec<_>>())));

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tracing::{debug, info, warn};
 
-use super::{DatasetKind, Datasets, PointRow, StoreError, partition_name, rows_to_batch, write_batch_atomically};
 use super::DatasetsConfig;
+use super::{DatasetKind, Datasets, PointRow, StoreError, partition_name, rows_to_batch, write_batch_atomically};
 use crate::config::Signal;
 use crate::engine::SeriesKey;
 use crate::export::DatasetMetrics;
@@ -356,7 +356,8 @@ pub async fn start(
     let datasets = Datasets::new(&config.path);
     let scan = datasets.clone();
     let last_flushed = tokio::task::spawn_blocking(move || -> Result<HashMap<SeriesKey, i64>, StoreError> {
-        std::fs::create_dir_all(scan.root()).map_err(|source| StoreError::Io { path: scan.root().to_owned(), source })?;
+        std::fs::create_dir_all(scan.root())
+            .map_err(|source| StoreError::Io { path: scan.root().to_owned(), source })?;
         let mut last = HashMap::new();
         for key in scan.series()? {
             // A partition a crash tore mid-compaction is repaired before it is read.
@@ -389,7 +390,8 @@ pub async fn start(
             maintenance_metrics.dataset_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
         }
     };
-    let task = tokio::spawn(run_writer(writer, receiver, config.flush_interval, metrics, maintenance, MAINTENANCE_EVERY));
+    let task =
+        tokio::spawn(run_writer(writer, receiver, config.flush_interval, metrics, maintenance, MAINTENANCE_EVERY));
     Ok((sink, task))
 }
 

@@ -31,24 +31,23 @@ pub fn retrain_routes(trainer: Arc<Trainer>) -> Router {
     Router::new().route("/retrain", post(start)).route("/retrain/{id}", get(status)).with_state(trainer)
 }
 
-async fn start(State(trainer): State<Arc<Trainer>>, query: Result<Query<RetrainQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+async fn start(
+    State(trainer): State<Arc<Trainer>>,
+    query: Result<Query<RetrainQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let Ok(Query(query)) = query else {
         return ApiError::bad_request("the query takes only service= and signal=").into_response();
     };
     // Listing the datasets is file I/O: off the async runtime.
-    let submitted = tokio::task::spawn_blocking(move || {
-        trainer.submit(query.service.as_deref(), query.signal.as_deref(), "api")
-    })
-    .await;
+    let submitted =
+        tokio::task::spawn_blocking(move || trainer.submit(query.service.as_deref(), query.signal.as_deref(), "api"))
+            .await;
     match submitted {
         Ok(Ok(status)) => (StatusCode::ACCEPTED, Json(status)).into_response(),
         Ok(Err(error @ SubmitError::NoSeries { .. })) => ApiError::not_found(error.to_string()).into_response(),
-        Ok(Err(error @ SubmitError::Busy(..))) => ApiError {
-            status: StatusCode::CONFLICT,
-            code: "conflict",
-            message: error.to_string(),
+        Ok(Err(error @ SubmitError::Busy(..))) => {
+            ApiError { status: StatusCode::CONFLICT, code: "conflict", message: error.to_string() }.into_response()
         }
-        .into_response(),
         Ok(Err(error)) => ApiError::internal(error).into_response(),
         Err(error) => ApiError::internal(error).into_response(),
     }
