@@ -63,7 +63,7 @@ fn main() {
                     let n = flush * per_flush + i;
                     let value = 0.3 + 0.05 * ((n as f64) / 40.0 + index as f64).sin();
                     // ~1 anomaly per 500 flushes of a series.
-                    let anomalous = (n as usize * 7919 + index * 104_729) % (500 * per_flush as usize) == 0;
+                    let anomalous = (n as usize * 7919 + index * 104_729).is_multiple_of(500 * per_flush as usize);
                     StoredPoint {
                         key: key.clone(),
                         timestamp_ms: day_start + n * STEP_MS,
