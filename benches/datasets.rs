@@ -42,7 +42,8 @@ fn main() {
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let series_count = args.first().copied().unwrap_or(10_000);
     let flushes = args.get(1).copied().unwrap_or(12).max(1) as i64;
-    let dir = tempfile::tempdir_in(std::env::var_os("DATASETS_BENCH_DIR").map_or_else(std::env::temp_dir, Into::into)).unwrap();
+    let dir = tempfile::tempdir_in(std::env::var_os("DATASETS_BENCH_DIR").map_or_else(std::env::temp_dir, Into::into))
+        .unwrap();
     let datasets = Datasets::new(dir.path());
     let keys: Vec<SeriesKey> = (0..series_count)
         .map(|i| SeriesKey {
