@@ -140,15 +140,7 @@ impl Engine {
     fn next_evaluation_ms(&self, wall: SystemTime) -> u64 {
         let interval_ms = (self.config.interval.as_millis() as u64).max(1);
         let wall_ms = wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        let floor = wall_ms - wall_ms % interval_ms;
-        match self.last_evaluation_ms {
-            Some(last) if floor <= last + MAX_CATCH_UP_INTERVALS * interval_ms => last + interval_ms,
-            Some(last) => {
-                warn!(skipped_points = (floor - last) / interval_ms - 1, "engine far behind; skipping to now");
-                floor
-            }
-            None => floor,
-        }
+        next_on_grid(self.last_evaluation_ms, wall_ms, interval_ms)
     }
 
     /// Runs cycles until `shutdown` resolves, calling `on_first_cycle` once the first cycle is
@@ -418,6 +410,24 @@ impl Engine {
     }
 }
 
+/// The evaluation time after `last` on the grid of `interval_ms`, given the wall clock; see
+/// [`Engine::next_evaluation_ms`].
+fn next_on_grid(last: Option<u64>, wall_ms: u64, interval_ms: u64) -> u64 {
+    let floor = wall_ms - wall_ms % interval_ms;
+    match last {
+        Some(last) if last <= wall_ms && floor <= last + MAX_CATCH_UP_INTERVALS * interval_ms => last + interval_ms,
+        Some(last) if last > wall_ms => {
+            warn!(last, wall_ms, "wall clock went back; evaluation grid restarts at now");
+            floor
+        }
+        Some(last) => {
+            warn!(skipped_points = (floor - last) / interval_ms - 1, "engine far behind; skipping to now");
+            floor
+        }
+        None => floor,
+    }
+}
+
 /// Replaces a detector's model with a trained one, numbered after its current model; a file
 /// that does not load is logged and the detector keeps its own model.
 fn import_model(detector: &mut SeriesDetector, key: &SeriesKey, bytes: &[u8]) {
@@ -479,6 +489,19 @@ mod tests {
         assert_eq!(answer.len(), 2);
         assert_eq!(answer["a"].value, 3.0);
         assert_eq!(answer["b"].value, 2.0);
+    }
+
+    #[test]
+    fn evaluation_times_stay_on_the_grid_without_skipping() {
+        // First cycle: the grid point at or before now.
+        assert_eq!(next_on_grid(None, 15_700, 1000), 15_000);
+        // On time, early by a few ms, or late: always the next grid point.
+        assert_eq!(next_on_grid(Some(15_000), 16_001, 1000), 16_000);
+        assert_eq!(next_on_grid(Some(15_000), 15_998, 1000), 16_000);
+        assert_eq!(next_on_grid(Some(15_000), 19_500, 1000), 16_000);
+        // Far behind: skip to now; the clock went back: restart at now.
+        assert_eq!(next_on_grid(Some(15_000), 40_500, 1000), 40_000);
+        assert_eq!(next_on_grid(Some(15_000), 9_500, 1000), 9_000);
     }
 
     #[test]

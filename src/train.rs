@@ -452,6 +452,27 @@ mod tests {
         assert!(matches!(error, Err(TrainError::NotEnoughRows { rows: 20, .. })), "{error:?}");
     }
 
+    #[tokio::test]
+    async fn a_series_in_training_is_not_trained_twice_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let datasets = Datasets::new(dir.path());
+        let key = SeriesKey { service: "a".into(), signal: "cpu".into() };
+        history(&datasets, &key, 20);
+        let (swaps, _swapped) = tokio::sync::mpsc::unbounded_channel();
+        let trainer = Arc::new(Trainer::new(
+            datasets,
+            DetectorParams::default(),
+            Duration::from_secs(3600),
+            DatasetMetrics::default(),
+            swaps,
+        ));
+        trainer.table().busy.insert(key.clone(), 41);
+        assert_eq!(trainer.submit(Some("a"), None, "api"), Err(SubmitError::Busy(1, 41)));
+        assert!(matches!(trainer.submit(Some("b"), None, "api"), Err(SubmitError::NoSeries { .. })));
+        trainer.table().busy.clear();
+        assert_eq!(trainer.submit(Some("a"), None, "api").unwrap().job, 1);
+    }
+
     #[test]
     fn slots_spread_over_the_period_and_each_passes_once_per_period() {
         let every = 86_400_000;

@@ -31,7 +31,7 @@ impl Default for RawDatasetsConfig {
             enabled: true,
             path: PathBuf::from("datasets"),
             retention: "30d".to_owned(),
-            flush_interval: "1m".to_owned(),
+            flush_interval: "15m".to_owned(),
             training_window: "7d".to_owned(),
             retrain_every: "1d".to_owned(),
         }
@@ -96,7 +96,7 @@ mod tests {
         let config = RawDatasetsConfig::default().validate(Path::new("/etc/ae")).unwrap();
         assert_eq!(config.path, Path::new("/etc/ae/datasets"));
         assert_eq!(config.retention, Duration::from_secs(30 * 86_400));
-        assert_eq!(config.flush_interval, Duration::from_secs(60));
+        assert_eq!(config.flush_interval, Duration::from_secs(15 * 60));
         assert_eq!(config.training_window, Duration::from_secs(7 * 86_400));
         let absolute = RawDatasetsConfig { path: "/var/lib/ae".into(), ..Default::default() };
         assert_eq!(absolute.validate(Path::new("/etc")).unwrap().path, Path::new("/var/lib/ae"));
