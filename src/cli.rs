@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::commands::backtest::BacktestArgs;
 use crate::commands::run::RunArgs;
 use crate::commands::score::ScoreArgs;
 use crate::simulate::FleetOptions;
@@ -30,6 +31,9 @@ pub enum Command {
     CheckConfig(RunArgs),
     /// Fit an isolation forest on a CSV or Parquet table and write each row's anomaly score.
     Score(ScoreArgs),
+    /// Replay history (CSV files, or a signal in Prometheus) through the daemon's per-series
+    /// detector and write each point's anomaly score and severity.
+    Backtest(BacktestArgs),
     /// Run a simulated fleet of Spring Boot services for demos and tests.
     Simulate(FleetOptions),
 }

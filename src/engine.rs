@@ -29,7 +29,7 @@ pub struct SeriesKey {
 
 impl SeriesKey {
     /// A stable 64-bit mix of the key, so each series' models get their own reproducible seed.
-    fn seed(&self) -> u64 {
+    pub fn seed(&self) -> u64 {
         let bytes = self.service.bytes().chain([0xFF]).chain(self.signal.bytes());
         bytes.fold(0xCBF2_9CE4_8422_2325u64, |hash, b| (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3))
     }
