@@ -19,10 +19,13 @@
 //! low-volume or mostly-flat series (an error ratio that is 0 but for one failed request), any
 //! move is "unusual" to the model, and none is worth a page.
 
+mod calibrate;
+
 use std::collections::VecDeque;
 
 use serde::Deserialize;
 
+use self::calibrate::Calibration;
 use crate::features::{FEATURE_COUNT, FeatureWindow};
 use crate::forest::{Contamination, Forest, ForestParams, Matrix};
 
@@ -50,12 +53,19 @@ pub struct DetectorParams {
     pub range_tolerance: f64,
     /// Base seed; each series mixes in its own key, so models differ but are reproducible.
     pub seed: u64,
+    /// Raw scores of the series' own recent points its scores are calibrated against (0: off);
+    /// see the `calibrate` module.
+    pub calibration_points: usize,
+    /// The quantile of those recent scores that scales a series' scores down when above 1.0.
+    pub calibration_quantile: f64,
+    /// Points after an alarm whose scores are capped at 1.0 unless worse than the alarm (0: off).
+    pub quiet_points: usize,
 }
 
 impl Default for DetectorParams {
     fn default() -> Self {
         Self {
-            window: 20,
+            window: 10,
             trees: 50,
             sample_size: 128,
             training_points: 2880,
@@ -64,6 +74,9 @@ impl Default for DetectorParams {
             contamination: 0.01,
             range_tolerance: 0.25,
             seed: 0,
+            calibration_points: 100,
+            calibration_quantile: 0.99,
+            quiet_points: 5,
         }
     }
 }
@@ -83,6 +96,10 @@ impl DetectorParams {
             (self.retrain_every_points >= 1, "retrain_every_points: must be at least 1"),
             (self.contamination > 0.0 && self.contamination <= 0.5, "contamination: must be in (0, 0.5]"),
             (self.range_tolerance >= 0.0 && self.range_tolerance.is_finite(), "range_tolerance: must be at least 0"),
+            (
+                self.calibration_quantile > 0.0 && self.calibration_quantile <= 1.0,
+                "calibration_quantile: must be in (0, 1]",
+            ),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
             Some((_, problem)) => Err(format!("detector.{problem}")),
@@ -150,6 +167,7 @@ pub struct SeriesDetector {
     points_since_fit: usize,
     seed: u64,
     last_timestamp_ms: Option<i64>,
+    calibration: Calibration,
 }
 
 impl SeriesDetector {
@@ -162,6 +180,7 @@ impl SeriesDetector {
             points_since_fit: 0,
             seed: params.seed ^ series_seed,
             last_timestamp_ms: None,
+            calibration: Calibration::default(),
         }
     }
 
@@ -184,8 +203,12 @@ impl SeriesDetector {
         };
         let deviation = (value - f64::from(features[1])).abs();
         let anomaly_score = self.model.as_ref().and_then(|model| {
-            let score = model.anomaly_score(&features, params.range_tolerance)?;
-            Some(if deviation < min_deviation { score.min(1.0) } else { score })
+            model.anomaly_score(&features, params.range_tolerance)
+        });
+        let anomaly_score = anomaly_score.map(|raw| {
+            let score = self.calibration.calibrate(raw, params.calibration_points, params.calibration_quantile);
+            let score = if deviation < min_deviation { score.min(1.0) } else { score };
+            self.calibration.quiet(score, params.quiet_points)
         });
         self.learn(params, features);
         self.points_since_fit += 1;
