@@ -9,13 +9,11 @@
 //!   usually scores". A quiet series (quantile below 1) is left as the model scores it.
 //! - **Quiet period.** After a point above 1.0, the next `quiet_points` points are capped at 1.0
 //!   unless they score above the alarm that opened the period: an incident is one page, not one
-//!   per point, yet a worsening incident still shows. The divisor above is frozen during the
-//!   period, so the alarm's own scores do not lower the next points' scores before it is over.
-//!   The score marks an incident's onset: a lasting incident is above 1.0 at its start (and when
+//!   per point, yet a worsening incident still shows. The score marks an incident's onset: a lasting incident is above 1.0 at its start (and when
 //!   it worsens), so alerting rules use `max_over_time(anomaly_score[…]) > 1` rather than `for:`.
 //!
 //! The combination was chosen by measurement on the labelled corpora (README, "Detection
-//! quality"): each part alone, and freezing the divisor for a whole lasting incident, scored lower.
+//! quality"): each part alone scored lower, and so did freezing the divisor during an alarm.
 //!
 //! Both are causal (they use scores of earlier points only) and cost O(`calibration_points`) per
 //! point at most. Not for deciding what is anomalous: that is the model's job in the parent module.
@@ -23,20 +21,12 @@
 use std::collections::VecDeque;
 
 /// The calibration state of one series.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Calibration {
     recent: VecDeque<f32>,
     scratch: Vec<f32>,
-    divisor: f64,
-    in_alarm: bool,
     quiet_left: usize,
     alarm_peak: f64,
-}
-
-impl Default for Calibration {
-    fn default() -> Self {
-        Self { recent: VecDeque::new(), scratch: Vec::new(), divisor: 1.0, in_alarm: false, quiet_left: 0, alarm_peak: 0.0 }
-    }
 }
 
 /// Raw scores needed before the quantile is trusted.
@@ -48,32 +38,32 @@ impl Calibration {
         if points == 0 {
             return raw;
         }
-        if !self.in_alarm && self.recent.len() >= MIN_CALIBRATION_POINTS.min(points) {
+        let divisor = if self.recent.len() >= MIN_CALIBRATION_POINTS.min(points) {
             self.scratch.clear();
             self.scratch.extend(self.recent.iter().copied());
             let rank = ((self.scratch.len() - 1) as f64 * quantile).round() as usize;
             let (_, q, _) = self.scratch.select_nth_unstable_by(rank, f32::total_cmp);
-            self.divisor = f64::from(*q).max(1.0);
-        }
+            f64::from(*q).max(1.0)
+        } else {
+            1.0
+        };
         self.recent.push_back(raw as f32);
         if self.recent.len() > points {
             self.recent.pop_front();
         }
-        raw / self.divisor
+        raw / divisor
     }
 
     /// Applies the quiet period to an exported score, and opens one after an alarm.
     pub(crate) fn quiet(&mut self, score: f64, quiet_points: usize) -> f64 {
         if self.quiet_left > 0 {
             self.quiet_left -= 1;
-            self.in_alarm = self.quiet_left > 0;
             if score <= self.alarm_peak {
                 return score.min(1.0);
             }
         }
         if score > 1.0 && quiet_points > 0 {
             self.quiet_left = quiet_points;
-            self.in_alarm = true;
             self.alarm_peak = score;
         }
         score

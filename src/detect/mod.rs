@@ -6,13 +6,16 @@
 //! refitted every `retrain_every_points` points by the data's own clock, so the daemon and
 //! `backtest` behave identically.
 //!
-//! The exported anomaly score has two parts, and is the larger of them:
+//! The raw anomaly score has two parts, and is the larger of them:
 //! - the forest's score divided by its decision threshold (the score of the training points' top
 //!   `contamination` share), so 1.0 is the model's own boundary;
 //! - how far the point lies beyond the range its training points spanned, in units of that range:
 //!   `1 + excess − range_tolerance`. An isolation forest cannot tell "far outside everything seen"
 //!   from "at the edge of what was seen" (a split threshold never lies outside the training
 //!   range, so every point beyond it lands in the same edge leaf); this term restores that.
+//!
+//! That raw score is then calibrated against the series' own recent scores and quieted for a few
+//! points after an alarm (the `calibrate` module), keeping 1.0 as the boundary.
 //!
 //! Above 1 is anomalous, the convention vmanomaly users already alert on. A point that deviates
 //! from its window's mean by less than the signal's `min_deviation` is never above 1: on
