@@ -313,7 +313,8 @@ fn parse_rfc3339(text: &str) -> Option<i64> {
         }
         // Milliseconds: the first three digits, padded; finer digits are dropped.
         let first_three = &bytes[start..rest.min(start + 3)];
-        millis = first_three.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')) * 10i64.pow(3 - first_three.len() as u32);
+        millis = first_three.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0'))
+            * 10i64.pow(3 - first_three.len() as u32);
     }
     let offset_minutes = match bytes.get(rest..)? {
         [b'Z' | b'z'] => 0,
@@ -343,7 +344,12 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 }
 
 /// Writes `timestamp,value,anomaly_score,severity`.
-fn write_scores(path: &Path, timestamps: &[String], points: &[(i64, f64)], rows: &[ScoredRow]) -> Result<(), BacktestError> {
+fn write_scores(
+    path: &Path,
+    timestamps: &[String],
+    points: &[(i64, f64)],
+    rows: &[ScoredRow],
+) -> Result<(), BacktestError> {
     let io = |source| BacktestError::Output { path: path.to_owned(), source };
     let mut out = BufWriter::with_capacity(1 << 16, File::create(path).map_err(io)?);
     out.write_all(b"timestamp,value,anomaly_score,severity\n").map_err(io)?;
@@ -367,7 +373,12 @@ struct Replayed {
 }
 
 /// Replays one CSV file into one output file.
-fn backtest_file(pipeline: &Pipeline, input: &Path, output: &Path, label_column: &str) -> Result<Replayed, BacktestError> {
+fn backtest_file(
+    pipeline: &Pipeline,
+    input: &Path,
+    output: &Path,
+    label_column: &str,
+) -> Result<Replayed, BacktestError> {
     let series = read_series(input, label_column)?;
     let service = input.file_stem().map_or_else(String::new, |stem| stem.to_string_lossy().into_owned());
     let started = Instant::now();
@@ -392,7 +403,10 @@ fn csv_files(dir: &Path) -> Result<Vec<PathBuf>, BacktestError> {
         .collect();
     files.sort();
     if files.is_empty() {
-        return Err(BacktestError::Input { path: dir.to_owned(), message: "no .csv file in this directory".to_owned() });
+        return Err(BacktestError::Input {
+            path: dir.to_owned(),
+            message: "no .csv file in this directory".to_owned(),
+        });
     }
     Ok(files)
 }
@@ -405,7 +419,8 @@ fn backtest_dir(
     label_column: &str,
     threads: NonZeroUsize,
 ) -> Result<Vec<Replayed>, BacktestError> {
-    std::fs::create_dir_all(output_dir).map_err(|source| BacktestError::Output { path: output_dir.to_owned(), source })?;
+    std::fs::create_dir_all(output_dir)
+        .map_err(|source| BacktestError::Output { path: output_dir.to_owned(), source })?;
     let progress = indicatif::ProgressBar::new(files.len() as u64);
     progress.set_style(
         indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} files {msg}")
@@ -447,10 +462,8 @@ pub fn run(args: &BacktestArgs) -> Result<(), BacktestError> {
         return write_synthetic(dir);
     }
     let (pipeline, config) = Pipeline::from_args(args)?;
-    let output = args.output.as_deref().ok_or(BacktestError::Argument {
-        flag: "--output",
-        message: "required".to_owned(),
-    })?;
+    let output =
+        args.output.as_deref().ok_or(BacktestError::Argument { flag: "--output", message: "required".to_owned() })?;
     if let (Some(from), Some(to), Some(config)) = (&args.from, &args.to, &config) {
         return backtest_prometheus(&pipeline, config, from, to, output);
     }
@@ -499,7 +512,12 @@ const SYNTHETIC_SEED: u64 = 2015;
 const SYNTHETIC_VARIANTS: usize = 4;
 
 /// Prints the NAB table (ours and the naive rule) and the throughput.
-fn print_nab_report(input: &Path, label_column: &str, replayed: &[Replayed], wall: Duration) -> Result<(), BacktestError> {
+fn print_nab_report(
+    input: &Path,
+    label_column: &str,
+    replayed: &[Replayed],
+    wall: Duration,
+) -> Result<(), BacktestError> {
     let (mut ours, mut naive) = (Corpus::new(), Corpus::new());
     for series in replayed {
         let Some(labels) = &series.labels else {
@@ -514,7 +532,9 @@ fn print_nab_report(input: &Path, label_column: &str, replayed: &[Replayed], wal
     let rows: usize = replayed.iter().map(|s| s.values.len()).sum();
     let replay_seconds: f64 = replayed.iter().map(|s| s.replay_time.as_secs_f64()).sum();
     println!("corpus {}: {} series, {rows} rows", input.display(), replayed.len());
-    println!("| detector | standard | reward_low_FP | reward_low_FN | windows detected (standard) | threshold (standard) |");
+    println!(
+        "| detector | standard | reward_low_FP | reward_low_FN | windows detected (standard) | threshold (standard) |"
+    );
     println!("|---|---|---|---|---|---|");
     for (name, corpus) in [("anomaly-exporter", &ours), ("naive all-time high/low", &naive)] {
         let scores = PROFILES.map(|profile| corpus.score(profile));
@@ -539,7 +559,13 @@ fn print_nab_report(input: &Path, label_column: &str, replayed: &[Replayed], wal
 
 /// Replays a configured signal's history in Prometheus, one output file per service: the daemon's
 /// backfill before `from` warms each detector up, then every step from `from` to `to` is scored.
-fn backtest_prometheus(pipeline: &Pipeline, config: &Config, from: &str, to: &str, output_dir: &Path) -> Result<(), BacktestError> {
+fn backtest_prometheus(
+    pipeline: &Pipeline,
+    config: &Config,
+    from: &str,
+    to: &str,
+    output_dir: &Path,
+) -> Result<(), BacktestError> {
     let time = |flag: &'static str, text: &str| {
         parse_timestamp(text)
             .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
@@ -561,7 +587,8 @@ fn backtest_prometheus(pipeline: &Pipeline, config: &Config, from: &str, to: &st
         .map_err(|source| BacktestError::Output { path: output_dir.to_owned(), source })?;
     let start = from.checked_sub(config.backfill).unwrap_or(SystemTime::UNIX_EPOCH);
     let matrix = runtime.block_on(client.query_range(&signal.query, start, to, client.step()))?;
-    std::fs::create_dir_all(output_dir).map_err(|source| BacktestError::Output { path: output_dir.to_owned(), source })?;
+    std::fs::create_dir_all(output_dir)
+        .map_err(|source| BacktestError::Output { path: output_dir.to_owned(), source })?;
     let from_ms = from.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     let mut written = 0;
     for series in matrix.series {
@@ -658,7 +685,11 @@ mod tests {
     #[test]
     fn replay_matches_the_detector_fed_directly() {
         let pipeline = Pipeline {
-            detector: DetectorParams { min_training_points: 50, retrain_every_points: 100, ..DetectorParams::default() },
+            detector: DetectorParams {
+                min_training_points: 50,
+                retrain_every_points: 100,
+                ..DetectorParams::default()
+            },
             anomaly_levels: AnomalyLevels::default(),
             signal: "latency".to_owned(),
             thresholds: Thresholds { critical: Some(100.0), ..Thresholds::default() },

@@ -205,9 +205,8 @@ impl SeriesDetector {
             return Some(Observation { timestamp_ms, value, anomaly_score: None });
         };
         let deviation = (value - f64::from(features[1])).abs();
-        let anomaly_score = self.model.as_ref().and_then(|model| {
-            model.anomaly_score(&features, params.range_tolerance)
-        });
+        let anomaly_score =
+            self.model.as_ref().and_then(|model| model.anomaly_score(&features, params.range_tolerance));
         let anomaly_score = anomaly_score.map(|raw| {
             let score = self.calibration.calibrate(raw, params.calibration_points, params.calibration_quantile);
             let score = if deviation < min_deviation { score.min(1.0) } else { score };
@@ -369,5 +368,20 @@ mod tests {
         let p = DetectorParams { contamination: 0.0, ..DetectorParams::default() };
         assert_eq!(p.validate().unwrap_err(), "detector.contamination: must be in (0, 0.5]");
         assert!(DetectorParams::default().validate().is_ok());
+        let p = DetectorParams { calibration_quantile: 1.5, ..DetectorParams::default() };
+        assert_eq!(p.validate().unwrap_err(), "detector.calibration_quantile: must be in (0, 1]");
+    }
+
+    #[test]
+    fn a_lasting_level_shift_alarms_once_then_stays_quiet() {
+        let p = params();
+        let mut detector = SeriesDetector::new(&p, 5);
+        detector.warm_up(&p, (0..400).map(|i| (i as i64 * 15_000, signal(i))));
+        let scores: Vec<f64> = (400..420)
+            .filter_map(|i| detector.observe(&p, 0.0, i as i64 * 15_000, signal(i) + 1.0)?.anomaly_score)
+            .collect();
+        assert!(scores[0] > 1.5, "the shift is flagged at once: {scores:?}");
+        // The quiet period, then the series' own recent scores, keep it from paging every point.
+        assert!(scores[1..=p.quiet_points].iter().all(|&s| s <= 1.0), "{scores:?}");
     }
 }
