@@ -268,7 +268,7 @@ pub fn all_time_extreme_scores(values: &[f64]) -> Vec<Option<f64>> {
         .iter()
         .enumerate()
         .map(|(row, &value)| {
-            let score = (row > 0).then(|| if value > high || value < low { 1.0 } else { 0.0 });
+            let score = (row > 0).then_some(if value > high || value < low { 1.0 } else { 0.0 });
             low = low.min(value);
             high = high.max(value);
             score

@@ -82,9 +82,8 @@ pub fn series(kind: &str, seed: u64, variant: usize) -> LabelledSeries {
         .collect();
     let mut labels = vec![false; ROWS];
     let label = |range: std::ops::Range<usize>, labels: &mut Vec<bool>| {
-        for row in range.start..range.end.min(ROWS) {
-            labels[row] = true;
-        }
+        let end = range.end.min(ROWS);
+        labels[range.start.min(end)..end].fill(true);
     };
     match kind {
         "spikes" => {
@@ -131,8 +130,9 @@ pub fn series(kind: &str, seed: u64, variant: usize) -> LabelledSeries {
             // The daily cycle stops for a while: the value stays at the day's mean.
             let at = rng.between(1500..3200);
             let length = rng.between(PERIOD / 2..PERIOD);
-            for t in at..(at + length).min(ROWS) {
-                values[t] -= amplitude * (std::f64::consts::TAU * t as f64 / PERIOD as f64).sin();
+            for (offset, value) in values[at..(at + length).min(ROWS)].iter_mut().enumerate() {
+                let t = at + offset;
+                *value -= amplitude * (std::f64::consts::TAU * t as f64 / PERIOD as f64).sin();
             }
             label(at..at + length.min(PERIOD / 4), &mut labels);
         }
