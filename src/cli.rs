@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::commands::backtest::BacktestArgs;
 use crate::commands::run::RunArgs;
 use crate::commands::score::ScoreArgs;
 use crate::commands::train::TrainArgs;
@@ -33,6 +34,9 @@ pub enum Command {
     Score(ScoreArgs),
     /// Train models from the datasets (all series, or those --service/--signal select).
     Train(TrainArgs),
+    /// Replay history (CSV files, or a signal in Prometheus) through the daemon's per-series
+    /// detector and write each point's anomaly score and severity.
+    Backtest(BacktestArgs),
     /// Run a simulated fleet of Spring Boot services for demos and tests.
     Simulate(FleetOptions),
 }

@@ -31,6 +31,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log);
     let outcome: Result<(), (u8, anyhow::Error)> = match cli.command {
+        Some(Command::Backtest(args)) => commands::backtest::run(&args).map_err(|e| (e.exit_code(), e.into())),
         Some(Command::Score(args)) => commands::score::run(&args).map_err(|e| (USAGE_ERROR, e.into())),
         Some(Command::CheckConfig(args)) => commands::run::check_config(&args)
             .map(|(config, web)| {

@@ -6,13 +6,16 @@
 //! refitted every `retrain_every_points` points by the data's own clock, so the daemon and
 //! `backtest` behave identically.
 //!
-//! The exported anomaly score has two parts, and is the larger of them:
+//! The raw anomaly score has two parts, and is the larger of them:
 //! - the forest's score divided by its decision threshold (the score of the training points' top
 //!   `contamination` share), so 1.0 is the model's own boundary;
 //! - how far the point lies beyond the range its training points spanned, in units of that range:
 //!   `1 + excess − range_tolerance`. An isolation forest cannot tell "far outside everything seen"
 //!   from "at the edge of what was seen" (a split threshold never lies outside the training
 //!   range, so every point beyond it lands in the same edge leaf); this term restores that.
+//!
+//! That raw score is then calibrated against the series' own recent scores and quieted for a few
+//! points after an alarm (the `calibrate` module), keeping 1.0 as the boundary.
 //!
 //! Above 1 is anomalous, the convention vmanomaly users already alert on. A point that deviates
 //! from its window's mean by less than the signal's `min_deviation` is never above 1: on
@@ -22,11 +25,13 @@
 mod persist;
 
 pub use persist::{MODEL_FORMAT_VERSION, ModelFileError, ModelMetadata, read_metadata};
+mod calibrate;
 
 use std::collections::VecDeque;
 
 use serde::Deserialize;
 
+use self::calibrate::Calibration;
 use crate::features::{FEATURE_COUNT, FeatureWindow};
 use crate::forest::{Contamination, Forest, ForestParams, Matrix};
 
@@ -54,12 +59,19 @@ pub struct DetectorParams {
     pub range_tolerance: f64,
     /// Base seed; each series mixes in its own key, so models differ but are reproducible.
     pub seed: u64,
+    /// Raw scores of the series' own recent points its scores are calibrated against (0: off);
+    /// see the `calibrate` module.
+    pub calibration_points: usize,
+    /// The quantile of those recent scores that scales a series' scores down when above 1.0.
+    pub calibration_quantile: f64,
+    /// Points after an alarm whose scores are capped at 1.0 unless worse than the alarm (0: off).
+    pub quiet_points: usize,
 }
 
 impl Default for DetectorParams {
     fn default() -> Self {
         Self {
-            window: 20,
+            window: 10,
             trees: 50,
             sample_size: 128,
             training_points: 2880,
@@ -68,6 +80,9 @@ impl Default for DetectorParams {
             contamination: 0.01,
             range_tolerance: 0.25,
             seed: 0,
+            calibration_points: 100,
+            calibration_quantile: 0.99,
+            quiet_points: 5,
         }
     }
 }
@@ -87,6 +102,10 @@ impl DetectorParams {
             (self.retrain_every_points >= 1, "retrain_every_points: must be at least 1"),
             (self.contamination > 0.0 && self.contamination <= 0.5, "contamination: must be in (0, 0.5]"),
             (self.range_tolerance >= 0.0 && self.range_tolerance.is_finite(), "range_tolerance: must be at least 0"),
+            (
+                self.calibration_quantile > 0.0 && self.calibration_quantile <= 1.0,
+                "calibration_quantile: must be in (0, 1]",
+            ),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
             Some((_, problem)) => Err(format!("detector.{problem}")),
@@ -154,6 +173,7 @@ pub struct SeriesDetector {
     points_since_fit: usize,
     seed: u64,
     last_timestamp_ms: Option<i64>,
+    calibration: Calibration,
 }
 
 impl SeriesDetector {
@@ -166,6 +186,7 @@ impl SeriesDetector {
             points_since_fit: 0,
             seed: params.seed ^ series_seed,
             last_timestamp_ms: None,
+            calibration: Calibration::default(),
         }
     }
 
@@ -187,9 +208,12 @@ impl SeriesDetector {
             return Some(Observation { timestamp_ms, value, anomaly_score: None });
         };
         let deviation = (value - f64::from(features[1])).abs();
-        let anomaly_score = self.model.as_ref().and_then(|model| {
-            let score = model.anomaly_score(&features, params.range_tolerance)?;
-            Some(if deviation < min_deviation { score.min(1.0) } else { score })
+        let anomaly_score =
+            self.model.as_ref().and_then(|model| model.anomaly_score(&features, params.range_tolerance));
+        let anomaly_score = anomaly_score.map(|raw| {
+            let score = self.calibration.calibrate(raw, params.calibration_points, params.calibration_quantile);
+            let score = if deviation < min_deviation { score.min(1.0) } else { score };
+            self.calibration.quiet(score, params.quiet_points)
         });
         self.learn(params, features);
         self.points_since_fit += 1;
@@ -347,5 +371,20 @@ mod tests {
         let p = DetectorParams { contamination: 0.0, ..DetectorParams::default() };
         assert_eq!(p.validate().unwrap_err(), "detector.contamination: must be in (0, 0.5]");
         assert!(DetectorParams::default().validate().is_ok());
+        let p = DetectorParams { calibration_quantile: 1.5, ..DetectorParams::default() };
+        assert_eq!(p.validate().unwrap_err(), "detector.calibration_quantile: must be in (0, 1]");
+    }
+
+    #[test]
+    fn a_lasting_level_shift_alarms_once_then_stays_quiet() {
+        let p = params();
+        let mut detector = SeriesDetector::new(&p, 5);
+        detector.warm_up(&p, (0..400).map(|i| (i as i64 * 15_000, signal(i))));
+        let scores: Vec<f64> = (400..420)
+            .filter_map(|i| detector.observe(&p, 0.0, i as i64 * 15_000, signal(i) + 1.0)?.anomaly_score)
+            .collect();
+        assert!(scores[0] > 1.5, "the shift is flagged at once: {scores:?}");
+        // The quiet period, then the series' own recent scores, keep it from paging every point.
+        assert!(scores[1..=p.quiet_points].iter().all(|&s| s <= 1.0), "{scores:?}");
     }
 }

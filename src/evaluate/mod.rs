@@ -1,4 +1,9 @@
-//! Detection quality measures computed against labels.
+//! Detection quality measures computed against labels: ROC AUC for whole-table scores here, the
+//! Numenta Anomaly Benchmark's scorer for streaming detectors in [`nab`], and the labelled
+//! synthetic series the benchmark runs on besides real data in [`synthetic`].
+
+pub mod nab;
+pub mod synthetic;
 
 /// Area under the ROC curve of `scores` (higher = more anomalous) against `labels` (true =
 /// anomaly): the probability that a random anomaly outscores a random normal row, ties counting

@@ -1,0 +1,221 @@
+//! The `backtest` command as a user runs it: CSV files and directories in, scores out, the NAB
+//! report, exit codes, and the replay of a signal's history from a real Prometheus.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use common::{Prometheus, serve_on_loopback, wait_until};
+
+fn run_backtest(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_anomaly-exporter")).arg("backtest").args(args).output().expect("binary runs")
+}
+
+/// 600 five-minute points of a noisy daily cycle, one labelled spike at row 500.
+fn labelled_csv(epoch: bool) -> String {
+    let mut text = String::from("timestamp,value,label,host\n");
+    for row in 0..600u64 {
+        let noise = ((row * 7919) % 101) as f64 / 101.0 - 0.5;
+        let spike = if row == 500 { 40.0 } else { 0.0 };
+        let value = 20.0 + 5.0 * (row as f64 / 288.0 * std::f64::consts::TAU).sin() + noise + spike;
+        let seconds = 1_704_067_200 + 300 * row;
+        let timestamp = if epoch {
+            seconds.to_string()
+        } else {
+            format!("2024-01-{:02}T{:02}:{:02}:00Z", 1 + row / 288, row % 288 / 12, row % 12 * 5)
+        };
+        text.push_str(&format!("{timestamp},{value:.3},{},a\n", u8::from(row == 500)));
+    }
+    text
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path).unwrap().lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn scores_every_row_and_flags_the_spike() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, labelled_csv(false)).unwrap();
+    let output = dir.path().join("out.csv");
+    let result = run_backtest(&["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()]);
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+
+    let rows = lines(&output);
+    assert_eq!(rows[0], "timestamp,value,anomaly_score,severity");
+    assert_eq!(rows.len(), 601);
+    assert!(rows[1].starts_with("2024-01-01T00:00:00Z,"), "timestamps echoed: {}", rows[1]);
+    // Warming up: no score yet.
+    assert!(rows[1].ends_with(",,normal"), "{}", rows[1]);
+    let spike: Vec<&str> = rows[501].split(',').collect();
+    assert!(spike[2].parse::<f64>().unwrap() > 1.3, "{}", rows[501]);
+    assert_eq!(spike[3], "critical");
+    // Once the model has a few hundred points of history, nothing else is high or critical.
+    let paged: Vec<&String> =
+        rows[200..].iter().filter(|row| row.ends_with(",high") || row.ends_with(",critical")).collect();
+    assert_eq!(paged, [&rows[501]]);
+}
+
+#[test]
+fn rfc3339_and_epoch_seconds_replay_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut outputs = Vec::new();
+    for (format, epoch) in [("rfc3339", false), ("epoch", true)] {
+        // The same file name: a series' models are seeded by its name, as the daemon's by its key.
+        std::fs::create_dir(dir.path().join(format)).unwrap();
+        let input = dir.path().join(format).join("series.csv");
+        std::fs::write(&input, labelled_csv(epoch)).unwrap();
+        let output = dir.path().join(format).join("scores.csv");
+        let result = run_backtest(&["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()]);
+        assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+        let scores: Vec<String> =
+            lines(&output).iter().map(|r| r.split(',').skip(2).collect::<Vec<_>>().join(",")).collect();
+        outputs.push(scores);
+    }
+    assert_eq!(outputs[0], outputs[1]);
+}
+
+#[test]
+fn directory_mode_with_the_nab_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::write(input.join("a.csv"), labelled_csv(false)).unwrap();
+    std::fs::write(input.join("b.csv"), labelled_csv(true)).unwrap();
+    std::fs::write(input.join("notes.txt"), "not a series").unwrap();
+    let output = dir.path().join("out");
+    let result = run_backtest(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--report",
+        "nab",
+        "--threads",
+        "2",
+    ]);
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    assert_eq!(lines(&output.join("a.csv")).len(), 601);
+    assert_eq!(lines(&output.join("b.csv")).len(), 601);
+    assert!(!output.join("notes.txt").exists());
+
+    let report = String::from_utf8_lossy(&result.stdout);
+    assert!(report.contains("2 series, 1200 rows"), "{report}");
+    let ours = report.lines().find(|l| l.starts_with("| anomaly-exporter |")).expect(&report);
+    // Each file's spike is detected, and nothing else is needed to reach it.
+    assert!(ours.contains("| 2/2 ("), "{ours}");
+    assert!(report.contains("| naive all-time high/low |"), "{report}");
+    assert!(report.contains("rows/s per core"), "{report}");
+}
+
+#[test]
+fn mistakes_exit_2_and_name_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("bad.csv");
+    std::fs::write(&input, "timestamp,value\n2024-01-01T00:00:00Z,1\n2024-01-01T00:05:00Z,oops\n").unwrap();
+    let output = dir.path().join("out.csv");
+    let result = run_backtest(&["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()]);
+    assert_eq!(result.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("bad.csv") && stderr.contains("line 3") && stderr.contains("oops"), "{stderr}");
+
+    // The report needs labels.
+    let unlabelled = dir.path().join("plain.csv");
+    std::fs::write(&unlabelled, "timestamp,value\n1,1\n2,2\n").unwrap();
+    let result = run_backtest(&[
+        "--input",
+        unlabelled.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--report",
+        "nab",
+    ]);
+    assert_eq!(result.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&result.stderr).contains("label"));
+
+    let result = run_backtest(&["--input", input.to_str().unwrap(), "--output", "x.csv", "--signal", "nope"]);
+    assert_eq!(result.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&result.stderr).contains("--signal nope"));
+}
+
+#[test]
+fn synthetic_corpus_is_written_labelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let result = run_backtest(&["--write-synthetic", dir.path().to_str().unwrap()]);
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    let spikes = lines(&dir.path().join("spikes_00.csv"));
+    assert_eq!(spikes[0], "timestamp,value,label");
+    assert!(spikes.iter().skip(1).any(|row| row.ends_with(",1")));
+}
+
+/// A real Prometheus scrapes a stand-in exporter every second for a while; `backtest --from --to`
+/// then replays that history, one file per service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_a_signal_from_prometheus() {
+    let scrapes = Arc::new(AtomicU64::new(0));
+    let counter = scrapes.clone();
+    let router = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let n = counter.fetch_add(1, Ordering::Relaxed);
+            async move { format!("# TYPE queue_depth gauge\nqueue_depth{{application=\"orders\"}} {}\n", 10 + n % 3) }
+        }),
+    );
+    let exporter = serve_on_loopback(router).await;
+    let prometheus = Prometheus::start(&format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n- job_name: stand-in\n  static_configs:\n  - targets: ['{exporter}']\n"
+    ))
+    .await;
+    let started = SystemTime::now();
+    let scraped = wait_until(Duration::from_secs(120), || async { scrapes.load(Ordering::Relaxed) >= 40 }).await;
+    assert!(scraped, "Prometheus did not scrape; log:\n{}", prometheus.log());
+    // Let the last samples land in the head block.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let seconds = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+    let (from, to) = (seconds(started) + 20, seconds(SystemTime::now()));
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "source:\n  url: {}\n  step: 1s\nbackfill: 20s\ndetector:\n  min_training_points: 10\n\
+             signals:\n  queue:\n    query: queue_depth\n    thresholds: {{ warning: 100 }}\n",
+            prometheus.url()
+        ),
+    )
+    .unwrap();
+    let output = dir.path().join("out");
+    let (from_text, to_text) = (from.to_string(), to.to_string());
+    let result = tokio::task::spawn_blocking(move || {
+        run_backtest(&[
+            "--config.file",
+            config.to_str().unwrap(),
+            "--signal",
+            "queue",
+            "--from",
+            &from_text,
+            "--to",
+            &to_text,
+            "--output",
+            output.to_str().unwrap(),
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(stdout.contains("orders: "), "{stdout}");
+    let rows = lines(&dir.path().join("out").join("orders.csv"));
+    assert_eq!(rows[0], "timestamp,value,anomaly_score,severity");
+    // One row per step from --from to --to; the first 20 s warmed the model up, so rows score.
+    assert!(rows.len() > 15, "{} rows", rows.len());
+    let first_time: f64 = rows[1].split(',').next().unwrap().parse().unwrap();
+    assert!(first_time >= from as f64, "{first_time} before --from {from}");
+    assert!(rows[1..].iter().all(|row| !row.contains(",,")), "every row scored after the backfill: {rows:?}");
+}
