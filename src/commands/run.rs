@@ -139,7 +139,8 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         telemetry_path: args.telemetry_path.clone(),
         logs: log_index.clone().map(|index| Arc::new(LogsState { index, metrics: metrics.logs.clone() })),
     };
-    let incidents = IncidentStore::open(&config.alerts.incidents_dir_in(&config.datasets.path)).map_err(RunError::Incidents)?;
+    let incidents =
+        IncidentStore::open(config.alerts.incidents_dir_in(&config.datasets.path)).map_err(RunError::Incidents)?;
     let slack = match &config.alerts.slack {
         Some(slack) => {
             let url = slack
@@ -193,8 +194,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         // Retraining needs the admin role, on top of the reader role every route needs.
         app = app.merge(retrain_routes(trainer).route_layer(authenticator.require(Role::Admin)));
     }
-    let app =
-        app.layer(authenticator.require(Role::Reader)).merge(crate::alerts::routes(alerts_state, &authenticator));
+    let app = app.layer(authenticator.require(Role::Reader)).merge(crate::alerts::routes(alerts_state, &authenticator));
     let server = serve_listener(app, listener, web_config.as_ref(), async move {
         let _ = server_stop.wait_for(|stopped| *stopped).await;
     });
