@@ -3,12 +3,16 @@
 //! - `POST /faults` with `{"service", "kind", "duration_seconds", "magnitude"?}` → 202 and the fault;
 //! - `GET /faults` → `{"faults": [...]}`; `DELETE /faults/{id}` → 200 and the stopped fault;
 //! - `GET /targets` → Prometheus HTTP service discovery (`http_sd_configs`) groups, one a service;
-//! - `GET /services` → name, metrics URL and log file of every service.
+//! - `GET /services` → name, metrics URL and log file of every service;
+//! - `POST /slack/{channel}` → records a Slack incoming-webhook post and answers `ok` as Slack does;
+//!   `GET /slack` → `{"posts": [...]}`, the last [`SLACK_POSTS_KEPT`]. Slack can't be reached from a
+//!   demo or a test machine; this stands in for it, so the demo shows what would reach the channel.
 //!
 //! Errors are `{"error": {"code", "message"}}` with a 4xx status. Handlers stay thin: the fault
 //! book validates.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use axum::Json;
@@ -23,11 +27,26 @@ use serde::Serialize;
 use super::fault::{Fault, FaultBook, FaultRequest};
 use super::{ServiceEndpoint, SimulateError};
 
+/// Slack posts the stand-in keeps, newest last; older ones are dropped.
+pub(crate) const SLACK_POSTS_KEPT: usize = 500;
+
 /// What the control API reads and changes.
 #[derive(Debug)]
 pub(crate) struct FleetState {
     pub(crate) faults: FaultBook,
     pub(crate) services: Vec<ServiceEndpoint>,
+    pub(crate) slack_posts: Mutex<VecDeque<SlackPost>>,
+}
+
+/// One post the Slack stand-in received.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct SlackPost {
+    /// The path's last segment, so a demo can tell Alertmanager's posts from the exporter's.
+    channel: String,
+    /// When it arrived (ms since the epoch).
+    received_at_ms: u128,
+    /// The body as JSON, or as text when it is not JSON.
+    body: serde_json::Value,
 }
 
 /// The control API's routes.
@@ -37,6 +56,8 @@ pub(crate) fn control_router(state: Arc<FleetState>) -> Router {
         .route("/faults/{id}", delete(stop_fault))
         .route("/targets", get(targets))
         .route("/services", get(services))
+        .route("/slack", get(list_slack_posts))
+        .route("/slack/{channel}", axum::routing::post(record_slack_post))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint: see GET /services, /targets, /faults")
         })
@@ -101,6 +122,35 @@ async fn targets(State(fleet): State<Arc<FleetState>>) -> Json<Vec<TargetGroup>>
             })
             .collect(),
     )
+}
+
+async fn record_slack_post(
+    State(fleet): State<Arc<FleetState>>,
+    Path(channel): Path<String>,
+    body: Bytes,
+) -> &'static str {
+    let body = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()));
+    let received_at_ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis();
+    let text = body.get("text").and_then(serde_json::Value::as_str).unwrap_or_default();
+    tracing::info!(%channel, text = %text.lines().next().unwrap_or_default(), "slack post received");
+    let mut posts = fleet.slack_posts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if posts.len() == SLACK_POSTS_KEPT {
+        posts.pop_front();
+    }
+    posts.push_back(SlackPost { channel, received_at_ms, body });
+    // Slack's incoming webhooks answer a plain `ok`.
+    "ok"
+}
+
+#[derive(Serialize)]
+struct SlackPostList {
+    posts: Vec<SlackPost>,
+}
+
+async fn list_slack_posts(State(fleet): State<Arc<FleetState>>) -> Json<SlackPostList> {
+    let posts = fleet.slack_posts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    Json(SlackPostList { posts: posts.iter().cloned().collect() })
 }
 
 async fn services(State(fleet): State<Arc<FleetState>>) -> Json<Vec<ServiceEndpoint>> {

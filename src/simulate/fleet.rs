@@ -140,7 +140,11 @@ pub async fn start(options: FleetOptions) -> Result<FleetHandle, SimulateError> 
     }
 
     let names = endpoints.iter().map(|endpoint| endpoint.name.clone()).collect();
-    let state = Arc::new(FleetState { faults: FaultBook::new(names), services: endpoints });
+    let state = Arc::new(FleetState {
+        faults: FaultBook::new(names),
+        services: endpoints,
+        slack_posts: std::sync::Mutex::new(std::collections::VecDeque::new()),
+    });
     let (shutdown, shutdown_signal) = watch::channel(false);
     let mut tasks = Vec::new();
     let started_at = SystemTime::now();

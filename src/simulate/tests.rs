@@ -396,7 +396,7 @@ fn control_state() -> Arc<FleetState> {
         })
         .collect::<Vec<_>>();
     let names = services.iter().map(|s| s.name.clone()).collect();
-    Arc::new(FleetState { faults: FaultBook::new(names), services })
+    Arc::new(FleetState { faults: FaultBook::new(names), services, slack_posts: Default::default() })
 }
 
 async fn call(state: &Arc<FleetState>, method: &str, uri: &str, body: &str) -> (StatusCode, serde_json::Value) {
@@ -429,6 +429,29 @@ async fn fault_api_injects_lists_and_stops_faults() {
     assert_eq!((status, &stopped["id"]), (StatusCode::OK, &fault["id"]));
     let (_, listed) = call(&state, "GET", "/faults", "").await;
     assert_eq!(listed["faults"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn slack_stand_in_records_posts_by_channel_and_keeps_the_newest() {
+    let state = control_state();
+    let (status, _) = call(&state, "POST", "/slack/exporter", r#"{"text": "checkout is critical"}"#).await;
+    assert_eq!(status, StatusCode::OK);
+    call(&state, "POST", "/slack/alertmanager", "not json").await;
+    let (_, listed) = call(&state, "GET", "/slack", "").await;
+    let posts = listed["posts"].as_array().unwrap();
+    assert_eq!(posts.len(), 2);
+    assert_eq!(
+        (posts[0]["channel"].as_str(), posts[0]["body"]["text"].as_str()),
+        (Some("exporter"), Some("checkout is critical"))
+    );
+    assert_eq!((posts[1]["channel"].as_str(), posts[1]["body"].as_str()), (Some("alertmanager"), Some("not json")));
+    for i in 0..super::control::SLACK_POSTS_KEPT {
+        call(&state, "POST", "/slack/exporter", &format!(r#"{{"text": "{i}"}}"#)).await;
+    }
+    let (_, listed) = call(&state, "GET", "/slack", "").await;
+    let posts = listed["posts"].as_array().unwrap();
+    assert_eq!(posts.len(), super::control::SLACK_POSTS_KEPT);
+    assert_eq!(posts[0]["body"]["text"], "0", "the two oldest were dropped");
 }
 
 #[tokio::test]
