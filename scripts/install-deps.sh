@@ -3,17 +3,25 @@
 #
 #   scripts/install-deps.sh            prometheus, promtool, prometheus-alertmanager, amtool (Debian packages)
 #   scripts/install-deps.sh --python   also scikit-learn, pandas, numpy and pyarrow (reference scripts)
+#   scripts/install-deps.sh --pyarrow  also pyarrow alone (the datasets test reads our files with it)
 #
 # Runs non-interactively on a fresh Debian or Ubuntu machine, as root or through sudo. Running it
 # twice changes nothing the second time.
 set -euo pipefail
 
 want_python=false
+python_packages=(scikit-learn pandas numpy pyarrow)
+python_modules="sklearn, pandas, numpy, pyarrow"
 for arg in "$@"; do
     case "$arg" in
         --python) want_python=true ;;
+        --pyarrow)
+            want_python=true
+            python_packages=(pyarrow)
+            python_modules=pyarrow
+            ;;
         -h | --help)
-            sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         *)
@@ -81,8 +89,7 @@ else
 fi
 
 if [ "$want_python" = true ]; then
-    python_packages=(scikit-learn pandas numpy pyarrow)
-    if python3 -c 'import sklearn, pandas, numpy, pyarrow' >/dev/null 2>&1; then
+    if python3 -c "import $python_modules" >/dev/null 2>&1; then
         echo "install-deps: python packages ${python_packages[*]} are installed"
     else
         if ! python3 -m pip --version >/dev/null 2>&1; then
