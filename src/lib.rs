@@ -6,6 +6,7 @@
 //! layer beside them. This crate is the library behind the `anomaly-exporter` binary.
 
 pub mod alerts;
+pub mod calendar;
 pub mod classify;
 pub mod cli;
 pub mod commands;

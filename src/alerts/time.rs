@@ -2,6 +2,8 @@
 //! milliseconds since the epoch. Small on purpose: the crate has no date library, and these are
 //! the only timestamps the webhook reads.
 
+use crate::calendar::{civil_from_days, days_from_civil};
+
 /// Milliseconds since the epoch of an RFC 3339 timestamp, or `None` when it is not one.
 /// Alertmanager's "no end yet" (`0001-01-01T00:00:00Z`) parses too; see [`is_unset`].
 pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
@@ -54,7 +56,8 @@ pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
             sign * (hours * 3600 + minutes * 60)
         }
     };
-    let days = days_from_civil(year, month, day);
+    // Month and day were range-checked above, so they fit.
+    let days = days_from_civil(year, u32::try_from(month).ok()?, u32::try_from(day).ok()?);
     let seconds = days * 86_400 + hour * 3600 + minute * 60 + second.min(59) - offset_seconds;
     Some(seconds * 1000 + millis)
 }
@@ -90,30 +93,6 @@ fn days_in_month(year: i64, month: i64) -> i64 {
         4 | 6 | 9 | 11 => 30,
         _ => 31,
     }
-}
-
-// Howard Hinnant's days_from_civil and civil_from_days (public-domain algorithms).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_index = (month + 9) % 12;
-    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let days = days + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //! prints the table and the pipeline's throughput. `--write-synthetic DIR` writes the labelled
 //! synthetic corpus ([`crate::evaluate::synthetic`]) to replay the same way.
 
+use crate::calendar::days_from_civil;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::num::NonZeroUsize;
@@ -328,19 +329,10 @@ fn parse_rfc3339(text: &str) -> Option<i64> {
         }
         _ => return None,
     };
-    let days = days_from_civil(year, month, day);
+    // Month and day were range-checked above, so they fit.
+    let days = days_from_civil(year, u32::try_from(month).ok()?, u32::try_from(day).ok()?);
     let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
     Some(seconds * 1000 + millis)
-}
-
-/// Days from 1970-01-01 to the given proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
 }
 
 /// Writes `timestamp,value,anomaly_score,severity`.

@@ -6,6 +6,7 @@
 //! flat one (`log.level`, `process.thread.name`, `error.stack_trace`). This module renders and
 //! writes lines; what the lines say comes from the model.
 
+use crate::calendar::civil_from_days;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -180,21 +181,6 @@ pub(crate) fn format_timestamp(time: SystemTime) -> String {
         second_of_day % 60,
         since_epoch.subsec_millis()
     )
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar (Howard
-/// Hinnant's `civil_from_days`), so timestamps need no date crate.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// An append-only log file with size-based rotation (`app.log` → `app.log.1` → `app.log.2` ...),
