@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anomaly_exporter::simulate::{self, FaultKind, FaultRequest, FleetOptions};
-use common::{Prometheus, fetch_text, free_port, wait_until};
+use common::{Prometheus, assert_promtool_accepts, fetch_text, free_port, wait_until};
 
 /// The exporter binary, killed on drop.
 struct Exporter {
@@ -61,22 +61,6 @@ fn urlencode(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-/// `promtool check metrics` must report nothing on our exposition (node_exporter's checkmetrics).
-fn assert_promtool_accepts(metrics: &str) {
-    use std::io::Write;
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool is missing: run scripts/install-deps.sh");
-    promtool.stdin.take().unwrap().write_all(metrics.as_bytes()).unwrap();
-    let output = promtool.wait_with_output().unwrap();
-    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success() && report.trim().is_empty(), "promtool check metrics: {report}\n{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

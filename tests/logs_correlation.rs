@@ -2,6 +2,8 @@
 //! for a while, an error burst is injected into one service, and `/logs` for that service at the
 //! fault's start ranks the burst's template first, through the real router.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -13,6 +15,7 @@ use anomaly_exporter::web::logs::LogsState;
 use anomaly_exporter::web::router::{AppState, router};
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
+use common::assert_promtool_accepts;
 use prometheus_client::registry::Registry;
 use tower::ServiceExt;
 
@@ -131,21 +134,4 @@ async fn error_burst_template_ranks_first_at_the_fault_time() {
     assert!(text.contains("anomaly_exporter_logs_requests_total{code=\"404\"} 2"));
     assert!(!text.contains("anomaly_exporter_logs_lines_read_total 0\n"));
     fleet.shutdown().await.unwrap();
-}
-
-/// `promtool check metrics` reports nothing on the exposition.
-fn assert_promtool_accepts(metrics: &str) {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool is missing: run scripts/install-deps.sh");
-    promtool.stdin.take().unwrap().write_all(metrics.as_bytes()).unwrap();
-    let output = promtool.wait_with_output().unwrap();
-    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success() && report.trim().is_empty(), "promtool check metrics: {report}\n{metrics}");
 }

@@ -364,6 +364,23 @@ fn unescape_until_quote(text: &str) -> Option<(String, &str)> {
     None
 }
 
+/// `promtool check metrics` reports nothing on the exposition (node_exporter's checkmetrics).
+pub(crate) fn assert_promtool_accepts(metrics: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is missing: run scripts/install-deps.sh");
+    promtool.stdin.take().unwrap().write_all(metrics.as_bytes()).unwrap();
+    let output = promtool.wait_with_output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success() && report.trim().is_empty(), "promtool check metrics: {report}\n{metrics}");
+}
+
 #[cfg(test)]
 mod tests {
     // The cycle benchmark includes this module too; built without a test harness, its `#[test]`
