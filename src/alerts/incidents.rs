@@ -320,9 +320,11 @@ pub struct IncidentStore {
 }
 
 impl IncidentStore {
-    /// Opens the store, replaying every journal file in `dir` (which may not exist yet).
+    /// Opens the store, replaying every journal file in `dir` (which may not exist yet) and
+    /// removing the temporaries of writes a crash interrupted.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, JournalError> {
         let dir = dir.into();
+        crate::store::remove_stale_temporaries(&dir)?;
         let mut inner = Inner::default();
         for event in journal::read_all(&dir)? {
             inner.apply(&event);
@@ -490,7 +492,11 @@ mod tests {
         assert_eq!(before[0].status, IncidentStatus::Resolved);
         assert_eq!(before[0].events.len(), 2);
 
+        // A write a crash interrupted leaves a hidden, torn temporary: ignored, then removed.
+        let torn = dir.path().join(".tmp-4242-0-incidents-000000000005000-4242-000009.parquet");
+        std::fs::write(&torn, b"PAR1 torn").unwrap();
         let reopened = IncidentStore::open(dir.path()).unwrap();
+        assert!(!torn.exists(), "the crash's temporary is removed on open");
         assert_eq!(reopened.list(&ListQuery::default()), before);
         assert_eq!(reopened.record_alerts(&resolved, 5_000).unwrap().recorded, 0, "dedup state is rebuilt too");
         let files = std::fs::read_dir(dir.path()).unwrap().count();

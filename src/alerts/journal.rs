@@ -1,22 +1,19 @@
 //! The incident events on disk: Parquet files under `datasets/incidents/`, one per recorded
-//! batch, written atomically (temporary file, fsync, rename, fsync of the directory), so a crash
-//! leaves either the whole batch or nothing, never a torn file.
-//!
-//! This is a private writer until the datasets module's shared atomic Parquet writer lands; it
-//! keeps the same guarantees so the two can be unified without changing the files.
+//! batch, written with the datasets' atomic writer ([`crate::store::write_batch_atomically`]:
+//! temporary file, fsync, rename, fsync of the directory), so a crash leaves either the whole
+//! batch or nothing, never a torn file.
 
 use std::fs::File;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::builder::{Int64Builder, StringBuilder};
 use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::incidents::{EventKind, IncidentEvent};
+use crate::store::{StoreError, write_batch_atomically};
 
 /// A journal file could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +26,9 @@ pub enum JournalError {
         /// The operating system's reason.
         source: std::io::Error,
     },
+    /// A journal file could not be written.
+    #[error("incidents journal: {0}")]
+    Write(#[from] StoreError),
     /// Parquet encoding or decoding failed, or a file has not our schema.
     #[error("incidents journal {path}: {message}")]
     Format {
@@ -73,27 +73,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
 
 /// Writes `events` as one new file in `dir` named `name` (`incidents-….parquet`), atomically.
 pub fn write_batch(dir: &Path, name: &str, events: &[IncidentEvent]) -> Result<PathBuf, JournalError> {
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
     let batch = to_record_batch(events).map_err(|message| JournalError::Format { path: dir.join(name), message })?;
-    let final_path = dir.join(name);
-    let temporary = dir.join(format!(".tmp-{name}"));
-    let result = (|| {
-        let file = File::create(&temporary).map_err(io(&temporary))?;
-        let format =
-            |e: parquet::errors::ParquetError| JournalError::Format { path: temporary.clone(), message: e.to_string() };
-        let mut writer = ArrowWriter::try_new(file, batch.schema(), None).map_err(format)?;
-        writer.write(&batch).map_err(format)?;
-        let mut file = writer.into_inner().map_err(format)?;
-        file.flush().map_err(io(&temporary))?;
-        file.sync_all().map_err(io(&temporary))?;
-        std::fs::rename(&temporary, &final_path).map_err(io(&final_path))?;
-        // The rename itself is durable only once the directory is.
-        File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
-    result.map(|()| final_path)
+    write_batch_atomically(dir, name, &batch)?;
+    Ok(dir.join(name))
 }
 
 /// Every event of every journal file in `dir`, in file-name order (names sort by time).

@@ -36,6 +36,29 @@ pub fn is_hidden(file_name: &str) -> bool {
 /// Snappy-compressed, one row group per call: callers batch rows (a flush, a compacted day), so
 /// a file is never one row. The work is blocking I/O; call it from `spawn_blocking` in async code.
 pub fn write_batch_atomically(directory: &Path, file_name: &str, batch: &RecordBatch) -> Result<u64, StoreError> {
+    write_atomically(directory, file_name, |temporary| write_parquet(temporary, batch))
+}
+
+/// Writes `bytes` as `directory/file_name` atomically (temporary, fsync, rename, fsync of the
+/// directory), creating the directory: for model files.
+pub fn write_bytes_atomically(directory: &Path, file_name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    write_atomically(directory, file_name, |temporary| {
+        let mut file =
+            File::create(temporary).map_err(|source| StoreError::Io { path: temporary.to_owned(), source })?;
+        file.write_all(bytes).map_err(|source| StoreError::Io { path: temporary.to_owned(), source })?;
+        Ok(file)
+    })
+    .map(|_| ())
+}
+
+/// The one protocol behind both writers: `write` fills a hidden temporary in `directory` and
+/// hands back its open file; that file is fsynced, renamed to `file_name` and the directory
+/// fsynced. On any failure the temporary is removed. Returns the file's size in bytes.
+fn write_atomically(
+    directory: &Path,
+    file_name: &str,
+    write: impl FnOnce(&Path) -> Result<File, StoreError>,
+) -> Result<u64, StoreError> {
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source: std::io::Error| StoreError::Io { path, source }
@@ -46,7 +69,7 @@ pub fn write_batch_atomically(directory: &Path, file_name: &str, batch: &RecordB
         std::process::id(),
         TEMPORARY_COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
-    let written = write_parquet(&temporary, batch).and_then(|file| {
+    let written = write(&temporary).and_then(|file| {
         file.sync_all().map_err(io(&temporary))?;
         Ok(file.metadata().map_err(io(&temporary))?.len())
     });
@@ -64,32 +87,6 @@ pub fn write_batch_atomically(directory: &Path, file_name: &str, batch: &RecordB
     }
     sync_directory(directory)?;
     Ok(bytes)
-}
-
-/// Writes `bytes` as `directory/file_name` atomically (temporary, fsync, rename, fsync of the
-/// directory), creating the directory: for model files.
-pub fn write_bytes_atomically(directory: &Path, file_name: &str, bytes: &[u8]) -> Result<(), StoreError> {
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source: std::io::Error| StoreError::Io { path, source }
-    };
-    std::fs::create_dir_all(directory).map_err(io(directory))?;
-    let temporary = directory.join(format!(
-        "{TEMPORARY_PREFIX}{}-{}-{file_name}",
-        std::process::id(),
-        TEMPORARY_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let written = File::create(&temporary).and_then(|mut file| {
-        file.write_all(bytes)?;
-        file.sync_all()
-    });
-    if let Err(source) = written {
-        let _ = std::fs::remove_file(&temporary);
-        return Err(StoreError::Io { path: temporary, source });
-    }
-    let target = directory.join(file_name);
-    std::fs::rename(&temporary, &target).map_err(io(&target))?;
-    sync_directory(directory)
 }
 
 fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<File, StoreError> {
