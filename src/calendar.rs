@@ -3,6 +3,10 @@
 //! input) and the simulator's log lines need. Howard Hinnant's public-domain algorithms
 //! (`days_from_civil`, `civil_from_days`), exact for every `i64` day a timestamp in ms can hold.
 //! Not for time zones or calendars other than the proleptic Gregorian one.
+//!
+//! Also the one strict RFC 3339 parser and formatter (Alertmanager's `startsAt`, `backtest`
+//! input): `2026-11-24T13:32:20.492Z` to and from milliseconds since the epoch. Log lines, whose
+//! timestamps come in looser ISO 8601 shapes, have their own lenient reader in `logs::record`.
 
 /// Days since 1970-01-01 of `year-month-day`. `month` is 1–12 and `day` 1–31; an impossible date
 /// (February 30) gives the day number it would have, so callers that must refuse it compare
@@ -31,6 +35,85 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year_of_era + era * 400 + i64::from(month <= 2), month, day)
 }
 
+/// Milliseconds since the epoch of an RFC 3339 timestamp (`2026-11-24T13:32:20.492Z`,
+/// `…T14:32:20.4929+01:00`; `T`, `t` or a space between date and time), or `None` when `text` is
+/// not exactly one. Fraction digits past milliseconds are dropped; a leap second (`:60`) is read
+/// as `:59`, so instants stay in order.
+pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    let bytes = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = bytes.get(range)?;
+        part.iter().all(u8::is_ascii_digit).then(|| part.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
+    };
+    if bytes.len() < 20 || bytes[4] != b'-' || bytes[7] != b'-' || bytes[13] != b':' || bytes[16] != b':' {
+        return None;
+    }
+    if !matches!(bytes[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return None;
+    }
+    if hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut rest = 19;
+    let mut millis = 0;
+    if bytes[rest] == b'.' {
+        let start = rest + 1;
+        rest = start;
+        while rest < bytes.len() && bytes[rest].is_ascii_digit() {
+            rest += 1;
+        }
+        if rest == start {
+            return None;
+        }
+        let first_three = digits(start..rest.min(start + 3))?;
+        millis = first_three * 10i64.pow(3 - (rest - start).min(3) as u32);
+    }
+    let offset_minutes = match bytes.get(rest..)? {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let (hours, minutes) = (digits(rest + 1..rest + 3)?, digits(rest + 4..rest + 6)?);
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            let offset = hours * 60 + minutes;
+            if *sign == b'+' { offset } else { -offset }
+        }
+        _ => return None,
+    };
+    // Month and day were range-checked above, so they fit.
+    let days = days_from_civil(year, month as u32, day as u32);
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second.min(59) - offset_minutes * 60;
+    Some(seconds * 1000 + millis)
+}
+
+/// `2026-11-24T13:32:20.492Z` for milliseconds since the epoch (UTC, always with milliseconds).
+pub fn format_rfc3339_ms(ms: i64) -> String {
+    let seconds = ms.div_euclid(1000);
+    let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
+    let second_of_day = seconds.rem_euclid(86_400);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        second_of_day / 3600,
+        second_of_day / 60 % 60,
+        second_of_day % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,6 +138,47 @@ mod tests {
             assert_eq!(days_from_civil(date.0, date.1, date.2), day);
             assert!(date > previous, "{date:?} after {previous:?}");
             previous = date;
+        }
+    }
+
+    #[test]
+    fn rfc3339_timestamps_parse() {
+        assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339_ms("2026-11-24T13:32:20.492Z"), Some(1_795_527_140_492));
+        assert_eq!(parse_rfc3339_ms("2026-11-24T14:32:20.4929+01:00"), Some(1_795_527_140_492));
+        assert_eq!(parse_rfc3339_ms("2024-02-29T12:30:15.25Z"), Some(1_709_209_815_250));
+        assert_eq!(parse_rfc3339_ms("2023-12-31T19:00:00-05:00"), Some(1_704_067_200_000));
+        assert_eq!(parse_rfc3339_ms("2016-12-31T23:59:60Z"), parse_rfc3339_ms("2016-12-31T23:59:59Z"));
+    }
+
+    #[test]
+    fn malformed_rfc3339_timestamps_are_refused() {
+        for bad in [
+            "",
+            "yesterday",
+            "2026-13-01T00:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2023-02-29T00:00:00Z",
+            "2026-11-24T13:32:20",
+            "2026-11-24T13:32:20.Z",
+            "2026-11-24T25:00:00Z",
+            "2026-11-24T13:32:20+0100",
+            "2026-11-24T13:32:20+-1:00",
+            "2026-11-24T13:32:20Z ",
+        ] {
+            assert_eq!(parse_rfc3339_ms(bad), None, "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn formatting_then_parsing_gives_the_same_instant(ms in -62_000_000_000_000_i64..253_000_000_000_000) {
+            proptest::prop_assert_eq!(parse_rfc3339_ms(&format_rfc3339_ms(ms)), Some(ms));
+        }
+
+        #[test]
+        fn any_text_parses_or_is_refused_without_panicking(text in ".{0,40}") {
+            let _ = parse_rfc3339_ms(&text);
         }
     }
 }

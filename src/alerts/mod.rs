@@ -15,7 +15,6 @@ pub mod journal;
 pub mod payload;
 pub mod routes;
 pub mod slack;
-pub mod time;
 
 pub use config::AlertsConfig;
 pub use incidents::IncidentStore;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::time::{is_unset, parse_rfc3339_ms};
+use crate::calendar::{days_from_civil, parse_rfc3339_ms};
 
 /// Why a payload was refused; the message names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,6 +81,11 @@ pub struct Alert {
     pub generator_url: String,
     /// Alertmanager's fingerprint of its label set.
     pub fingerprint: String,
+}
+
+/// Whether a parsed timestamp is Alertmanager's zero time (`0001-01-01T00:00:00Z`): "not set".
+fn is_unset(ms: i64) -> bool {
+    ms < days_from_civil(1000, 1, 1) * 86_400_000
 }
 
 /// Parses and checks a webhook body.

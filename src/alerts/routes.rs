@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use super::incidents::{ActionError, Incident, IncidentStatus, IncidentStore, ListQuery, Recorded, SortKey};
 use super::payload::parse_webhook;
-use super::time::format_rfc3339_ms;
+use crate::calendar::format_rfc3339_ms;
 use crate::web::auth::{Authenticator, Principal, Role};
 use crate::web::error::ApiError;
 

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use super::incidents::{EventKind, IncidentEvent};
-use super::time::format_rfc3339_ms;
+use crate::calendar::format_rfc3339_ms;
 use crate::logs::{Correlation, LogIndex, LogQuery};
 
 /// `alerts.slack:` as written.

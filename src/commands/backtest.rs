@@ -12,7 +12,6 @@
 //! prints the table and the pipeline's throughput. `--write-synthetic DIR` writes the labelled
 //! synthetic corpus ([`crate::evaluate::synthetic`]) to replay the same way.
 
-use crate::calendar::days_from_civil;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::num::NonZeroUsize;
@@ -273,66 +272,8 @@ pub fn parse_timestamp(text: &str) -> Result<i64, String> {
             Err("epoch seconds out of range".to_owned())
         };
     }
-    parse_rfc3339(text).ok_or_else(|| "expected RFC 3339 (2024-01-01T00:00:00Z) or epoch seconds".to_owned())
-}
-
-fn parse_rfc3339(text: &str) -> Option<i64> {
-    let bytes = text.as_bytes();
-    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
-        let part = bytes.get(range)?;
-        part.iter().all(u8::is_ascii_digit).then(|| part.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
-    };
-    if bytes.len() < 20 || bytes[4] != b'-' || bytes[7] != b'-' || bytes[13] != b':' || bytes[16] != b':' {
-        return None;
-    }
-    if !matches!(bytes[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
-    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
-    let days_in_month = match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
-        2 => 28,
-        _ => return None,
-    };
-    // 60 seconds: a leap second, which Unix time folds onto the next one.
-    if day < 1 || day > days_in_month || hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    let mut rest = 19;
-    let mut millis = 0;
-    if bytes[rest] == b'.' {
-        let start = rest + 1;
-        rest = start;
-        while rest < bytes.len() && bytes[rest].is_ascii_digit() {
-            rest += 1;
-        }
-        if rest == start {
-            return None;
-        }
-        // Milliseconds: the first three digits, padded; finer digits are dropped.
-        let first_three = &bytes[start..rest.min(start + 3)];
-        millis = first_three.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0'))
-            * 10i64.pow(3 - first_three.len() as u32);
-    }
-    let offset_minutes = match bytes.get(rest..)? {
-        [b'Z' | b'z'] => 0,
-        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
-            let (hours, minutes) = (digits(rest + 1..rest + 3)?, digits(rest + 4..rest + 6)?);
-            if hours > 23 || minutes > 59 {
-                return None;
-            }
-            let offset = hours * 60 + minutes;
-            if *sign == b'+' { offset } else { -offset }
-        }
-        _ => return None,
-    };
-    // Month and day were range-checked above, so they fit.
-    let days = days_from_civil(year, u32::try_from(month).ok()?, u32::try_from(day).ok()?);
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
-    Some(seconds * 1000 + millis)
+    crate::calendar::parse_rfc3339_ms(text)
+        .ok_or_else(|| "expected RFC 3339 (2024-01-01T00:00:00Z) or epoch seconds".to_owned())
 }
 
 /// Writes `timestamp,value,anomaly_score,severity`.
@@ -628,22 +569,7 @@ mod tests {
     proptest! {
         #[test]
         fn rfc3339_round_trips_epoch_milliseconds(ms in -2_000_000_000_000i64..8_000_000_000_000) {
-            // Format with the civil-from-days inverse, independently of the parser.
-            let days = ms.div_euclid(86_400_000);
-            let in_day = ms.rem_euclid(86_400_000);
-            let z = days + 719_468;
-            let era = z.div_euclid(146_097);
-            let doe = z - era * 146_097;
-            let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-            let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-            let mp = (5 * doy + 2) / 153;
-            let day = doy - (153 * mp + 2) / 5 + 1;
-            let month = if mp < 10 { mp + 3 } else { mp - 9 };
-            let year = yoe + era * 400 + i64::from(month <= 2);
-            let text = format!(
-                "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-                in_day / 3_600_000, in_day / 60_000 % 60, in_day / 1000 % 60, in_day % 1000
-            );
+            let text = crate::calendar::format_rfc3339_ms(ms);
             prop_assert_eq!(parse_timestamp(&text), Ok(ms));
         }
 
