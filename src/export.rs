@@ -291,6 +291,8 @@ pub struct SelfMetrics {
     pub logs: crate::logs::LogsMetrics,
     /// Slack notifications of the alert webhook.
     pub slack: crate::alerts::slack::SlackMetrics,
+    /// The alert webhook's and the incidents' self-metrics.
+    pub webhook: crate::alerts::WebhookMetrics,
 }
 
 impl SelfMetrics {
@@ -310,6 +312,7 @@ impl SelfMetrics {
             datasets: DatasetMetrics::default(),
             logs: crate::logs::LogsMetrics::default(),
             slack: crate::alerts::slack::SlackMetrics::default(),
+            webhook: crate::alerts::WebhookMetrics::default(),
         };
         let own = registry.sub_registry_with_prefix("anomaly_exporter");
         own.register(
@@ -357,6 +360,7 @@ impl SelfMetrics {
         metrics.datasets.register(own);
         metrics.logs.register(own);
         metrics.slack.register(own);
+        metrics.webhook.register(own);
         registry.register_collector(Box::new(ProcessCollector));
         metrics
     }

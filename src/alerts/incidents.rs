@@ -405,6 +405,11 @@ impl IncidentStore {
         Ok(inner.incidents[id].clone())
     }
 
+    /// Incidents not resolved yet (firing or acknowledged).
+    pub fn open_count(&self) -> usize {
+        self.lock().incidents.values().filter(|i| i.status != IncidentStatus::Resolved).count()
+    }
+
     /// One incident.
     pub fn get(&self, id: &str) -> Option<Incident> {
         self.lock().incidents.get(id).cloned()

@@ -18,4 +18,4 @@ pub mod slack;
 
 pub use config::AlertsConfig;
 pub use incidents::IncidentStore;
-pub use routes::{AlertsState, routes};
+pub use routes::{AlertsState, WebhookMetrics, routes};

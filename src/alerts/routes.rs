@@ -16,10 +16,15 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use serde::Deserialize;
 
 use super::incidents::{ActionError, Incident, IncidentStatus, IncidentStore, ListQuery, Recorded, SortKey};
 use super::payload::parse_webhook;
+use super::slack::OutcomeLabels;
 use crate::calendar::format_rfc3339_ms;
 use crate::web::auth::{Authenticator, Principal, Role};
 use crate::web::error::ApiError;
@@ -33,6 +38,46 @@ pub struct AlertsState {
     pub max_body_bytes: usize,
     /// Where new firing and resolved events are posted, if anywhere.
     pub slack: Option<super::slack::SlackNotifier>,
+    /// The webhook's self-metrics.
+    pub metrics: WebhookMetrics,
+}
+
+/// Self-metrics of the webhook and the incidents. Clones share the same series.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookMetrics {
+    /// Webhook requests by outcome: `recorded`, `rejected` (a 4xx Alertmanager must not retry)
+    /// or `failed` (a 5xx it retries).
+    pub requests: Family<OutcomeLabels, Counter>,
+    /// Alerts in accepted requests: `recorded` (a new state) or `duplicate` (a retry or repeat).
+    pub alerts: Family<OutcomeLabels, Counter>,
+    /// Incidents firing or acknowledged, not resolved yet.
+    pub open_incidents: Gauge,
+}
+
+impl WebhookMetrics {
+    /// Registers the metrics in `registry` (already prefixed `anomaly_exporter`).
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "alert_webhook_requests",
+            "Alertmanager webhook requests by outcome: recorded, rejected (4xx), failed (5xx)",
+            self.requests.clone(),
+        );
+        registry.register(
+            "alert_webhook_alerts",
+            "Alerts in accepted webhook requests: recorded (a new state) or duplicate",
+            self.alerts.clone(),
+        );
+        registry.register("incidents_open", "Incidents firing or acknowledged", self.open_incidents.clone());
+    }
+
+    fn count(family: &Family<OutcomeLabels, Counter>, outcome: &str, by: usize) {
+        family.get_or_create(&OutcomeLabels { outcome: outcome.to_owned() }).inc_by(by as u64);
+    }
+
+    /// Sets the open-incidents gauge from the store.
+    pub fn observe_store(&self, store: &IncidentStore) {
+        self.open_incidents.set(i64::try_from(store.open_count()).unwrap_or(i64::MAX));
+    }
 }
 
 /// The alerting routes, each behind the role it needs.
@@ -58,6 +103,17 @@ fn too_large(limit: usize) -> ApiError {
 }
 
 async fn receive_alerts(State(state): State<AlertsState>, request: Request) -> Result<Json<Recorded>, ApiError> {
+    let answer = record_alerts(&state, request).await;
+    let outcome = match &answer {
+        Ok(_) => "recorded",
+        Err(error) if error.status.is_client_error() => "rejected",
+        Err(_) => "failed",
+    };
+    WebhookMetrics::count(&state.metrics.requests, outcome, 1);
+    answer
+}
+
+async fn record_alerts(state: &AlertsState, request: Request) -> Result<Json<Recorded>, ApiError> {
     let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     if declared.is_some_and(|length| length > state.max_body_bytes) {
         return Err(too_large(state.max_body_bytes));
@@ -77,6 +133,9 @@ async fn receive_alerts(State(state): State<AlertsState>, request: Request) -> R
         slack.notify(&fresh);
     }
     let recorded = Recorded { recorded: fresh.len(), duplicates: total - fresh.len() };
+    WebhookMetrics::count(&state.metrics.alerts, "recorded", recorded.recorded);
+    WebhookMetrics::count(&state.metrics.alerts, "duplicate", recorded.duplicates);
+    state.metrics.observe_store(&state.store);
     tracing::debug!(recorded = recorded.recorded, duplicates = recorded.duplicates, "alert notification");
     Ok(Json(recorded))
 }
@@ -189,6 +248,7 @@ async fn act(
     let result = tokio::task::spawn_blocking(move || store.act(&id, resolve, action.note, actor, now_ms()))
         .await
         .map_err(ApiError::internal)?;
+    state.metrics.observe_store(&state.store);
     match result {
         Ok(incident) => Ok(Json(incident)),
         Err(ActionError::NotFound(id)) => Err(ApiError::not_found(format!("no incident {id}; see GET /incidents"))),
@@ -295,8 +355,16 @@ mod tests {
     use tower::ServiceExt as _;
 
     fn app(dir: &std::path::Path) -> Router {
+        app_with_metrics(dir, WebhookMetrics::default())
+    }
+
+    fn app_with_metrics(dir: &std::path::Path, metrics: WebhookMetrics) -> Router {
         let store = Arc::new(IncidentStore::open(dir).unwrap());
-        routes(AlertsState { store, max_body_bytes: 64 * 1024, slack: None }, &Authenticator::disabled())
+        routes(AlertsState { store, max_body_bytes: 64 * 1024, slack: None, metrics }, &Authenticator::disabled())
+    }
+
+    fn counted(family: &Family<OutcomeLabels, Counter>, outcome: &str) -> u64 {
+        family.get_or_create(&OutcomeLabels { outcome: outcome.to_owned() }).get()
     }
 
     async fn call(app: &Router, method: Method, uri: &str, body: Vec<u8>, accept: &str) -> (StatusCode, String) {
@@ -316,12 +384,16 @@ mod tests {
     #[tokio::test]
     async fn webhook_records_once_and_incidents_show_the_lifecycle() {
         let dir = tempfile::tempdir().unwrap();
-        let app = app(dir.path());
+        let metrics = WebhookMetrics::default();
+        let app = app_with_metrics(dir.path(), metrics.clone());
         let (firing, resolved) = crate::alerts::payload::firing_and_resolved_fixture();
         let (status, body) = call(&app, Method::POST, "/alerts", firing.clone(), "*/*").await;
         assert_eq!((status, body.as_str()), (StatusCode::OK, r#"{"recorded":1,"duplicates":0}"#));
         let (status, body) = call(&app, Method::POST, "/alerts", firing, "*/*").await;
         assert_eq!((status, body.as_str()), (StatusCode::OK, r#"{"recorded":0,"duplicates":1}"#));
+
+        assert_eq!((counted(&metrics.alerts, "recorded"), counted(&metrics.alerts, "duplicate")), (1, 1));
+        assert_eq!(metrics.open_incidents.get(), 1);
 
         let (_, listed) = call(&app, Method::GET, "/incidents?service=checkout", vec![], "application/json").await;
         let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
@@ -342,6 +414,10 @@ mod tests {
         assert_eq!(status, StatusCode::CONFLICT);
         let (status, _) = call(&app, Method::POST, "/incidents/nope/resolve", vec![], "*/*").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(metrics.open_incidents.get(), 0, "resolved by Alertmanager");
+        assert_eq!(counted(&metrics.requests, "recorded"), 3);
+        assert_eq!(call(&app, Method::POST, "/alerts", b"{".to_vec(), "*/*").await.0, StatusCode::BAD_REQUEST);
+        assert_eq!((counted(&metrics.requests, "rejected"), counted(&metrics.requests, "failed")), (1, 0));
     }
 
     #[tokio::test]
@@ -399,7 +475,10 @@ mod tests {
         let app = Router::new()
             .route("/services", get(|| async { "services" }))
             .layer(auth.require(Role::Reader))
-            .merge(routes(AlertsState { store, max_body_bytes: 64 * 1024, slack: None }, &auth));
+            .merge(routes(
+                AlertsState { store, max_body_bytes: 64 * 1024, slack: None, metrics: WebhookMetrics::default() },
+                &auth,
+            ));
         let basic = |user: &str, password: &str| {
             use base64::Engine as _;
             format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))

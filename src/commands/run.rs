@@ -150,7 +150,13 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         }
         None => None,
     };
-    let alerts_state = AlertsState { store: Arc::new(incidents), max_body_bytes: config.alerts.max_body_bytes, slack };
+    metrics.webhook.observe_store(&incidents);
+    let alerts_state = AlertsState {
+        store: Arc::new(incidents),
+        max_body_bytes: config.alerts.max_body_bytes,
+        slack,
+        metrics: metrics.webhook.clone(),
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut engine = Engine::new(Arc::clone(&config), client, metrics.clone(), snapshot);
     let mut writer_task = None;
