@@ -28,6 +28,7 @@ use super::slack::OutcomeLabels;
 use crate::calendar::format_rfc3339_ms;
 use crate::web::auth::{Authenticator, Principal, Role};
 use crate::web::error::ApiError;
+use crate::web::url::encode_query;
 
 /// What the alerting handlers read.
 #[derive(Debug, Clone)]
@@ -140,7 +141,32 @@ async fn record_alerts(state: &AlertsState, request: Request) -> Result<Json<Rec
     Ok(Json(recorded))
 }
 
-const LIST_PARAMETERS: [&str; 7] = ["service", "severity", "status", "q", "sort", "order", "format"];
+const LIST_PARAMETERS: [&str; 9] = ["service", "severity", "status", "q", "sort", "order", "format", "limit", "offset"];
+
+/// Incidents per page unless `limit` says otherwise, and the most a page may hold.
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+
+/// Which slice of the matching incidents a request wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Page {
+    offset: usize,
+    limit: usize,
+}
+
+fn page_of(params: &BTreeMap<String, String>) -> Result<Page, ApiError> {
+    let number = |key: &str, default: usize| match params.get(key).filter(|v| !v.is_empty()) {
+        None => Ok(default),
+        Some(text) => text
+            .parse::<usize>()
+            .map_err(|_| ApiError::bad_request(format!("{key}: {text:?} is not a non-negative integer"))),
+    };
+    let limit = number("limit", DEFAULT_PAGE)?;
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit: {limit} is not between 1 and {MAX_PAGE}")));
+    }
+    Ok(Page { offset: number("offset", 0)?, limit })
+}
 
 fn list_query(params: &BTreeMap<String, String>) -> Result<ListQuery, ApiError> {
     if let Some(unknown) = params.keys().find(|k| !LIST_PARAMETERS.contains(&k.as_str())) {
@@ -198,10 +224,13 @@ async fn list_incidents(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let query = list_query(&params)?;
+    let page = page_of(&params)?;
     let html = wants_html(&params, &headers)?;
-    let incidents = state.store.list(&query);
+    let matching = state.store.list(&query);
+    let total = matching.len();
+    let incidents: Vec<Incident> = matching.into_iter().skip(page.offset).take(page.limit).collect();
     if html {
-        let mut response = Html(render_html(&incidents, &params)).into_response();
+        let mut response = Html(render_html(&incidents, total, page, &params)).into_response();
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_SECURITY_POLICY,
@@ -210,7 +239,13 @@ async fn list_incidents(
         headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
         Ok(response)
     } else {
-        Ok(Json(serde_json::json!({ "incidents": incidents })).into_response())
+        Ok(Json(serde_json::json!({
+            "incidents": incidents,
+            "total": total,
+            "offset": page.offset,
+            "limit": page.limit,
+        }))
+        .into_response())
     }
 }
 
@@ -302,16 +337,37 @@ fn link(url: Option<&String>, text: &str) -> String {
     }
 }
 
-fn render_html(incidents: &[Incident], params: &BTreeMap<String, String>) -> String {
+/// "previous" and "next" links that keep the request's filters, for the pages that exist.
+fn page_links(total: usize, page: Page, params: &BTreeMap<String, String>) -> String {
+    let link_to = |offset: usize, text: &str| {
+        let mut query: BTreeMap<&str, String> =
+            params.iter().map(|(key, value)| (key.as_str(), value.clone())).collect();
+        query.insert("offset", offset.to_string());
+        query.insert("limit", page.limit.to_string());
+        query.insert("format", "html".to_owned());
+        let encoded = encode_query(query.iter().map(|(key, value)| (*key, value.as_str())));
+        format!(" <a href=\"?{}\">{text}</a>", escape(&encoded))
+    };
+    let mut links = String::new();
+    if page.offset > 0 {
+        links.push_str(&link_to(page.offset.saturating_sub(page.limit), "previous"));
+    }
+    if page.offset + page.limit < total {
+        links.push_str(&link_to(page.offset + page.limit, "next"));
+    }
+    links
+}
+
+fn render_html(incidents: &[Incident], total: usize, page: Page, params: &BTreeMap<String, String>) -> String {
     let value = |key: &str| escape(params.get(key).map_or("", String::as_str));
-    let mut page = String::from(
+    let mut html = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Incidents: anomaly-exporter</title>\
          <style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}td,th{border:1px solid #ccc;\
          padding:.3em .5em;text-align:left;vertical-align:top}.firing{color:#b00}.acknowledged{color:#b60}\
          .resolved{color:#080}</style></head><body><h1>Incidents</h1>",
     );
     let _ = write!(
-        page,
+        html,
         "<form method=\"get\">service <input name=\"service\" value=\"{}\"> severity <input name=\"severity\" value=\"{}\"> \
          status <input name=\"status\" value=\"{}\"> text <input name=\"q\" value=\"{}\"> sort <input name=\"sort\" value=\"{}\"> \
          <input type=\"hidden\" name=\"format\" value=\"html\"><button>filter</button></form>",
@@ -321,16 +377,18 @@ fn render_html(incidents: &[Incident], params: &BTreeMap<String, String>) -> Str
         value("q"),
         value("sort"),
     );
+    let shown_from = if incidents.is_empty() { 0 } else { page.offset + 1 };
     let _ = write!(
-        page,
-        "<p>{} incidents, open first.</p><table><tr><th>status</th><th>severity</th><th>service</th><th>alert</th>\
+        html,
+        "<p>{shown_from}–{} of {total} incidents.{}</p><table><tr><th>status</th><th>severity</th><th>service</th><th>alert</th>\
          <th>started</th><th>ended</th><th>summary</th><th>links</th><th>id</th></tr>",
-        incidents.len()
+        page.offset + incidents.len(),
+        page_links(total, page, params),
     );
     for incident in incidents {
         let status = incident.status.as_str();
         let _ = write!(
-            page,
+            html,
             "<tr><td class=\"{status}\">{status}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td></tr>",
             escape(&incident.severity),
             escape(&incident.service),
@@ -343,8 +401,8 @@ fn render_html(incidents: &[Incident], params: &BTreeMap<String, String>) -> Str
             escape(&incident.id),
         );
     }
-    page.push_str("</table></body></html>\n");
-    page
+    html.push_str("</table></body></html>\n");
+    html
 }
 
 #[cfg(test)]
@@ -418,6 +476,58 @@ mod tests {
         assert_eq!(counted(&metrics.requests, "recorded"), 3);
         assert_eq!(call(&app, Method::POST, "/alerts", b"{".to_vec(), "*/*").await.0, StatusCode::BAD_REQUEST);
         assert_eq!((counted(&metrics.requests, "rejected"), counted(&metrics.requests, "failed")), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn incidents_are_listed_a_page_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(dir.path());
+        let (firing, _) = crate::alerts::payload::firing_and_resolved_fixture();
+        let mut payload: serde_json::Value = serde_json::from_slice(&firing).unwrap();
+        let template = payload["alerts"][0].clone();
+        payload["alerts"] = (0..5)
+            .map(|n| {
+                let mut alert = template.clone();
+                alert["fingerprint"] = format!("f{n}").into();
+                alert["startsAt"] = format!("2026-11-24T13:3{n}:00Z").into();
+                alert
+            })
+            .collect();
+        let (status, body) = call(&app, Method::POST, "/alerts", serde_json::to_vec(&payload).unwrap(), "*/*").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+
+        let page = |query: &'static str| {
+            let app = app.clone();
+            async move {
+                let (status, body) = call(&app, Method::GET, query, vec![], "application/json").await;
+                assert_eq!(status, StatusCode::OK, "{query}: {body}");
+                let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+                let ids: Vec<String> = body["incidents"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| i["id"].as_str().unwrap().to_owned())
+                    .collect();
+                (body["total"].as_u64().unwrap(), ids)
+            }
+        };
+        let (total, all) = page("/incidents?sort=starts_at").await;
+        assert_eq!((total, all.len()), (5, 5));
+        assert_eq!(page("/incidents?sort=starts_at&limit=2").await, (5, all[..2].to_vec()));
+        assert_eq!(page("/incidents?sort=starts_at&limit=2&offset=2").await, (5, all[2..4].to_vec()));
+        assert_eq!(page("/incidents?sort=starts_at&limit=2&offset=4").await, (5, all[4..].to_vec()));
+        assert_eq!(page("/incidents?sort=starts_at&offset=9").await, (5, vec![]));
+
+        let (_, html) =
+            call(&app, Method::GET, "/incidents?sort=starts_at&limit=2&offset=2&format=html", vec![], "*/*").await;
+        assert!(html.contains("3–4 of 5 incidents."), "{html}");
+        assert!(html.contains("limit=2&amp;offset=0&amp;sort=starts_at\">previous</a>"), "{html}");
+        assert!(html.contains("limit=2&amp;offset=4&amp;sort=starts_at\">next</a>"), "{html}");
+        for bad in ["/incidents?limit=0", "/incidents?limit=1001", "/incidents?offset=-1", "/incidents?limit=ten"] {
+            let (status, body) = call(&app, Method::GET, bad, vec![], "*/*").await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+            assert!(body.contains("limit:") || body.contains("offset:"), "{bad}: {body}");
+        }
     }
 
     #[tokio::test]

@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use super::incidents::{EventKind, IncidentEvent};
 use crate::calendar::format_rfc3339_ms;
 use crate::logs::{Correlation, LogIndex, LogQuery};
+use crate::web::url::encode_query_value;
 
 /// `alerts.slack:` as written.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -317,15 +318,6 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(500 * 2_u64.pow(attempt.min(6)))
 }
 
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// Slack's mrkdwn needs `&`, `<` and `>` escaped in text.
 fn slack_escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
@@ -365,7 +357,7 @@ pub fn render_message(
         render_logs(&mut text, correlation);
     }
     if !first.service.is_empty() {
-        let encoded = percent_encode(&first.service);
+        let encoded = encode_query_value(&first.service);
         let time = events.iter().map(|e| e.starts_at_ms).min().unwrap_or(first.starts_at_ms);
         text.push_str(&format!(
             "<{}/logs?service={encoded}&time={time}|Logs at the time> · <{}?var-service={encoded}|Dashboard>",

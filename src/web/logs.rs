@@ -18,6 +18,7 @@ use super::error::ApiError;
 use super::router::AppState;
 use crate::logs::record::format_rfc3339_ms;
 use crate::logs::{Correlation, Level, LogIndex, LogParams, LogQuery, LogsError, LogsMetrics};
+use crate::web::url::encode_query_value;
 
 /// What `/logs` needs: the index and where to count.
 #[derive(Debug, Clone)]
@@ -118,19 +119,6 @@ pub fn escape_html(text: &str) -> String {
                 let _ = write!(out, "\\u{{{:x}}}", c as u32);
             }
             c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Percent-encodes a query-string value (everything but RFC 3986 unreserved characters).
-fn encode_query_value(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(byte as char);
-        } else {
-            let _ = write!(out, "%{byte:02X}");
         }
     }
     out

@@ -12,4 +12,5 @@ pub mod logs;
 pub mod retrain;
 pub mod router;
 pub mod serve;
+pub mod url;
 pub mod web_config;
