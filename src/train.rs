@@ -401,12 +401,17 @@ mod tests {
     use crate::store::writer::{DatasetWriter, StoredPoint, write_pending};
 
     fn history(datasets: &Datasets, key: &SeriesKey, points: i64) {
+        history_from(datasets, key, points, 1_000_000);
+    }
+
+    /// `points` points a second apart from `start_ms`.
+    fn history_from(datasets: &Datasets, key: &SeriesKey, points: i64, start_ms: i64) {
         let mut writer = DatasetWriter::open(datasets.clone(), 10, &Default::default());
         writer.accept(
             (0..points)
                 .map(|i| StoredPoint {
                     key: key.clone(),
-                    timestamp_ms: 1_000_000 + i * 1000,
+                    timestamp_ms: start_ms + i * 1000,
                     value: 0.3 + 0.05 * (i as f64 / 20.0).sin(),
                     anomaly_score: None,
                     severity: 0,
@@ -471,6 +476,43 @@ mod tests {
         assert!(matches!(trainer.submit(Some("b"), None, "api"), Err(SubmitError::NoSeries { .. })));
         trainer.table().busy.clear();
         assert_eq!(trainer.submit(Some("a"), None, "api").unwrap().job, 1);
+    }
+
+    #[tokio::test]
+    async fn the_schedule_retrains_every_series_once_per_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let datasets = Datasets::new(dir.path());
+        let keys: Vec<SeriesKey> =
+            ["a", "b"].iter().map(|s| SeriesKey { service: (*s).into(), signal: "cpu".into() }).collect();
+        for key in &keys {
+            history_from(&datasets, key, 120, now_ms() - 200_000);
+        }
+        let (swaps, mut swapped) = tokio::sync::mpsc::unbounded_channel();
+        let params = DetectorParams { min_training_points: 50, ..DetectorParams::default() };
+        let trainer = Arc::new(Trainer::new(
+            datasets.clone(),
+            params,
+            Duration::from_secs(3600),
+            DatasetMetrics::default(),
+            swaps,
+        ));
+        let period = Duration::from_secs(2);
+        let schedule = tokio::spawn(Arc::clone(&trainer).run_schedule(period, Duration::from_millis(50)));
+        // Over three periods each series' slot passes three times (twice or four times at the
+        // edges of the observation), and never more often.
+        let observed = Duration::from_secs(6);
+        let deadline = tokio::time::Instant::now() + observed;
+        let mut trained: std::collections::HashMap<SeriesKey, usize> = std::collections::HashMap::new();
+        while let Ok(Some(swap)) = tokio::time::timeout_at(deadline, swapped.recv()).await {
+            *trained.entry(swap.key).or_default() += 1;
+        }
+        schedule.abort();
+        for key in &keys {
+            let count = trained.get(key).copied().unwrap_or(0);
+            assert!((2..=4).contains(&count), "{key:?} retrained {count} times in {observed:?}: {trained:?}");
+            let files = model_files(&datasets, key).unwrap();
+            assert!(!files.is_empty(), "{key:?}: no model file written");
+        }
     }
 
     #[test]
