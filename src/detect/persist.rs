@@ -14,7 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Model, ModelInfo, SeriesDetector};
+use super::{Model, ModelInfo, Season, SeriesDetector};
 use crate::features::{FEATURE_COUNT, FEATURE_NAMES};
 use crate::forest::Forest;
 
@@ -42,6 +42,10 @@ pub struct ModelMetadata {
     pub feature_min: [f32; FEATURE_COUNT],
     /// Each feature's largest value over the training rows.
     pub feature_max: [f32; FEATURE_COUNT],
+    /// The daily or weekly period found in the training values, if any. Files written before it
+    /// existed read as none: the next refit looks for it again.
+    #[serde(default)]
+    pub season: Option<Season>,
 }
 
 /// Why a model file was refused.
@@ -80,6 +84,7 @@ impl SeriesDetector {
             window_ms,
             feature_min: model.feature_min,
             feature_max: model.feature_max,
+            season: model.season,
         };
         let header = serde_json::to_vec(&metadata).ok()?;
         let mut bytes = Vec::with_capacity(16 + header.len() + model.forest.memory_bytes());
@@ -96,7 +101,13 @@ impl SeriesDetector {
     pub fn import_model(&mut self, bytes: &[u8], generation: u64) -> Result<ModelInfo, ModelFileError> {
         let (metadata, forest) = decode(bytes)?;
         let info = ModelInfo { trained_at_ms: metadata.trained_at_ms, rows: metadata.rows, generation };
-        self.model = Some(Model { forest, feature_min: metadata.feature_min, feature_max: metadata.feature_max, info });
+        self.model = Some(Model {
+            forest,
+            feature_min: metadata.feature_min,
+            feature_max: metadata.feature_max,
+            info,
+            season: metadata.season,
+        });
         self.points_since_fit = 0;
         Ok(info)
     }
