@@ -453,6 +453,66 @@ mod tests {
         assert!(DetectorParams::default().validate().is_ok());
         let p = DetectorParams { calibration_quantile: 1.5, ..DetectorParams::default() };
         assert_eq!(p.validate().unwrap_err(), "detector.calibration_quantile: must be in (0, 1]");
+        let p = DetectorParams { seasonal_min_autocorrelation: 0.0, ..DetectorParams::default() };
+        assert_eq!(p.validate().unwrap_err(), "detector.seasonal_min_autocorrelation: must be in (0, 1]");
+        let p = DetectorParams { extreme_tolerance: -1.0, ..DetectorParams::default() };
+        assert_eq!(p.validate().unwrap_err(), "detector.extreme_tolerance: must be at least 0");
+    }
+
+    #[test]
+    fn the_extreme_horizon_reads_as_a_duration() {
+        let p: DetectorParams = serde_yaml_ng::from_str("extreme_horizon: 12h\nseasonal_z: 0").unwrap();
+        assert_eq!(p.extreme_horizon, Duration::from_secs(12 * 3600));
+        assert_eq!(p.seasonal_z, 0.0);
+        let error = serde_yaml_ng::from_str::<DetectorParams>("extreme_horizon: soon").unwrap_err().to_string();
+        assert!(error.contains("soon"), "{error}");
+    }
+
+    /// A daily cycle at 5-minute steps with a little deterministic noise.
+    fn daily(i: usize) -> f64 {
+        let noise = ((i * 7919) % 101) as f64 / 101.0 - 0.5;
+        100.0 + 30.0 * (std::f64::consts::TAU * i as f64 / 288.0).sin() + noise
+    }
+
+    const FIVE_MINUTES: i64 = 300_000;
+
+    #[test]
+    fn a_missing_daily_peak_is_flagged_only_with_the_seasonal_term() {
+        let with = DetectorParams::default();
+        let without = DetectorParams { seasonal_z: 0.0, ..DetectorParams::default() };
+        let peak_replaced_by_the_mean = |p: &DetectorParams| {
+            let mut detector = SeriesDetector::new(p, 6);
+            detector.warm_up(p, (0..4 * 288).map(|i| (i as i64 * FIVE_MINUTES, daily(i))));
+            // The fifth day stays at the days' mean: no jump, only the peak that does not come.
+            (4 * 288..4 * 288 + 100)
+                .filter_map(|i| {
+                    let value = daily(i) - 30.0 * (std::f64::consts::TAU * i as f64 / 288.0).sin();
+                    detector.observe(p, 0.0, i as i64 * FIVE_MINUTES, value)?.anomaly_score
+                })
+                .fold(0.0, f64::max)
+        };
+        let (flagged, missed) = (peak_replaced_by_the_mean(&with), peak_replaced_by_the_mean(&without));
+        assert!(flagged > 1.5, "with the seasonal term: {flagged}");
+        assert!(missed < 1.0, "the forest alone sees a plausible value: {missed}");
+    }
+
+    #[test]
+    fn a_new_high_over_the_horizon_is_flagged_at_once() {
+        // A slow ramp: every point is a little above all before it, so the model (fitted up to
+        // 100 points ago) sees it beyond its range only by a sliver; the current horizon does not.
+        let p = DetectorParams { retrain_every_points: 100, ..DetectorParams::default() };
+        let mut detector = SeriesDetector::new(&p, 7);
+        let noisy_flat = |i: usize| 10.0 + ((i * 7919) % 101) as f64 / 101.0;
+        detector.warm_up(&p, (0..500).map(|i| (i as i64 * FIVE_MINUTES, noisy_flat(i))));
+        let typical = detector.observe(&p, 0.0, 500 * FIVE_MINUTES, noisy_flat(500)).unwrap().anomaly_score.unwrap();
+        let high = detector.observe(&p, 0.0, 501 * FIVE_MINUTES, 11.5).unwrap().anomaly_score.unwrap();
+        assert!(typical <= 1.0, "{typical}");
+        assert!(high > 1.2, "half a range above everything in three days: {high}");
+        let off = DetectorParams { extreme_horizon: Duration::ZERO, ..p.clone() };
+        let mut detector = SeriesDetector::new(&off, 7);
+        detector.warm_up(&off, (0..501).map(|i| (i as i64 * FIVE_MINUTES, noisy_flat(i))));
+        let high_off = detector.observe(&off, 0.0, 501 * FIVE_MINUTES, 11.5).unwrap().anomaly_score.unwrap();
+        assert!(high_off < high, "the term adds to what the model says: {high_off} vs {high}");
     }
 
     #[test]

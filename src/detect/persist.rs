@@ -178,6 +178,26 @@ mod tests {
     }
 
     #[test]
+    fn the_season_round_trips_and_old_headers_read_without_one() {
+        // Four days of a daily cycle at 5-minute steps: the model finds the period.
+        let params = DetectorParams::default();
+        let mut source = SeriesDetector::new(&params, 3);
+        let day = |i: i64| 10.0 + (std::f64::consts::TAU * i as f64 / 288.0).sin() + (i % 7) as f64 * 0.01;
+        source.warm_up(&params, (0..4 * 288).map(|i| (i * 300_000, day(i))));
+        let bytes = source.export_model(None).unwrap();
+        let metadata = read_metadata(&bytes).unwrap();
+        assert_eq!(metadata.season.map(|s| s.period_points), Some(288));
+        let mut copy = SeriesDetector::new(&params, 3);
+        copy.import_model(&bytes, 2).unwrap();
+        assert_eq!(copy.model.as_ref().unwrap().season, metadata.season);
+        // A header written before the field existed.
+        let mut json = serde_json::to_value(&metadata).unwrap();
+        json.as_object_mut().unwrap().remove("season");
+        let old: ModelMetadata = serde_json::from_value(json).unwrap();
+        assert_eq!(old.season, None);
+    }
+
+    #[test]
     fn incompatible_or_damaged_files_are_errors_not_panics() {
         let bytes = trained().export_model(None).unwrap();
         let mut other_version = bytes.clone();
