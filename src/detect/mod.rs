@@ -14,6 +14,11 @@
 //!   from "at the edge of what was seen" (a split threshold never lies outside the training
 //!   range, so every point beyond it lands in the same edge leaf); this term restores that.
 //!
+//! Beside them, two terms read the series' recent values directly (the `history` module): a new
+//! extreme over the last `extreme_horizon` (NAB's naive rule, done robustly), and, when the
+//! series repeats daily or weekly, the deviation from the same time a period ago. The raw score
+//! is the largest of the four.
+//!
 //! That raw score is then calibrated against the series' own recent scores and quieted for a few
 //! points after an alarm (the `calibrate` module), keeping 1.0 as the boundary.
 //!
@@ -26,12 +31,17 @@ mod persist;
 
 pub use persist::{MODEL_FORMAT_VERSION, ModelFileError, ModelMetadata, read_metadata};
 mod calibrate;
+mod history;
+
+pub use history::Season;
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use self::calibrate::Calibration;
+use self::history::StepClock;
 use crate::features::{FEATURE_COUNT, FeatureWindow};
 use crate::forest::{Contamination, Forest, ForestParams, Matrix};
 
@@ -66,6 +76,23 @@ pub struct DetectorParams {
     pub calibration_quantile: f64,
     /// Points after an alarm whose scores are capped at 1.0 unless worse than the alarm (0: off).
     pub quiet_points: usize,
+    /// How far back a new high or low is judged (at least `min_training_points` points, at most
+    /// the training set; `0`: off); see the `history` module.
+    #[serde(deserialize_with = "duration_text")]
+    pub extreme_horizon: Duration,
+    /// How far beyond that horizon's range (as a share of it) a value may go before it is
+    /// anomalous for that reason alone.
+    pub extreme_tolerance: f64,
+    /// A seasonal deviation of this many robust standard deviations scores 1.0 (0: off).
+    pub seasonal_z: f64,
+    /// The autocorrelation at a day or a week that makes the series seasonal.
+    pub seasonal_min_autocorrelation: f64,
+}
+
+/// Reads a duration written as the rest of the file writes them (`72h`, `3d`, `0`).
+fn duration_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    crate::source::parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
 impl Default for DetectorParams {
@@ -83,6 +110,10 @@ impl Default for DetectorParams {
             calibration_points: 100,
             calibration_quantile: 0.99,
             quiet_points: 5,
+            extreme_horizon: Duration::from_secs(3 * 86_400),
+            extreme_tolerance: 0.1,
+            seasonal_z: 4.0,
+            seasonal_min_autocorrelation: 0.6,
         }
     }
 }
@@ -105,6 +136,15 @@ impl DetectorParams {
             (
                 self.calibration_quantile > 0.0 && self.calibration_quantile <= 1.0,
                 "calibration_quantile: must be in (0, 1]",
+            ),
+            (
+                self.extreme_tolerance >= 0.0 && self.extreme_tolerance.is_finite(),
+                "extreme_tolerance: must be at least 0",
+            ),
+            (self.seasonal_z >= 0.0 && self.seasonal_z.is_finite(), "seasonal_z: must be at least 0"),
+            (
+                self.seasonal_min_autocorrelation > 0.0 && self.seasonal_min_autocorrelation <= 1.0,
+                "seasonal_min_autocorrelation: must be in (0, 1]",
             ),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
@@ -144,6 +184,7 @@ struct Model {
     feature_min: [f32; FEATURE_COUNT],
     feature_max: [f32; FEATURE_COUNT],
     info: ModelInfo,
+    season: Option<Season>,
 }
 
 impl Model {
@@ -174,6 +215,7 @@ pub struct SeriesDetector {
     seed: u64,
     last_timestamp_ms: Option<i64>,
     calibration: Calibration,
+    clock: StepClock,
 }
 
 impl SeriesDetector {
@@ -187,6 +229,7 @@ impl SeriesDetector {
             seed: params.seed ^ series_seed,
             last_timestamp_ms: None,
             calibration: Calibration::default(),
+            clock: StepClock::default(),
         }
     }
 
@@ -203,13 +246,16 @@ impl SeriesDetector {
         if self.last_timestamp_ms.is_some_and(|last| timestamp_ms <= last) {
             return None;
         }
-        self.last_timestamp_ms = Some(timestamp_ms);
+        self.tick(timestamp_ms);
         let Some(features) = self.window.push(value) else {
             return Some(Observation { timestamp_ms, value, anomaly_score: None });
         };
         let deviation = (value - f64::from(features[1])).abs();
-        let anomaly_score =
-            self.model.as_ref().and_then(|model| model.anomaly_score(&features, params.range_tolerance));
+        let anomaly_score = self
+            .model
+            .as_ref()
+            .and_then(|model| model.anomaly_score(&features, params.range_tolerance))
+            .map(|raw| raw.max(self.history_score(params, value)));
         let anomaly_score = anomaly_score.map(|raw| {
             let score = self.calibration.calibrate(raw, params.calibration_points, params.calibration_quantile);
             let score = if deviation < min_deviation { score.min(1.0) } else { score };
@@ -234,7 +280,7 @@ impl SeriesDetector {
             if self.last_timestamp_ms.is_some_and(|seen| timestamp_ms <= seen) {
                 continue;
             }
-            self.last_timestamp_ms = Some(timestamp_ms);
+            self.tick(timestamp_ms);
             last = Some(timestamp_ms);
             if let Some(features) = self.window.push(value) {
                 self.learn(params, features);
@@ -245,6 +291,34 @@ impl SeriesDetector {
         {
             self.fit(params, now);
         }
+    }
+
+    /// Moves the series' clock to `timestamp_ms`, a point after the last one.
+    fn tick(&mut self, timestamp_ms: i64) {
+        if let Some(last) = self.last_timestamp_ms {
+            self.clock.record(timestamp_ms - last);
+        }
+        self.last_timestamp_ms = Some(timestamp_ms);
+    }
+
+    /// The larger of the new-extreme and seasonal terms for `value`, from the training set's
+    /// values (the points before it, newest last); 0 when neither applies.
+    fn history_score(&self, params: &DetectorParams, value: f64) -> f64 {
+        let recent = || self.training.iter().rev().map(|row| f64::from(row[0]));
+        let extreme = if params.extreme_horizon.is_zero() {
+            0.0
+        } else {
+            let horizon = self.clock.points_in(params.extreme_horizon.as_millis()).max(params.min_training_points);
+            history::extreme_score(value, recent(), horizon, params.extreme_tolerance)
+        };
+        let seasonal = match self.model.as_ref().and_then(|model| model.season) {
+            Some(season) if params.seasonal_z > 0.0 && season.period_points <= self.training.len() => {
+                let a_period_ago = f64::from(self.training[self.training.len() - season.period_points][0]);
+                history::seasonal_score(value, a_period_ago, &season, params.seasonal_z)
+            }
+            _ => 0.0,
+        };
+        extreme.max(seasonal)
     }
 
     /// Adds a point's features to the training set, forgetting the oldest beyond its size.
@@ -279,7 +353,13 @@ impl SeriesDetector {
                     }
                 }
                 let info = ModelInfo { trained_at_ms: now_ms, rows: self.training.len(), generation };
-                self.model = Some(Model { forest, feature_min, feature_max, info });
+                let season = if params.seasonal_z > 0.0 {
+                    let values: Vec<f64> = self.training.iter().map(|row| f64::from(row[0])).collect();
+                    history::detect_season(&values, self.clock.step_ms(), params.seasonal_min_autocorrelation)
+                } else {
+                    None
+                };
+                self.model = Some(Model { forest, feature_min, feature_max, info, season });
                 // Series that start together (a daemon restart, a backfill) would all refit in
                 // the same cycle forever; a per-series offset after the first fit spreads them.
                 self.points_since_fit =
@@ -373,6 +453,66 @@ mod tests {
         assert!(DetectorParams::default().validate().is_ok());
         let p = DetectorParams { calibration_quantile: 1.5, ..DetectorParams::default() };
         assert_eq!(p.validate().unwrap_err(), "detector.calibration_quantile: must be in (0, 1]");
+        let p = DetectorParams { seasonal_min_autocorrelation: 0.0, ..DetectorParams::default() };
+        assert_eq!(p.validate().unwrap_err(), "detector.seasonal_min_autocorrelation: must be in (0, 1]");
+        let p = DetectorParams { extreme_tolerance: -1.0, ..DetectorParams::default() };
+        assert_eq!(p.validate().unwrap_err(), "detector.extreme_tolerance: must be at least 0");
+    }
+
+    #[test]
+    fn the_extreme_horizon_reads_as_a_duration() {
+        let p: DetectorParams = serde_yaml_ng::from_str("extreme_horizon: 12h\nseasonal_z: 0").unwrap();
+        assert_eq!(p.extreme_horizon, Duration::from_secs(12 * 3600));
+        assert_eq!(p.seasonal_z, 0.0);
+        let error = serde_yaml_ng::from_str::<DetectorParams>("extreme_horizon: soon").unwrap_err().to_string();
+        assert!(error.contains("soon"), "{error}");
+    }
+
+    /// A daily cycle at 5-minute steps with a little deterministic noise.
+    fn daily(i: usize) -> f64 {
+        let noise = ((i * 7919) % 101) as f64 / 101.0 - 0.5;
+        100.0 + 30.0 * (std::f64::consts::TAU * i as f64 / 288.0).sin() + noise
+    }
+
+    const FIVE_MINUTES: i64 = 300_000;
+
+    #[test]
+    fn a_missing_daily_peak_is_flagged_only_with_the_seasonal_term() {
+        let with = DetectorParams::default();
+        let without = DetectorParams { seasonal_z: 0.0, ..DetectorParams::default() };
+        let peak_replaced_by_the_mean = |p: &DetectorParams| {
+            let mut detector = SeriesDetector::new(p, 6);
+            detector.warm_up(p, (0..4 * 288).map(|i| (i as i64 * FIVE_MINUTES, daily(i))));
+            // The fifth day stays at the days' mean: no jump, only the peak that does not come.
+            (4 * 288..4 * 288 + 100)
+                .filter_map(|i| {
+                    let value = daily(i) - 30.0 * (std::f64::consts::TAU * i as f64 / 288.0).sin();
+                    detector.observe(p, 0.0, i as i64 * FIVE_MINUTES, value)?.anomaly_score
+                })
+                .fold(0.0, f64::max)
+        };
+        let (flagged, missed) = (peak_replaced_by_the_mean(&with), peak_replaced_by_the_mean(&without));
+        assert!(flagged > 1.5, "with the seasonal term: {flagged}");
+        assert!(missed < 1.0, "the forest alone sees a plausible value: {missed}");
+    }
+
+    #[test]
+    fn a_new_high_over_the_horizon_is_flagged_at_once() {
+        // A slow ramp: every point is a little above all before it, so the model (fitted up to
+        // 100 points ago) sees it beyond its range only by a sliver; the current horizon does not.
+        let p = DetectorParams { retrain_every_points: 100, ..DetectorParams::default() };
+        let mut detector = SeriesDetector::new(&p, 7);
+        let noisy_flat = |i: usize| 10.0 + ((i * 7919) % 101) as f64 / 101.0;
+        detector.warm_up(&p, (0..500).map(|i| (i as i64 * FIVE_MINUTES, noisy_flat(i))));
+        let typical = detector.observe(&p, 0.0, 500 * FIVE_MINUTES, noisy_flat(500)).unwrap().anomaly_score.unwrap();
+        let high = detector.observe(&p, 0.0, 501 * FIVE_MINUTES, 11.5).unwrap().anomaly_score.unwrap();
+        assert!(typical <= 1.0, "{typical}");
+        assert!(high > 1.2, "half a range above everything in three days: {high}");
+        let off = DetectorParams { extreme_horizon: Duration::ZERO, ..p.clone() };
+        let mut detector = SeriesDetector::new(&off, 7);
+        detector.warm_up(&off, (0..501).map(|i| (i as i64 * FIVE_MINUTES, noisy_flat(i))));
+        let high_off = detector.observe(&off, 0.0, 501 * FIVE_MINUTES, 11.5).unwrap().anomaly_score.unwrap();
+        assert!(high_off < high, "the term adds to what the model says: {high_off} vs {high}");
     }
 
     #[test]

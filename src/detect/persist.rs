@@ -14,7 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Model, ModelInfo, SeriesDetector};
+use super::{Model, ModelInfo, Season, SeriesDetector};
 use crate::features::{FEATURE_COUNT, FEATURE_NAMES};
 use crate::forest::Forest;
 
@@ -42,6 +42,10 @@ pub struct ModelMetadata {
     pub feature_min: [f32; FEATURE_COUNT],
     /// Each feature's largest value over the training rows.
     pub feature_max: [f32; FEATURE_COUNT],
+    /// The daily or weekly period found in the training values, if any. Files written before it
+    /// existed read as none: the next refit looks for it again.
+    #[serde(default)]
+    pub season: Option<Season>,
 }
 
 /// Why a model file was refused.
@@ -80,6 +84,7 @@ impl SeriesDetector {
             window_ms,
             feature_min: model.feature_min,
             feature_max: model.feature_max,
+            season: model.season,
         };
         let header = serde_json::to_vec(&metadata).ok()?;
         let mut bytes = Vec::with_capacity(16 + header.len() + model.forest.memory_bytes());
@@ -96,7 +101,13 @@ impl SeriesDetector {
     pub fn import_model(&mut self, bytes: &[u8], generation: u64) -> Result<ModelInfo, ModelFileError> {
         let (metadata, forest) = decode(bytes)?;
         let info = ModelInfo { trained_at_ms: metadata.trained_at_ms, rows: metadata.rows, generation };
-        self.model = Some(Model { forest, feature_min: metadata.feature_min, feature_max: metadata.feature_max, info });
+        self.model = Some(Model {
+            forest,
+            feature_min: metadata.feature_min,
+            feature_max: metadata.feature_max,
+            info,
+            season: metadata.season,
+        });
         self.points_since_fit = 0;
         Ok(info)
     }
@@ -164,6 +175,26 @@ mod tests {
         let (a, b) = (source.model.as_ref().unwrap(), copy.model.as_ref().unwrap());
         let row = [0.5, 0.1, 0.6, 0.02, 0.7];
         assert_eq!(a.anomaly_score(&row, 0.25), b.anomaly_score(&row, 0.25));
+    }
+
+    #[test]
+    fn the_season_round_trips_and_old_headers_read_without_one() {
+        // Four days of a daily cycle at 5-minute steps: the model finds the period.
+        let params = DetectorParams::default();
+        let mut source = SeriesDetector::new(&params, 3);
+        let day = |i: i64| 10.0 + (std::f64::consts::TAU * i as f64 / 288.0).sin() + (i % 7) as f64 * 0.01;
+        source.warm_up(&params, (0..4 * 288).map(|i| (i * 300_000, day(i))));
+        let bytes = source.export_model(None).unwrap();
+        let metadata = read_metadata(&bytes).unwrap();
+        assert_eq!(metadata.season.map(|s| s.period_points), Some(288));
+        let mut copy = SeriesDetector::new(&params, 3);
+        copy.import_model(&bytes, 2).unwrap();
+        assert_eq!(copy.model.as_ref().unwrap().season, metadata.season);
+        // A header written before the field existed.
+        let mut json = serde_json::to_value(&metadata).unwrap();
+        json.as_object_mut().unwrap().remove("season");
+        let old: ModelMetadata = serde_json::from_value(json).unwrap();
+        assert_eq!(old.season, None);
     }
 
     #[test]
