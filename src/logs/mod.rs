@@ -138,6 +138,8 @@ pub struct Correlation {
 #[derive(Debug, Clone)]
 pub struct LogIndex {
     settings: LogsSettings,
+    /// Files whose range is at least this long are read on two threads.
+    split_min_bytes: u64,
 }
 
 impl LogIndex {
@@ -148,7 +150,7 @@ impl LogIndex {
 
     /// An index over already validated settings.
     pub fn from_settings(settings: LogsSettings) -> Self {
-        LogIndex { settings }
+        LogIndex { settings, split_min_bytes: SPLIT_MIN_BYTES }
     }
 
     /// The validated settings (defaults for the window, limits, Grafana link).
@@ -182,33 +184,17 @@ impl LogIndex {
         let baseline_from_ms = query.from_ms - width_ms * i64::from(self.settings.baseline_factor);
         let needle = query.contains.as_ref().map(|q| q.to_lowercase());
 
-        let mut counter = TemplateCounter::default();
-        let mut held: Vec<(usize, LogRecord)> = Vec::new();
-        let (mut lines_in_window, mut truncated) = (0u64, false);
-        let mut earliest_seen = i64::MAX;
+        let filter = WindowFilter {
+            from_ms: query.from_ms,
+            min_level: query.min_level,
+            needle: needle.as_deref(),
+            max_lines_held: self.settings.max_lines_held,
+        };
+        let mut tally = Tally::default();
         let (mut lines_read, mut lines_skipped, mut bytes_read) = (0, 0, 0);
         let mut files_read = Vec::with_capacity(paths.len());
         for path in &paths {
-            let mut visit = |view: RecordView<'_>| {
-                let Some(timestamp) = view.timestamp_ms else { return };
-                earliest_seen = earliest_seen.min(timestamp);
-                if !passes(&view, query.min_level, needle.as_deref()) {
-                    return;
-                }
-                if timestamp < query.from_ms {
-                    counter.add_baseline_line(view.logger.as_deref(), &view.message, view.error_type.as_deref());
-                } else {
-                    lines_in_window += 1;
-                    let record = view.into_record();
-                    let group = counter.add_window(&record);
-                    if held.len() < self.settings.max_lines_held {
-                        held.push((group, record));
-                    } else {
-                        truncated = true;
-                    }
-                }
-            };
-            match search::scan_file(path, baseline_from_ms, query.to_ms, &mut visit) {
+            match self.scan_into(path, baseline_from_ms, query.to_ms, &filter, &mut tally) {
                 Ok(stats) => {
                     lines_read += stats.lines_read;
                     lines_skipped += stats.lines_skipped;
@@ -221,13 +207,18 @@ impl LogIndex {
                 }
             }
         }
+        let Tally { counter, held, lines_in_window, truncated, earliest_seen } = tally;
         // A baseline cut short by the start of the logs counts only for what it covers.
         let baseline_ms = (query.from_ms - baseline_from_ms.max(earliest_seen.min(query.from_ms))).max(0);
         let ranking = counter.rank(width_ms, baseline_ms);
-        let mut lines: Vec<LogLine> =
-            held.into_iter().map(|(group, record)| LogLine { template_rank: ranking.rank_of(group), record }).collect();
-        lines.sort_by_key(|line| (line.template_rank, line.record.timestamp_ms));
-        lines.truncate(query.limit);
+        let mut held: Vec<(usize, HeldLine)> =
+            held.into_iter().map(|line| (ranking.rank_of(line.group), line)).collect();
+        held.sort_by_key(|(rank, line)| (*rank, line.timestamp_ms));
+        held.truncate(query.limit);
+        let mut lines: Vec<LogLine> = held
+            .into_iter()
+            .map(|(template_rank, line)| LogLine { template_rank, record: line.text.into_record() })
+            .collect();
         if query.order == LineOrder::Time {
             lines.sort_by_key(|line| line.record.timestamp_ms);
         }
@@ -251,6 +242,152 @@ impl LogIndex {
             bytes_read,
             duration_seconds: started.elapsed().as_secs_f64(),
         })
+    }
+}
+
+/// Ranges shorter than this are read on one thread: below it a second thread costs more than
+/// it saves.
+const SPLIT_MIN_BYTES: u64 = 1 << 20;
+
+impl LogIndex {
+    /// Reads one file's range into `tally`, in two halves on two threads when it is big enough
+    /// ([`search::scan_file_in_two`]); the second half's tally is merged after the first's, so the
+    /// answer is the one a single pass in file order gives.
+    fn scan_into(
+        &self,
+        path: &std::path::Path,
+        from_ms: i64,
+        to_ms: i64,
+        filter: &WindowFilter<'_>,
+        tally: &mut Tally,
+    ) -> std::io::Result<search::ScanStats> {
+        let mut second = Tally::default();
+        let scan = search::scan_file_in_two(
+            path,
+            from_ms,
+            to_ms,
+            self.split_min_bytes,
+            &mut |view| tally.visit(view, filter),
+            &mut |view| second.visit(view, filter),
+        )?;
+        let mut stats = scan.first;
+        let Some(second_from) = scan.second_from else { return Ok(stats) };
+        if second.counter.may_have_folded() {
+            // Merging group by group is exact only when the second half folded no line into the
+            // overflow group (more than MAX_TEMPLATES kinds of lines): read it again after the first.
+            let again =
+                search::scan_file_from(path, second_from, from_ms, to_ms, &mut |view| tally.visit(view, filter))?;
+            stats.add(again);
+        } else {
+            tally.absorb(second, filter.max_lines_held);
+            stats.add(scan.second);
+        }
+        Ok(stats)
+    }
+}
+
+/// What decides where a line counts: the window's start and the query's filters.
+struct WindowFilter<'a> {
+    from_ms: i64,
+    min_level: Option<Level>,
+    needle: Option<&'a str>,
+    max_lines_held: usize,
+}
+
+/// What the lines of a stretch of log add up to: the template counts, and the window's lines
+/// held for the answer.
+#[derive(Debug)]
+struct Tally {
+    counter: TemplateCounter,
+    held: Vec<HeldLine>,
+    lines_in_window: u64,
+    truncated: bool,
+    earliest_seen: i64,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            counter: TemplateCounter::default(),
+            held: Vec::new(),
+            lines_in_window: 0,
+            truncated: false,
+            earliest_seen: i64::MAX,
+        }
+    }
+}
+
+impl Tally {
+    fn visit(&mut self, view: RecordView<'_>, filter: &WindowFilter<'_>) {
+        let Some(timestamp) = view.timestamp_ms else { return };
+        self.earliest_seen = self.earliest_seen.min(timestamp);
+        if !passes(&view, filter.min_level, filter.needle) {
+            return;
+        }
+        if timestamp < filter.from_ms {
+            self.counter.add_baseline_line(view.logger.as_deref(), &view.message, view.error_type.as_deref());
+            return;
+        }
+        self.lines_in_window += 1;
+        let group = self.counter.add_window_view(&view);
+        if self.held.len() < filter.max_lines_held {
+            self.held.push(HeldLine { group, timestamp_ms: timestamp, text: HeldText::of(view) });
+        } else {
+            self.truncated = true;
+        }
+    }
+
+    /// Adds the tally of the lines that follow this one's (see [`TemplateCounter::absorb`]).
+    fn absorb(&mut self, later: Tally, max_lines_held: usize) {
+        let groups = self.counter.absorb(later.counter);
+        self.lines_in_window += later.lines_in_window;
+        self.truncated |= later.truncated;
+        self.earliest_seen = self.earliest_seen.min(later.earliest_seen);
+        for line in later.held {
+            if self.held.len() < max_lines_held {
+                self.held.push(HeldLine { group: groups[line.group], ..line });
+            } else {
+                self.truncated = true;
+            }
+        }
+    }
+}
+
+/// A window line kept for the answer.
+#[derive(Debug)]
+struct HeldLine {
+    group: usize,
+    timestamp_ms: i64,
+    text: HeldText,
+}
+
+/// A held line as cheaply as it can be kept: most window lines are held and few shown (`limit`),
+/// so a line is kept as its text, one allocation, and parsed again only if it is shown.
+#[derive(Debug)]
+enum HeldText {
+    /// The line, which parses into the record again.
+    Line(Box<str>),
+    /// A record that is not one line (a text line with its continuation lines).
+    Record(Box<LogRecord>),
+}
+
+impl HeldText {
+    fn of(view: RecordView<'_>) -> Self {
+        match view.line() {
+            Some(line) => HeldText::Line(line.into()),
+            None => HeldText::Record(Box::new(view.into_record())),
+        }
+    }
+
+    fn into_record(self) -> LogRecord {
+        match self {
+            HeldText::Line(line) => match parse::parse_view(&line) {
+                parse::ParsedView::Record(view) => view.into_record(),
+                // It parsed as a record when it was held: not reached.
+                parse::ParsedView::Blank | parse::ParsedView::Corrupt => LogRecord::text(&line, None, None),
+            },
+            HeldText::Record(record) => *record,
+        }
     }
 }
 

@@ -60,7 +60,7 @@ pub enum ParsedView<'a> {
 /// A record whose text still borrows from its line where the JSON had no escapes: the hot loop
 /// of a query looks at every line of the window and its baseline, and only the window's lines
 /// are kept ([`RecordView::into_record`]); the baseline's are counted and dropped.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RecordView<'a> {
     /// Milliseconds since the epoch, UTC.
     pub timestamp_ms: Option<i64>,
@@ -85,6 +85,8 @@ pub struct RecordView<'a> {
     rest: Vec<(Cow<'a, str>, Field<'a>)>,
     /// The format.
     pub format: LineFormat,
+    /// The line this record was parsed from, when it is exactly one line.
+    line: Option<&'a str>,
 }
 
 impl<'a> RecordView<'a> {
@@ -102,6 +104,7 @@ impl<'a> RecordView<'a> {
             span_id: None,
             rest: Vec::new(),
             format: LineFormat::Text,
+            line: None,
         }
     }
 
@@ -125,7 +128,20 @@ impl<'a> RecordView<'a> {
                 .map(|(k, v)| (Cow::Borrowed(k.as_str()), Field::Text(Cow::Borrowed(v))))
                 .collect(),
             format: record.format,
+            line: None,
         }
+    }
+
+    /// The line this record was parsed by [`parse_view`] from, when the record is that one line
+    /// (not a view of an owned record, such as a text line with its continuation lines): parsing
+    /// it again gives the same record, so a caller may keep the line and parse it only if needed.
+    pub fn line(&self) -> Option<&'a str> {
+        self.line
+    }
+
+    /// An owned copy of the record, leaving the view as it is.
+    pub fn to_record(&self) -> LogRecord {
+        self.clone().into_record()
     }
 
     /// The owned record, with the remaining fields flattened to text.
@@ -164,13 +180,18 @@ pub fn parse_view(text: &str) -> ParsedView<'_> {
     if trimmed.is_empty() {
         return ParsedView::Blank;
     }
-    if trimmed.starts_with('{') {
-        return match serde_json::from_str::<Object<'_>>(trimmed) {
-            Ok(object) => parse_object(object, trimmed).map_or(ParsedView::Corrupt, ParsedView::Record),
-            Err(_) => ParsedView::Corrupt,
-        };
+    let view = if trimmed.starts_with('{') {
+        match serde_json::from_str::<Object<'_>>(trimmed) {
+            Ok(object) => parse_object(object, trimmed),
+            Err(_) => None,
+        }
+    } else {
+        Some(parse_text(text.trim_end()))
+    };
+    match view {
+        Some(view) => ParsedView::Record(RecordView { line: Some(text), ..view }),
+        None => ParsedView::Corrupt,
     }
-    ParsedView::Record(parse_text(text.trim_end()))
 }
 
 /// Reads only the timestamp of a line, cheaply: the binary search probes lines with it. Falls
@@ -202,7 +223,7 @@ fn parse_text(line: &str) -> RecordView<'_> {
 
 /// A JSON value whose strings borrow from the line when they hold no escapes. Parsing into
 /// `serde_json::Map` allocated every key and value; this is the hot path of every query.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Field<'a> {
     Text(Cow<'a, str>),
     Other(Value),
@@ -400,6 +421,7 @@ fn parse_object<'a>(mut object: Object<'a>, line: &'a str) -> Option<RecordView<
                 span_id: cow_of(object.take("_spanId")).or_else(|| cow_of(object.take("_span_id"))),
                 rest: Vec::new(),
                 format,
+                line: None,
             }
         }
         LineFormat::EcsFlat | LineFormat::EcsNested => {
@@ -417,6 +439,7 @@ fn parse_object<'a>(mut object: Object<'a>, line: &'a str) -> Option<RecordView<
                 span_id: cow_of(object.take("spanId")).or_else(|| cow_of(object.take("span.id"))),
                 rest: Vec::new(),
                 format,
+                line: None,
             }
         }
         LineFormat::Logstash | LineFormat::Text => {
@@ -440,6 +463,7 @@ fn parse_object<'a>(mut object: Object<'a>, line: &'a str) -> Option<RecordView<
                 span_id: cow_of(object.take("spanId")).or_else(|| cow_of(object.take("span_id"))),
                 rest: Vec::new(),
                 format,
+                line: None,
             }
         }
     };

@@ -18,6 +18,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use super::parse::RecordView;
 use super::record::{Level, LogRecord};
 use super::template::push_template;
 
@@ -135,28 +136,35 @@ const OVERFLOW_TEMPLATE: &str = "<other kinds of lines: too many to group>";
 impl TemplateCounter {
     /// The group of a line, created if new; returns its index.
     fn group_of(&mut self, logger: Option<&str>, message: &str, error_type: Option<&str>) -> usize {
-        let scratch = &mut self.scratch;
+        let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         scratch.push_str(logger.unwrap_or(""));
         scratch.push('\0');
         let template_start = scratch.len();
-        push_template(message, scratch);
+        push_template(message, &mut scratch);
         let template_end = scratch.len();
         scratch.push('\0');
         scratch.push_str(error_type.unwrap_or(""));
-        if let Some(&index) = self.index.get(scratch.as_str()) {
+        let index = self.find_or_insert(&scratch, || GroupKey {
+            logger: logger.map(str::to_owned),
+            template: scratch[template_start..template_end].to_owned(),
+            error_type: error_type.map(str::to_owned),
+        });
+        self.scratch = scratch;
+        index
+    }
+
+    /// The group whose lookup string (`logger \0 template \0 error_type`) is `lookup`; a new one
+    /// made of `key` while there is room, else the overflow group.
+    fn find_or_insert(&mut self, lookup: &str, key: impl FnOnce() -> GroupKey) -> usize {
+        if let Some(&index) = self.index.get(lookup) {
             return index;
         }
         let (lookup, key) = if self.groups.len() >= MAX_TEMPLATES {
             let key = GroupKey { logger: None, template: OVERFLOW_TEMPLATE.into(), error_type: None };
             (format!("\0{OVERFLOW_TEMPLATE}\0"), key)
         } else {
-            let key = GroupKey {
-                logger: logger.map(str::to_owned),
-                template: scratch[template_start..template_end].to_owned(),
-                error_type: error_type.map(str::to_owned),
-            };
-            (scratch.clone(), key)
+            (lookup.to_owned(), key())
         };
         if let Some(&index) = self.index.get(&lookup) {
             return index;
@@ -181,14 +189,71 @@ impl TemplateCounter {
     /// Counts a window line and returns its group's index (for [`Ranking::rank_of`]).
     pub fn add_window(&mut self, record: &LogRecord) -> usize {
         let index = self.group_of(record.logger.as_deref(), &record.message, record.error_type.as_deref());
+        self.count_window_line(index, record.level, record.timestamp_ms, || record.clone())
+    }
+
+    /// Counts a window line still borrowed from its text, as [`TemplateCounter::add_window`]
+    /// does; the line is copied only when it becomes its group's example.
+    pub fn add_window_view(&mut self, view: &RecordView<'_>) -> usize {
+        let index = self.group_of(view.logger.as_deref(), &view.message, view.error_type.as_deref());
+        self.count_window_line(index, view.level, view.timestamp_ms, || view.to_record())
+    }
+
+    fn count_window_line(
+        &mut self,
+        index: usize,
+        level: Option<Level>,
+        timestamp_ms: Option<i64>,
+        example: impl FnOnce() -> LogRecord,
+    ) -> usize {
         let group = &mut self.groups[index];
         group.count += 1;
-        group.level = group.level.max(record.level);
+        group.level = group.level.max(level);
         match &group.example {
-            Some(example) if example.timestamp_ms <= record.timestamp_ms => {}
-            _ => group.example = Some(record.clone()),
+            Some(current) if current.timestamp_ms <= timestamp_ms => {}
+            _ => group.example = Some(example()),
         }
         index
+    }
+
+    /// True when this counter may have folded lines into the overflow group: then its groups
+    /// cannot be [absorbed](TemplateCounter::absorb) exactly.
+    pub(crate) fn may_have_folded(&self) -> bool {
+        self.groups.len() >= MAX_TEMPLATES
+    }
+
+    /// Adds the counts of `later`, which counted the lines that follow this counter's, group by
+    /// group in the order `later` met them. When `later` folded nothing
+    /// ([`TemplateCounter::may_have_folded`] is false) the result is the counter that had counted
+    /// all the lines in order: the same groups, in the same order, with the same examples (the
+    /// earliest line, the first one on a tie), and the same lines folded into the overflow
+    /// group. Returns, for each group index of `later`, its index here.
+    pub(crate) fn absorb(&mut self, later: TemplateCounter) -> Vec<usize> {
+        let mut lookup = String::new();
+        later
+            .groups
+            .into_iter()
+            .map(|Group { key, count, baseline_count, level, example }| {
+                lookup.clear();
+                lookup.push_str(key.logger.as_deref().unwrap_or(""));
+                lookup.push('\0');
+                lookup.push_str(&key.template);
+                lookup.push('\0');
+                lookup.push_str(key.error_type.as_deref().unwrap_or(""));
+                let index = self.find_or_insert(&lookup, || key);
+                let group = &mut self.groups[index];
+                group.count += count;
+                group.baseline_count += baseline_count;
+                group.level = group.level.max(level);
+                if let Some(example) = example {
+                    match &group.example {
+                        Some(current) if current.timestamp_ms <= example.timestamp_ms => {}
+                        _ => group.example = Some(example),
+                    }
+                }
+                index
+            })
+            .collect()
     }
 
     /// Ranks the groups seen in the window. `window_ms` and `baseline_ms` are the lengths of the
@@ -322,5 +387,58 @@ mod tests {
         let ranking = counter.rank(1, 1);
         assert_eq!(ranking.templates.len(), MAX_TEMPLATES + 1);
         assert!(ranking.templates.iter().any(|t| t.count == 50));
+    }
+
+    /// Lines of many kinds, a few of them repeated, at increasing times.
+    fn many_kinds(kinds: usize) -> Vec<(bool, LogRecord)> {
+        (0..kinds + kinds / 3)
+            .map(|i| {
+                let kind = if i % 4 == 3 { i / 7 } else { i };
+                let word: String =
+                    format!("{kind:x}").chars().map(|c| (b'g' + c.to_digit(16).unwrap() as u8) as char).collect();
+                let level = if i % 5 == 0 { Level::Warn } else { Level::Info };
+                (i % 3 == 0, record(i as i64 / 2, level, &format!("{word} happened")))
+            })
+            .collect()
+    }
+
+    fn count(counter: &mut TemplateCounter, lines: &[(bool, LogRecord)]) -> Vec<usize> {
+        lines
+            .iter()
+            .map(|(baseline, line)| {
+                if *baseline {
+                    counter.add_baseline(line);
+                    usize::MAX
+                } else {
+                    counter.add_window(line)
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn absorbing_the_later_lines_counter_ranks_as_counting_them_in_order() {
+        // Few kinds, and more kinds than MAX_TEMPLATES, cut at several points.
+        for kinds in [40, MAX_TEMPLATES - 30] {
+            let lines = many_kinds(kinds);
+            let mut whole = TemplateCounter::default();
+            let groups = count(&mut whole, &lines);
+            let expected = whole.rank(1000, 4000);
+            for cut in [0, 1, lines.len() / 2, lines.len() - 40, lines.len()] {
+                let (mut first, mut later) = (TemplateCounter::default(), TemplateCounter::default());
+                let mut merged_groups = count(&mut first, &lines[..cut]);
+                let later_groups = count(&mut later, &lines[cut..]);
+                if later.may_have_folded() {
+                    continue;
+                }
+                let map = first.absorb(later);
+                merged_groups.extend(later_groups.iter().map(|&g| if g == usize::MAX { g } else { map[g] }));
+                let ranking = first.rank(1000, 4000);
+                assert_eq!(ranking.templates, expected.templates, "{kinds} kinds cut at {cut}");
+                for (group, merged) in groups.iter().zip(&merged_groups).filter(|(g, _)| **g != usize::MAX) {
+                    assert_eq!(ranking.rank_of(*merged), expected.rank_of(*group));
+                }
+            }
+        }
     }
 }

@@ -46,6 +46,15 @@ pub struct ScanStats {
     pub lines_skipped: u64,
 }
 
+impl ScanStats {
+    /// Adds the cost of another read.
+    pub fn add(&mut self, other: ScanStats) {
+        self.bytes_read += other.bytes_read;
+        self.lines_read += other.lines_read;
+        self.lines_skipped += other.lines_skipped;
+    }
+}
+
 /// Reads the records of `path` with timestamps in `[from_ms, to_ms)` and hands each to `visit`,
 /// its text still borrowed from the line (keep it with [`RecordView::into_record`]). Text lines
 /// without a timestamp (a plain-text stack trace) are appended to the text line before them;
@@ -70,18 +79,11 @@ pub fn scan_file(
             return Ok(stats);
         }
         let reader = BufReader::with_capacity(64 * 1024, flate2::read::MultiGzDecoder::new(file));
-        read_lines(reader, from_ms, to_ms, &mut stats, visit)?;
+        read_lines(reader, 0, None, from_ms, to_ms, &mut stats, visit)?;
         return Ok(stats);
     }
-    let start = first_offset_at_or_after(&mut file, metadata.len(), from_ms - ORDER_SLACK_MS, &mut stats)?;
-    file.seek(SeekFrom::Start(start))?;
-    let mut reader = BufReader::with_capacity(64 * 1024, file);
-    if start > 0 {
-        // `start` may fall inside a line: its rest belongs to a line before the range.
-        let mut partial = Vec::new();
-        stats.bytes_read += skip_line(&mut reader, &mut partial)? as u64;
-    }
-    read_lines(reader, from_ms, to_ms, &mut stats, visit)?;
+    let start = first_offset_at_or_after(&mut file, 0, metadata.len(), from_ms - ORDER_SLACK_MS, &mut stats)?;
+    read_from(file, start, None, from_ms, to_ms, &mut stats, visit)?;
     Ok(stats)
 }
 
@@ -110,9 +112,16 @@ fn skip_line(reader: &mut impl BufRead, buffer: &mut Vec<u8>) -> io::Result<usiz
 }
 
 /// The offset to read from: at or before the first line with a timestamp at or after
-/// `target_ms`, and at most [`LINEAR_SCAN_BYTES`] (plus one line) before it.
-fn first_offset_at_or_after(file: &mut File, len: u64, target_ms: i64, stats: &mut ScanStats) -> io::Result<u64> {
-    let (mut low, mut high) = (0u64, len);
+/// `target_ms`, and at most [`LINEAR_SCAN_BYTES`] (plus one line) before it. `low` is 0 or an
+/// offset known to be before that line.
+fn first_offset_at_or_after(
+    file: &mut File,
+    low: u64,
+    len: u64,
+    target_ms: i64,
+    stats: &mut ScanStats,
+) -> io::Result<u64> {
+    let (mut low, mut high) = (low, len);
     // Invariant: the first timestamped line starting after `low` is before the target (or `low`
     // is 0), and the one after `high` is at or past it (or `high` is the end).
     while high - low > LINEAR_SCAN_BYTES {
@@ -146,13 +155,41 @@ fn probe(file: &mut File, offset: u64, stats: &mut ScanStats) -> io::Result<Opti
     }
 }
 
+/// Why [`read_lines`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// At the end of the file, or past the range.
+    End,
+    /// At the first timed record starting at or after the split, at this offset: the lines
+    /// from there on are another reader's.
+    AtSplit(u64),
+}
+
+/// True when `line` (with its newline; `consumed` bytes long before [`skip_line`] cut it) opens a record of its own: a line with a timestamp. Such
+/// a line ends any text record before it, so the lines before it and from it on can be read
+/// apart; blank, corrupt, overlong and untimed lines can continue a text record and cannot.
+fn opens_timed_record(line: &[u8], consumed: usize) -> bool {
+    if consumed > MAX_LINE_BYTES {
+        return false;
+    }
+    let bytes = line.strip_suffix(b"\n").unwrap_or(line);
+    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+    let text = String::from_utf8_lossy(bytes);
+    matches!(parse_view(&text), ParsedView::Record(view) if view.timestamp_ms.is_some())
+}
+
+/// Reads lines from `offset` (a line start) on. With a `split`, stops before the first timed
+/// record starting at or after it, having read every line before it (the continuation lines of
+/// its last text record included).
 fn read_lines(
     mut reader: impl BufRead,
+    mut offset: u64,
+    split: Option<u64>,
     from_ms: i64,
     to_ms: i64,
     stats: &mut ScanStats,
     visit: &mut dyn FnMut(RecordView<'_>),
-) -> io::Result<()> {
+) -> io::Result<Stop> {
     let in_range = |timestamp: Option<i64>| timestamp.is_some_and(|t| t >= from_ms && t < to_ms);
     let mut line = Vec::with_capacity(4096);
     // The last timed text record, held back so continuation lines can be appended to it.
@@ -165,27 +202,39 @@ fn read_lines(
         }
     };
     loop {
+        let line_start = offset;
         let consumed = skip_line(&mut reader, &mut line)?;
         if consumed == 0 {
             break;
         }
-        stats.bytes_read += consumed as u64;
-        stats.lines_read += 1;
+        offset += consumed as u64;
         if consumed > MAX_LINE_BYTES {
+            stats.bytes_read += consumed as u64;
+            stats.lines_read += 1;
             stats.lines_skipped += 1;
             continue;
         }
         let bytes = line.strip_suffix(b"\n").unwrap_or(&line);
         let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
         let text = String::from_utf8_lossy(bytes);
-        match parse_view(&text) {
+        let parsed = parse_view(&text);
+        if let (Some(split), ParsedView::Record(view)) = (split, &parsed)
+            && line_start >= split
+            && view.timestamp_ms.is_some()
+        {
+            flush(&mut pending, visit);
+            return Ok(Stop::AtSplit(line_start));
+        }
+        stats.bytes_read += consumed as u64;
+        stats.lines_read += 1;
+        match parsed {
             ParsedView::Blank => {}
             ParsedView::Corrupt => stats.lines_skipped += 1,
             ParsedView::Record(view) => match view.timestamp_ms {
                 Some(timestamp) => {
                     flush(&mut pending, visit);
                     if timestamp >= to_ms + ORDER_SLACK_MS {
-                        return Ok(());
+                        return Ok(Stop::End);
                     }
                     if view.format == LineFormat::Text {
                         pending = Some(view.into_record());
@@ -207,7 +256,148 @@ fn read_lines(
         }
     }
     flush(&mut pending, visit);
-    Ok(())
+    Ok(Stop::End)
+}
+
+/// What reading a file in two halves cost, and whether the second half counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SplitScan {
+    /// The first half's reading, the search included.
+    pub first: ScanStats,
+    /// The second half's reading.
+    pub second: ScanStats,
+    /// Where the second half began, when its lines belong to the answer. `None` when the file
+    /// was read in one piece (too little to split, or gzip), or when the range ended in the first
+    /// half: then the second visitor's lines must be dropped.
+    pub second_from: Option<u64>,
+}
+
+/// [`scan_file`] on two threads: the range is cut in the middle at a line boundary, `first`
+/// visits the records before the cut (on this thread) and `second` those after it (on another),
+/// each in order. Handing `first`'s records and then `second`'s (when
+/// [`SplitScan::second_from`] says so) to one visitor is exactly what [`scan_file`] would hand
+/// it. Ranges shorter than `min_split_bytes`, and gzip files, are read in one piece by `first`.
+pub(crate) fn scan_file_in_two(
+    path: &Path,
+    from_ms: i64,
+    to_ms: i64,
+    min_split_bytes: u64,
+    first: &mut dyn FnMut(RecordView<'_>),
+    second: &mut (dyn FnMut(RecordView<'_>) + Send),
+) -> io::Result<SplitScan> {
+    let mut scan = SplitScan::default();
+    if path.extension().is_some_and(|extension| extension == "gz") {
+        scan.first = scan_file(path, from_ms, to_ms, first)?;
+        return Ok(scan);
+    }
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let start = first_offset_at_or_after(&mut file, 0, len, from_ms - ORDER_SLACK_MS, &mut scan.first)?;
+    let end = first_offset_at_or_after(&mut file, start, len, to_ms + ORDER_SLACK_MS, &mut scan.first)?;
+    let split = (end - start >= min_split_bytes && end > start).then(|| start + (end - start) / 2);
+    read_in_two(path, file, start, split, from_ms, to_ms, scan, first, second)
+}
+
+/// Reads from `start` on, cut at `split` (after `start`) when there is one.
+#[allow(clippy::too_many_arguments)]
+fn read_in_two(
+    path: &Path,
+    file: File,
+    start: u64,
+    split: Option<u64>,
+    from_ms: i64,
+    to_ms: i64,
+    mut scan: SplitScan,
+    first: &mut dyn FnMut(RecordView<'_>),
+    second: &mut (dyn FnMut(RecordView<'_>) + Send),
+) -> io::Result<SplitScan> {
+    std::thread::scope(|scope| {
+        let second_half = split.map(|split| scope.spawn(move || read_second_half(path, split, from_ms, to_ms, second)));
+        let stop = read_from(file, start, split, from_ms, to_ms, &mut scan.first, first);
+        let second_half =
+            second_half.map(|handle| handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        if let Stop::AtSplit(at) = stop? {
+            let (from, stats) = second_half.expect("a split was made")?;
+            debug_assert_eq!(from, Some(at), "both halves cut at the same line");
+            scan.second = stats;
+            scan.second_from = Some(at);
+        }
+        Ok(scan)
+    })
+}
+
+/// Reads `path` from `offset`, a line start, to the end of the range, as [`scan_file`] reads
+/// from its search's result.
+pub(crate) fn scan_file_from(
+    path: &Path,
+    offset: u64,
+    from_ms: i64,
+    to_ms: i64,
+    visit: &mut dyn FnMut(RecordView<'_>),
+) -> io::Result<ScanStats> {
+    let mut stats = ScanStats::default();
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    read_lines(BufReader::with_capacity(64 * 1024, file), offset, None, from_ms, to_ms, &mut stats, visit)?;
+    Ok(stats)
+}
+
+/// Reads from `start` (which may fall inside a line, then part of an earlier one) to `split`.
+fn read_from(
+    mut file: File,
+    start: u64,
+    split: Option<u64>,
+    from_ms: i64,
+    to_ms: i64,
+    stats: &mut ScanStats,
+    visit: &mut dyn FnMut(RecordView<'_>),
+) -> io::Result<Stop> {
+    file.seek(SeekFrom::Start(start))?;
+    let mut reader = BufReader::with_capacity(64 * 1024, file);
+    let mut offset = start;
+    if start > 0 {
+        // `start` may fall inside a line: its rest belongs to a line before the range.
+        let skipped = skip_line(&mut reader, &mut Vec::new())? as u64;
+        stats.bytes_read += skipped;
+        offset += skipped;
+    }
+    read_lines(reader, offset, split, from_ms, to_ms, stats, visit)
+}
+
+/// The second half: from the first timed record starting at or after `split` (the first half
+/// reads the lines before it) to the end of the range. Returns where it began (`None` when no
+/// such record was found) and what it read.
+fn read_second_half(
+    path: &Path,
+    split: u64,
+    from_ms: i64,
+    to_ms: i64,
+    visit: &mut (dyn FnMut(RecordView<'_>) + Send),
+) -> io::Result<(Option<u64>, ScanStats)> {
+    let mut stats = ScanStats::default();
+    let mut file = File::open(path)?;
+    // The byte before `split` ends a line or is inside one: skipping to its line's end lands on
+    // the first line starting at or after `split`.
+    file.seek(SeekFrom::Start(split - 1))?;
+    let mut reader = BufReader::with_capacity(64 * 1024, file);
+    let mut line = Vec::new();
+    let mut offset = split - 1 + skip_line(&mut reader, &mut line)? as u64;
+    stats.bytes_read += offset - (split - 1);
+    loop {
+        let consumed = skip_line(&mut reader, &mut line)?;
+        if consumed == 0 {
+            return Ok((None, stats));
+        }
+        stats.bytes_read += consumed as u64;
+        if opens_timed_record(&line, consumed) {
+            break;
+        }
+        offset += consumed as u64;
+    }
+    let mut file = reader.into_inner();
+    file.seek(SeekFrom::Start(offset))?;
+    read_lines(BufReader::with_capacity(64 * 1024, file), offset, None, from_ms, to_ms, &mut stats, visit)?;
+    Ok((Some(offset), stats))
 }
 
 #[cfg(test)]
@@ -316,5 +506,91 @@ mod tests {
         assert_eq!(records.len(), 3);
         assert!(records[0].message.ends_with("failed 2000"));
         assert_eq!(records[0].stack_trace.as_deref(), Some("\tat a.B(B.java:1)\n"));
+    }
+
+    /// Every record [`read_in_two`] hands to its two visitors, for a cut at `split`, in the order
+    /// one reader would see them, and the lines read and skipped.
+    fn collect_in_two(path: &Path, split: u64, from: i64, to: i64) -> (Vec<LogRecord>, u64, u64) {
+        let (mut firsts, mut seconds) = (Vec::new(), Vec::new());
+        let scan = read_in_two(
+            path,
+            File::open(path).unwrap(),
+            0,
+            Some(split),
+            from,
+            to,
+            SplitScan::default(),
+            &mut |view| firsts.push(view.into_record()),
+            &mut |view| seconds.push(view.into_record()),
+        )
+        .unwrap();
+        let mut stats = scan.first;
+        if scan.second_from.is_some() {
+            firsts.extend(seconds);
+            stats.add(scan.second);
+        }
+        (firsts, stats.lines_read, stats.lines_skipped)
+    }
+
+    #[test]
+    fn a_cut_at_any_byte_reads_what_one_pass_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        // Text records with continuation lines, JSON, blank, corrupt and orphan lines, CRLF.
+        let mut text = String::new();
+        for s in 0..12 {
+            let at = format_rfc3339_ms(T0 + s * 1000);
+            match s % 6 {
+                0 => {
+                    text +=
+                        &format!("{at} ERROR 1 --- [main] a.B : failed {s}\n\tat a.B(B.java:1)\n\n\tat a.C(C.java:2)\n")
+                }
+                1 => text += &line(T0 + s * 1000, &format!("json {s}")),
+                2 => text += &format!("{{\"@timestamp\":\"broken {s}\n\tat orphan.after.Json(A.java:1)\n"),
+                3 => text += &format!("{at}  WARN 1 --- [main] a.B : slow {s}\r\n\tat a.B(B.java:1)\r\n"),
+                4 => text += &format!("\n{at} INFO 1 --- [main] a.B : fine {s}\n"),
+                _ => {
+                    text += &format!(
+                        "{at} INFO 1 --- [main] a.B : tail {s}\n{{\"@timestamp\":\"x\n\tat after.Corrupt(A.java:1)\n"
+                    )
+                }
+            }
+        }
+        std::fs::write(&path, &text).unwrap();
+        for (from, to) in [(T0 - 1000, T0 + 60_000), (T0 + 3000, T0 + 8000)] {
+            let (expected, stats) = collect(&path, from, to);
+            assert!(expected.len() >= 5, "{expected:?}");
+            for split in 1..=text.len() as u64 + 1 {
+                let (records, lines_read, lines_skipped) = collect_in_two(&path, split, from, to);
+                assert_eq!(records, expected, "cut at byte {split}");
+                assert_eq!((lines_read, lines_skipped), (stats.lines_read, stats.lines_skipped), "cut at byte {split}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_big_range_is_read_in_two_and_a_small_one_in_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        write_file(&path, 20_000);
+        let (from, to) = (T0 + 10_000_000, T0 + 10_600_000);
+        let (expected, stats) = collect(&path, from, to);
+        for (min_split_bytes, split) in [(1024, true), (u64::MAX, false)] {
+            let (mut firsts, mut seconds) = (Vec::new(), Vec::new());
+            let scan = scan_file_in_two(
+                &path,
+                from,
+                to,
+                min_split_bytes,
+                &mut |view| firsts.push(view.into_record()),
+                &mut |view| seconds.push(view.into_record()),
+            )
+            .unwrap();
+            assert_eq!(scan.second_from.is_some(), split);
+            assert_eq!(seconds.is_empty(), !split);
+            firsts.extend(seconds);
+            assert_eq!(firsts, expected);
+            assert_eq!(scan.first.lines_read + scan.second.lines_read, stats.lines_read);
+        }
     }
 }

@@ -147,3 +147,54 @@ fn unknown_service_empty_and_too_wide_windows_are_refused() {
     let wide = LogQuery { from_ms: T0 - 25 * 3_600_000, ..LogQuery::around("orders", T0, index.settings()) };
     assert!(matches!(index.correlate(&wide), Err(LogsError::WindowTooWide { max_seconds: 86_400, .. })));
 }
+
+/// The answer without what a run's timing and the split's extra reading change.
+fn comparable(mut answer: Correlation) -> Correlation {
+    answer.duration_seconds = 0.0;
+    answer.bytes_read = 0;
+    answer
+}
+
+#[test]
+fn reading_on_two_threads_gives_the_answer_of_one_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    write_service_log(&dir.path().join("app.log"));
+    // A rotated text log with stack traces, in the same window, read after the live file.
+    let mut text = String::new();
+    for s in 0..1800 {
+        let at = format_rfc3339_ms(T0 + s * 1000 + 500);
+        if s % 7 == 0 {
+            text += &format!(
+                "{at} ERROR 1 --- [main] a.B : call {s} failed\njava.io.IOException: reset\n\tat a.B(B.java:1)\n"
+            );
+        } else {
+            text += &format!("{at}  INFO 1 --- [main] a.B : served {s}\n");
+        }
+    }
+    std::fs::write(dir.path().join("app.log.1"), text).unwrap();
+    let mut index = index_for(dir.path());
+    let queries = {
+        let around = LogQuery::around("orders", T0 + 26 * MINUTE, index.settings());
+        let early = LogQuery::around("orders", T0 + 3 * MINUTE, index.settings());
+        let everything = LogQuery { limit: 5000, order: LineOrder::Time, ..around.clone() };
+        let errors = LogQuery { min_level: Some(Level::Warn), contains: Some("failed".into()), ..around.clone() };
+        [around, early, everything, errors]
+    };
+    for query in queries {
+        index.split_min_bytes = u64::MAX;
+        let one_pass = comparable(index.correlate(&query).unwrap());
+        assert!(one_pass.lines_in_window > 50, "{query:?}");
+        for split_min_bytes in [0, 4096] {
+            index.split_min_bytes = split_min_bytes;
+            assert_eq!(comparable(index.correlate(&query).unwrap()), one_pass, "{query:?}");
+        }
+        // With few lines held the same first ones are held, and the answer says it is truncated.
+        index.settings.max_lines_held = 100;
+        index.split_min_bytes = u64::MAX;
+        let one_pass = comparable(index.correlate(&query).unwrap());
+        index.split_min_bytes = 0;
+        assert_eq!(comparable(index.correlate(&query).unwrap()), one_pass, "{query:?}");
+        assert!(one_pass.truncated);
+        index.settings.max_lines_held = LogsSettings::default().max_lines_held;
+    }
+}
