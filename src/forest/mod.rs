@@ -246,12 +246,12 @@ impl Forest {
             offsets.push(nodes.len() as u32);
             heights.push(tree.height);
         }
-        Self::from_parts(nodes, offsets, heights, columns, sample_size, training_rows, seed, 0.5)
+        Self::from_parts(&nodes, offsets, heights, columns, sample_size, training_rows, seed, 0.5)
     }
 
     #[allow(clippy::too_many_arguments)]
     fn from_parts(
-        nodes: Vec<Node>,
+        nodes: &[Node],
         offsets: Vec<u32>,
         heights: Vec<u8>,
         columns: usize,
@@ -262,7 +262,7 @@ impl Forest {
     ) -> Self {
         let largest_tree = offsets.windows(2).map(|w| (w[1] - w[0]) as usize).max().unwrap_or(1);
         Self {
-            nodes: NodeTable::pack(&nodes, columns, largest_tree),
+            nodes: NodeTable::pack(nodes, columns, largest_tree),
             offsets,
             heights,
             columns,

@@ -182,7 +182,7 @@ fn decode(bytes: &[u8]) -> Result<Forest, PersistError> {
         check_tree(tree_nodes, u32::from(heights[tree]), max_depth, columns, sample_size)
             .map_err(|what| PersistError::Inconsistent(format!("tree {tree}: {what}")))?;
     }
-    Ok(Forest::from_parts(nodes, offsets, heights, columns, sample_size, training_rows, seed, threshold))
+    Ok(Forest::from_parts(&nodes, offsets, heights, columns, sample_size, training_rows, seed, threshold))
 }
 
 impl<'a> Reader<'a> {
