@@ -24,13 +24,14 @@ mod rng;
 mod score;
 
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
 pub use layout::{MAX_FEATURES, MAX_SAMPLE_SIZE, average_path_length, height_limit};
 pub use matrix::Matrix;
 
 use build::grow_tree;
-use layout::Node;
+use layout::{Node, NodeTable};
 use rng::ForestRng;
 
 /// What can go wrong building input for, fitting, or loading a forest.
@@ -154,8 +155,8 @@ impl ForestParams {
 /// A fitted isolation forest.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Forest {
-    /// Every tree's nodes, tree after tree.
-    nodes: Vec<Node>,
+    /// Every tree's nodes, tree after tree, packed for scoring.
+    nodes: NodeTable,
     /// Where each tree starts in `nodes`, plus the end: `trees + 1` entries.
     offsets: Vec<u32>,
     /// Each tree's height (the depth of its deepest leaf).
@@ -175,6 +176,10 @@ pub struct Forest {
     /// c(n) for n in 0..=ψ: a leaf's expected remaining depth, looked up rather than recomputed.
     average_path_by_size: Vec<f64>,
 }
+
+/// Below this many sampled rows (trees × ψ) per thread, fitting stays on fewer threads: about 8 ms of
+/// work on one core, which a thread's start and join no longer outweigh on a loaded machine.
+const MIN_TREE_ROWS_PER_THREAD: usize = 128 * 1024;
 
 /// The machine's cores: the default for fitting and batch scoring.
 pub fn available_threads() -> NonZeroUsize {
@@ -207,23 +212,12 @@ impl Forest {
         let max_depth = height_limit(sample_size);
         let grow = |tree: usize| grow_tree(data, sample_size, max_depth, &mut ForestRng::for_tree(params.seed, tree));
 
-        // Small forests fit in microseconds: a thread would cost more than it saves.
-        let threads = if params.trees * sample_size < 8 * 1024 { 1 } else { threads.get().min(params.trees) };
-        let grown: Vec<_> = if threads == 1 {
-            (0..params.trees).map(grow).collect()
-        } else {
-            let per_thread = params.trees.div_ceil(threads);
-            thread::scope(|scope| {
-                let handles: Vec<_> = (0..params.trees)
-                    .step_by(per_thread)
-                    .map(|first| {
-                        let last = (first + per_thread).min(params.trees);
-                        scope.spawn(move || (first..last).map(grow).collect::<Vec<_>>())
-                    })
-                    .collect();
-                handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
-            })
-        };
+        // A default forest (100 trees, ψ = 256) fits in 1–2 ms on one core. Measured on a busy 2-core
+        // machine, a second thread made that 2–5× slower (median wall time: the helper waits for a
+        // core, and joining waits for it), so only forests several times larger are split.
+        let threads = threads.get().min(params.trees * sample_size / MIN_TREE_ROWS_PER_THREAD).max(1);
+        let grown: Vec<_> =
+            if threads == 1 { (0..params.trees).map(grow).collect() } else { grow_shared(params.trees, threads, grow) };
 
         let mut forest = Self::assemble(grown, data.columns(), sample_size, data.rows(), params.seed);
         forest.threshold = match params.contamination {
@@ -243,7 +237,7 @@ impl Forest {
         training_rows: usize,
         seed: u64,
     ) -> Self {
-        let mut nodes = Vec::with_capacity(grown.iter().map(|t| t.nodes.len()).sum());
+        let mut nodes: Vec<Node> = Vec::with_capacity(grown.iter().map(|t| t.nodes.len()).sum());
         let mut offsets = Vec::with_capacity(grown.len() + 1);
         let mut heights = Vec::with_capacity(grown.len());
         offsets.push(0);
@@ -252,12 +246,12 @@ impl Forest {
             offsets.push(nodes.len() as u32);
             heights.push(tree.height);
         }
-        Self::from_parts(nodes, offsets, heights, columns, sample_size, training_rows, seed, 0.5)
+        Self::from_parts(&nodes, offsets, heights, columns, sample_size, training_rows, seed, 0.5)
     }
 
     #[allow(clippy::too_many_arguments)]
     fn from_parts(
-        nodes: Vec<Node>,
+        nodes: &[Node],
         offsets: Vec<u32>,
         heights: Vec<u8>,
         columns: usize,
@@ -266,8 +260,9 @@ impl Forest {
         seed: u64,
         threshold: f64,
     ) -> Self {
+        let largest_tree = offsets.windows(2).map(|w| (w[1] - w[0]) as usize).max().unwrap_or(1);
         Self {
-            nodes,
+            nodes: NodeTable::pack(nodes, columns, largest_tree),
             offsets,
             heights,
             columns,
@@ -340,19 +335,55 @@ impl Forest {
         self.seed
     }
 
+    /// Tree `tree`'s nodes, unpacked (for checks and for writing the model file).
+    #[cfg(test)]
+    pub(crate) fn tree_nodes(&self, tree: usize) -> Vec<Node> {
+        (self.offsets[tree] as usize..self.offsets[tree + 1] as usize).map(|index| self.nodes.node(index)).collect()
+    }
+
     /// Total nodes (splits and leaves) over all trees.
     pub fn node_count(&self) -> usize {
         self.nodes.len()
     }
 
-    /// Bytes the model occupies in memory (nodes, tree index, lookup table and the struct).
+    /// Bytes the model occupies in memory (nodes, tree index, lookup table and the struct): 6 bytes
+    /// a node for trees of at most 512 nodes (ψ ≤ 256) on at most 128 features, else 8 (see `layout`).
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
-            + self.nodes.len() * std::mem::size_of::<Node>()
+            + self.nodes.bytes()
             + self.offsets.len() * 4
             + self.heights.len()
             + self.average_path_by_size.len() * 8
     }
+}
+
+/// Grows trees `0..trees` on `threads` threads, the calling one included. Threads claim trees a few
+/// at a time from a shared counter, so a thread the operating system starts late (a busy machine)
+/// takes fewer trees instead of delaying the others. Each tree has its own random stream, so the
+/// forest does not depend on which thread grew which tree.
+fn grow_shared(trees: usize, threads: usize, grow: impl Fn(usize) -> build::GrownTree + Sync) -> Vec<build::GrownTree> {
+    const TREES_PER_CLAIM: usize = 4;
+    let next = AtomicUsize::new(0);
+    let claim = || {
+        let mut mine = Vec::new();
+        loop {
+            let first = next.fetch_add(TREES_PER_CLAIM, Ordering::Relaxed);
+            if first >= trees {
+                return mine;
+            }
+            mine.extend((first..(first + TREES_PER_CLAIM).min(trees)).map(|tree| (tree, grow(tree))));
+        }
+    };
+    let mut grown = thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(claim)).collect();
+        let mut grown = claim();
+        for helper in helpers {
+            grown.extend(helper.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        }
+        grown
+    });
+    grown.sort_unstable_by_key(|&(tree, _)| tree);
+    grown.into_iter().map(|(_, tree)| tree).collect()
 }
 
 fn threads_nonzero(threads: usize) -> NonZeroUsize {

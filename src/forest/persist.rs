@@ -22,6 +22,11 @@
 //!
 //! Every structural invariant the scorer relies on is checked on load, so a corrupt or hostile
 //! file gives an error, never a panic or an out-of-bounds walk.
+//!
+//! The file stores every node unpacked (8 bytes); in memory a model packs them into a 6- or 8-byte
+//! `layout::NodeTable`, chosen again on load from the trees' sizes and the feature count. The
+//! packing is a property of the running build, not of the file, so it changed nothing here: files
+//! written before it load and score as they did.
 
 use super::layout::{MAX_FEATURES, MAX_SAMPLE_SIZE, Node, height_limit};
 use super::{Forest, ForestError};
@@ -86,7 +91,7 @@ impl Forest {
             out.extend_from_slice(&offset.to_le_bytes());
         }
         out.extend_from_slice(&self.heights);
-        for node in &self.nodes {
+        for node in (0..self.nodes.len()).map(|index| self.nodes.node(index)) {
             out.extend_from_slice(&node.threshold.to_bits().to_le_bytes());
             out.extend_from_slice(&node.feature.to_le_bytes());
             out.extend_from_slice(&node.left.to_le_bytes());
@@ -177,7 +182,7 @@ fn decode(bytes: &[u8]) -> Result<Forest, PersistError> {
         check_tree(tree_nodes, u32::from(heights[tree]), max_depth, columns, sample_size)
             .map_err(|what| PersistError::Inconsistent(format!("tree {tree}: {what}")))?;
     }
-    Ok(Forest::from_parts(nodes, offsets, heights, columns, sample_size, training_rows, seed, threshold))
+    Ok(Forest::from_parts(&nodes, offsets, heights, columns, sample_size, training_rows, seed, threshold))
 }
 
 impl<'a> Reader<'a> {

@@ -48,7 +48,7 @@ fn trees_respect_height_limit_and_leaf_sizes_sum_to_sample_size() {
         let psi = sample_size.min(rows);
         assert_eq!(forest.sample_size(), psi);
         for tree in 0..forest.trees() {
-            let nodes = &forest.nodes[forest.offsets[tree] as usize..forest.offsets[tree + 1] as usize];
+            let nodes = forest.tree_nodes(tree);
             let leaves: Vec<_> = nodes.iter().filter_map(|n| n.leaf_parts()).collect();
             assert_eq!(leaves.iter().map(|&(_, size)| size).sum::<usize>(), psi);
             assert!(leaves.iter().all(|&(depth, _)| depth <= height_limit(psi)));
@@ -64,7 +64,8 @@ fn constant_feature_is_never_split() {
     let rows: Vec<[f64; 3]> = (0..500).map(|i| [rng.next_unit(), 7.0, 1.0 + (i % 2) as f64 * 5e-8]).collect();
     let data = Matrix::from_rows_f64(&rows, 3).unwrap();
     let forest = Forest::fit(&data, &params(3)).unwrap();
-    let splits: Vec<_> = forest.nodes.iter().filter(|n| n.leaf_parts().is_none()).collect();
+    let nodes: Vec<Node> = (0..forest.trees()).flat_map(|tree| forest.tree_nodes(tree)).collect();
+    let splits: Vec<_> = nodes.iter().filter(|n| n.leaf_parts().is_none()).collect();
     assert!(!splits.is_empty());
     assert!(splits.iter().all(|n| n.feature == 0), "split on a constant feature");
 }
@@ -86,7 +87,7 @@ fn thresholds_lie_within_node_range() {
     let data = cloud(300, 2, 4);
     let forest = Forest::fit(&data, &ForestParams { sample_size: Some(300), ..params(1) }).unwrap();
     for tree in 0..forest.trees() {
-        let nodes = &forest.nodes[forest.offsets[tree] as usize..forest.offsets[tree + 1] as usize];
+        let nodes = forest.tree_nodes(tree);
         let mut stack = vec![(0usize, (0..data.rows()).collect::<Vec<_>>())];
         while let Some((index, members)) = stack.pop() {
             let node = nodes[index];
@@ -108,8 +109,11 @@ fn thresholds_lie_within_node_range() {
 #[test]
 fn fit_does_not_depend_on_thread_count() {
     let data = cloud(5000, 4, 6);
-    let one = Forest::fit_with_threads(&data, &params(11), NonZeroUsize::MIN).unwrap();
-    let many = Forest::fit_with_threads(&data, &params(11), NonZeroUsize::new(3).unwrap()).unwrap();
+    // Enough trees for the fit to really use several threads (see MIN_TREE_ROWS_PER_THREAD).
+    let trees = 3 * MIN_TREE_ROWS_PER_THREAD / 256 + 1;
+    let params = ForestParams { trees, ..params(11) };
+    let one = Forest::fit_with_threads(&data, &params, NonZeroUsize::MIN).unwrap();
+    let many = Forest::fit_with_threads(&data, &params, NonZeroUsize::new(3).unwrap()).unwrap();
     assert_eq!(one, many);
     let scores_one = one.score_batch_with_threads(&data, NonZeroUsize::MIN).unwrap();
     let scores_many = one.score_batch_with_threads(&data, NonZeroUsize::new(2).unwrap()).unwrap();
@@ -214,12 +218,68 @@ fn damaged_model_files_are_refused_not_panicked_on() {
 }
 
 #[test]
-fn model_memory_is_eight_bytes_a_node_plus_small_tables() {
+fn model_memory_is_six_bytes_a_node_plus_small_tables() {
     // The worst case for size: uniform data grows the most balanced trees. Real data is smaller
     // (the forest benchmark reports it per data set against the 128 KiB target).
     let data = cloud(20_000, 6, 10);
     let forest = Forest::fit(&data, &params(0)).unwrap();
     assert!(forest.node_count() <= forest.trees() * (2 * 256 - 1));
-    let overhead = forest.memory_bytes() - 8 * forest.node_count();
+    let overhead = forest.memory_bytes() - 6 * forest.node_count();
     assert!(overhead < 4 * 1024, "{overhead} bytes beyond the nodes");
+}
+
+/// The plainest scorer: one row, one tree at a time, following branches until a leaf, adding the
+/// trees' path lengths in tree order. The fast scorer must give the same bits.
+fn reference_scores(forest: &Forest, data: &Matrix) -> Vec<f64> {
+    let scale = forest.trees() as f64 * average_path_length(forest.sample_size());
+    (0..data.rows())
+        .map(|row| {
+            let x = data.row(row);
+            let mut sum = 0.0;
+            for tree in 0..forest.trees() {
+                let nodes = forest.tree_nodes(tree);
+                let mut at = 0;
+                let (depth, size) = loop {
+                    let node = nodes[at];
+                    match node.leaf_parts() {
+                        Some(leaf) => break leaf,
+                        None => {
+                            at = usize::from(node.left) + usize::from(x[usize::from(node.feature)] > node.threshold)
+                        }
+                    }
+                };
+                sum += f64::from(depth) + average_path_length(size);
+            }
+            if scale > 0.0 { (-sum / scale).exp2() } else { 0.5 }
+        })
+        .collect()
+}
+
+#[test]
+fn fast_scoring_equals_the_reference_walk_to_the_bit() {
+    // Narrow and wide node tables (129 features, or trees of more than 512 nodes), row counts that
+    // are not whole groups or chunks, one and two threads.
+    for (rows, columns, sample_size, trees) in
+        [(3001, 3, 256, 40), (777, 9, 64, 30), (1500, 129, 256, 20), (2100, 2, 1024, 10), (5, 4, 256, 7)]
+    {
+        let data = cloud(rows, columns, columns as u64);
+        let forest = Forest::fit(&data, &ForestParams { trees, sample_size: Some(sample_size), ..params(3) }).unwrap();
+        let expected: Vec<u64> = reference_scores(&forest, &data).iter().map(|s| s.to_bits()).collect();
+        for threads in [1, 2] {
+            let scores = forest.score_batch_with_threads(&data, NonZeroUsize::new(threads).unwrap()).unwrap();
+            let scores: Vec<u64> = scores.iter().map(|s| s.to_bits()).collect();
+            assert_eq!(scores, expected, "{rows}×{columns}, ψ = {sample_size}, {threads} threads");
+        }
+    }
+}
+
+#[test]
+fn node_tables_are_narrow_at_the_defaults_and_wide_beyond() {
+    use layout::Links;
+    let narrow = Forest::fit(&cloud(1000, 128, 1), &params(0)).unwrap();
+    assert!(matches!(narrow.nodes.links, Links::Narrow(_)));
+    let many_features = Forest::fit(&cloud(1000, 129, 1), &params(0)).unwrap();
+    assert!(matches!(many_features.nodes.links, Links::Wide(_)));
+    let big_trees = Forest::fit(&cloud(2000, 2, 1), &ForestParams { sample_size: Some(1024), ..params(0) }).unwrap();
+    assert!(matches!(big_trees.nodes.links, Links::Wide(_)));
 }
