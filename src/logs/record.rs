@@ -1,7 +1,7 @@
 //! The normalized log record every line format is parsed into, and the timestamp arithmetic the
 //! formats need (RFC 3339 with any offset, epoch seconds or milliseconds), without a date crate.
 
-use crate::calendar::{civil_from_days, days_from_civil};
+use crate::calendar::days_from_civil;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -160,19 +160,8 @@ impl LogRecord {
     }
 }
 
-/// Formats milliseconds since the epoch as RFC 3339 UTC with milliseconds.
-pub fn format_rfc3339_ms(ms: i64) -> String {
-    let seconds = ms.div_euclid(1000);
-    let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
-    let second_of_day = seconds.rem_euclid(86_400);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        second_of_day / 3600,
-        second_of_day / 60 % 60,
-        second_of_day % 60,
-        ms.rem_euclid(1000)
-    )
-}
+/// Log times are shown as every other timestamp of ours: RFC 3339 UTC with milliseconds.
+pub use crate::calendar::format_rfc3339_ms;
 
 /// Reads `n` ASCII digits at `at`.
 fn digits(bytes: &[u8], at: usize, n: usize) -> Option<u32> {
