@@ -25,6 +25,13 @@ impl Severity {
     /// The levels above normal, in increasing order.
     pub const LEVELS: [Severity; 3] = [Severity::Warning, Severity::High, Severity::Critical];
 
+    /// The severity a `severity` label names, if it names one.
+    pub fn from_label(label: &str) -> Option<Severity> {
+        [Severity::Normal, Severity::Warning, Severity::High, Severity::Critical]
+            .into_iter()
+            .find(|severity| severity.as_str() == label)
+    }
+
     /// The label value used in metrics and JSON.
     pub fn as_str(self) -> &'static str {
         match self {

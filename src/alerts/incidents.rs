@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use super::journal::{self, JournalError};
 use super::payload::{Alert, AlertStatus};
+use super::severity_rank;
 
 /// What an event says happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -272,15 +273,6 @@ pub struct ListQuery {
     pub sort: SortKey,
     /// Reverse the order.
     pub descending: bool,
-}
-
-fn severity_rank(severity: &str) -> u8 {
-    match severity {
-        "critical" => 0,
-        "high" => 1,
-        "warning" => 2,
-        _ => 3,
-    }
 }
 
 #[derive(Debug, Default)]

@@ -19,3 +19,22 @@ pub mod slack;
 pub use config::AlertsConfig;
 pub use incidents::IncidentStore;
 pub use routes::{AlertsState, WebhookMetrics, routes};
+
+/// Where an alert's `severity` label sorts: critical first (0), then high, warning and normal;
+/// a value that names no severity last.
+pub(crate) fn severity_rank(label: &str) -> u8 {
+    crate::classify::Severity::from_label(label)
+        .map_or(u8::MAX, |severity| crate::classify::Severity::Critical as u8 - severity as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::severity_rank;
+
+    #[test]
+    fn severities_rank_critical_first_and_unknown_last() {
+        let ranks: Vec<u8> = ["critical", "high", "warning", "normal", "page", ""].map(severity_rank).to_vec();
+        assert!(ranks.windows(2).take(4).all(|pair| pair[0] < pair[1]), "{ranks:?}");
+        assert_eq!(ranks[4], ranks[5]);
+    }
+}

@@ -28,7 +28,7 @@ use super::slack::OutcomeLabels;
 use crate::calendar::format_rfc3339_ms;
 use crate::web::auth::{Authenticator, Principal, Role};
 use crate::web::error::ApiError;
-use crate::web::url::encode_query;
+use crate::web::escape::{encode_query, escape_html};
 
 /// What the alerting handlers read.
 #[derive(Debug, Clone)]
@@ -312,26 +312,11 @@ async fn resolve(
     act(state, id, true, principal.map(|Extension(p)| p), body).await
 }
 
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// A link only when the annotation is an http(s) URL: annotations are not ours to trust.
 fn link(url: Option<&String>, text: &str) -> String {
     match url {
         Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
-            format!("<a href=\"{}\" rel=\"noopener noreferrer\">{text}</a> ", escape(url))
+            format!("<a href=\"{}\" rel=\"noopener noreferrer\">{text}</a> ", escape_html(url))
         }
         _ => String::new(),
     }
@@ -346,7 +331,7 @@ fn page_links(total: usize, page: Page, params: &BTreeMap<String, String>) -> St
         query.insert("limit", page.limit.to_string());
         query.insert("format", "html".to_owned());
         let encoded = encode_query(query.iter().map(|(key, value)| (*key, value.as_str())));
-        format!(" <a href=\"?{}\">{text}</a>", escape(&encoded))
+        format!(" <a href=\"?{}\">{text}</a>", escape_html(&encoded))
     };
     let mut links = String::new();
     if page.offset > 0 {
@@ -359,7 +344,7 @@ fn page_links(total: usize, page: Page, params: &BTreeMap<String, String>) -> St
 }
 
 fn render_html(incidents: &[Incident], total: usize, page: Page, params: &BTreeMap<String, String>) -> String {
-    let value = |key: &str| escape(params.get(key).map_or("", String::as_str));
+    let value = |key: &str| escape_html(params.get(key).map_or("", String::as_str));
     let mut html = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Incidents: anomaly-exporter</title>\
          <style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}td,th{border:1px solid #ccc;\
@@ -390,15 +375,15 @@ fn render_html(incidents: &[Incident], total: usize, page: Page, params: &BTreeM
         let _ = write!(
             html,
             "<tr><td class=\"{status}\">{status}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td></tr>",
-            escape(&incident.severity),
-            escape(&incident.service),
-            escape(&incident.alertname),
+            escape_html(&incident.severity),
+            escape_html(&incident.service),
+            escape_html(&incident.alertname),
             format_rfc3339_ms(incident.starts_at_ms),
             incident.ends_at_ms.map(format_rfc3339_ms).unwrap_or_default(),
-            escape(incident.annotations.get("summary").map_or("", String::as_str)),
+            escape_html(incident.annotations.get("summary").map_or("", String::as_str)),
             link(incident.annotations.get("logs_url"), "logs"),
             link(incident.annotations.get("dashboard_url"), "dashboard"),
-            escape(&incident.id),
+            escape_html(&incident.id),
         );
     }
     html.push_str("</table></body></html>\n");

@@ -23,9 +23,10 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use super::incidents::{EventKind, IncidentEvent};
+use super::severity_rank;
 use crate::calendar::format_rfc3339_ms;
 use crate::logs::{Correlation, LogIndex, LogQuery};
-use crate::web::url::encode_query_value;
+use crate::web::escape::encode_query_value;
 
 /// `alerts.slack:` as written.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -321,15 +322,6 @@ fn backoff(attempt: u32) -> Duration {
 /// Slack's mrkdwn needs `&`, `<` and `>` escaped in text.
 fn slack_escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
-}
-
-fn severity_rank(severity: &str) -> u8 {
-    match severity {
-        "critical" => 0,
-        "high" => 1,
-        "warning" => 2,
-        _ => 3,
-    }
 }
 
 /// The message for the events of one service and kind: a header with the worst severity, a

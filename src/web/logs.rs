@@ -18,7 +18,7 @@ use super::error::ApiError;
 use super::router::AppState;
 use crate::logs::record::format_rfc3339_ms;
 use crate::logs::{Correlation, Level, LogIndex, LogParams, LogQuery, LogsError, LogsMetrics};
-use crate::web::url::encode_query_value;
+use crate::web::escape::{encode_query_value, escape_html};
 
 /// What `/logs` needs: the index and where to count.
 #[derive(Debug, Clone)]
@@ -102,26 +102,6 @@ async fn answer(
 fn prefers_json(headers: &HeaderMap) -> bool {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     accept.contains("application/json") && !accept.contains("text/html")
-}
-
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + text.len() / 8);
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            // Control characters (an ANSI escape in a log line) are shown, not interpreted.
-            c if c.is_control() && c != '\n' && c != '\t' => {
-                let _ = write!(out, "\\u{{{:x}}}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 fn logs_link(query: &LogQuery, from_ms: i64, to_ms: i64) -> String {

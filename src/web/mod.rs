@@ -8,9 +8,9 @@
 
 pub mod auth;
 pub mod error;
+pub mod escape;
 pub mod logs;
 pub mod retrain;
 pub mod router;
 pub mod serve;
-pub mod url;
 pub mod web_config;

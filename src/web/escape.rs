@@ -1,6 +1,6 @@
-//! Building the links our pages and messages carry: `/logs`, `/incidents` pages, Slack links.
-//! A value from a label or a request is percent-encoded whole, so it can never add a parameter
-//! or a path segment to the link it sits in.
+//! Escaping what our pages and messages carry (`/logs` and `/incidents` pages, Slack links): a
+//! value from a label, a request or a log line is percent-encoded whole in a link, so it can never
+//! add a parameter or a path segment, and HTML-escaped in a page, so it can never add markup.
 
 use std::fmt::Write as _;
 
@@ -24,6 +24,26 @@ pub fn encode_query<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> 
         .map(|(key, value)| format!("{}={}", encode_query_value(key), encode_query_value(value)))
         .collect::<Vec<_>>()
         .join("&")
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            // Control characters (an ANSI escape in a log line) are shown, not interpreted.
+            c if c.is_control() && c != '\n' && c != '\t' => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
