@@ -81,15 +81,7 @@ async fn latency_fault_flags_only_that_services_latency() {
     ))
     .await;
 
-    std::fs::write(
-        &exporter_config,
-        format!(
-            "source:\n  url: {}\n  step: 1s\ninterval: 1s\nservice_grace: 30s\nbackfill: 5m\n\
-             detector:\n  window: 10\n  min_training_points: 40\n  retrain_every_points: 30\n",
-            prometheus.url()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&exporter_config, common::fast_exporter_config(prometheus.url())).unwrap();
     // Bound where Prometheus already looks for it.
     let exporter = Exporter::start(&exporter_config, &exporter_address, &exporter_log);
 

@@ -485,15 +485,7 @@ async fn every_panel_query_returns_data_from_a_real_prometheus() {
     )
     .await;
     let exporter_config = dir.path().join("anomaly-exporter.yml");
-    std::fs::write(
-        &exporter_config,
-        format!(
-            "source:\n  url: {}\n  step: 1s\ninterval: 1s\nservice_grace: 30s\nbackfill: 5m\n\
-             detector:\n  window: 10\n  min_training_points: 40\n  retrain_every_points: 30\n",
-            prometheus.url()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&exporter_config, common::fast_exporter_config(prometheus.url())).unwrap();
     let exporter_log = dir.path().join("exporter.log");
     let _exporter = Exporter::start(&exporter_config, &exporter_address, &exporter_log);
 

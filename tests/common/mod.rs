@@ -29,6 +29,15 @@ pub(crate) async fn serve_on_loopback(router: axum::Router) -> String {
     address
 }
 
+/// An anomaly-exporter config that reads `prometheus_url` every second and fits a series' first
+/// model after 40 points, so a test sees scores within a minute.
+pub(crate) fn fast_exporter_config(prometheus_url: &str) -> String {
+    format!(
+        "source:\n  url: {prometheus_url}\n  step: 1s\ninterval: 1s\nservice_grace: 30s\nbackfill: 5m\n\
+         detector:\n  window: 10\n  min_training_points: 40\n  retrain_every_points: 30\n"
+    )
+}
+
 /// A loopback port that was free a moment ago. Another process may take it before we bind it;
 /// [`ServerProcess::start`] retries on a fresh port when that happens.
 pub(crate) fn free_port() -> u16 {
