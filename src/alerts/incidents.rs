@@ -7,6 +7,7 @@
 //! says nothing new about an incident (firing again while it is known to fire, resolved again)
 //! is a duplicate and is not recorded twice.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -282,6 +283,9 @@ struct Inner {
     seen: HashSet<(String, EventKind)>,
     /// Makes journal file names unique within a millisecond.
     sequence: u64,
+    /// Incidents not resolved, kept up to date by `apply` so that the gauge the webhook sets on
+    /// every notification costs nothing, however many incidents are stored.
+    open: usize,
 }
 
 impl Inner {
@@ -289,7 +293,22 @@ impl Inner {
         if matches!(event.kind, EventKind::Firing | EventKind::Resolved) {
             self.seen.insert((event.incident_id.clone(), event.kind));
         }
-        self.incidents.entry(event.incident_id.clone()).or_insert_with(|| Incident::new(event)).apply(event);
+        let incident = match self.incidents.entry(event.incident_id.clone()) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => {
+                // A new incident starts firing (open) until an event resolves it.
+                self.open += 1;
+                entry.insert(Incident::new(event))
+            }
+        };
+        let was_open = incident.status != IncidentStatus::Resolved;
+        incident.apply(event);
+        let is_open = incident.status != IncidentStatus::Resolved;
+        match (was_open, is_open) {
+            (true, false) => self.open -= 1,
+            (false, true) => self.open += 1,
+            _ => {}
+        }
     }
 
     /// Whether an alert event says something new.
@@ -399,7 +418,7 @@ impl IncidentStore {
 
     /// Incidents not resolved yet (firing or acknowledged).
     pub fn open_count(&self) -> usize {
-        self.lock().incidents.values().filter(|i| i.status != IncidentStatus::Resolved).count()
+        self.lock().open
     }
 
     /// One incident.
@@ -535,6 +554,40 @@ mod tests {
         assert_eq!(kinds, [EventKind::Firing, EventKind::Acknowledged, EventKind::ResolvedByOperator]);
         assert_eq!(incident.events[2].note.as_deref(), Some("restarted the pod"));
         assert_eq!(incident.events[2].actor.as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn the_open_count_follows_every_transition_and_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = IncidentStore::open(dir.path()).unwrap();
+        let assert_open = |store: &IncidentStore, expected: usize, after: &str| {
+            let recounted =
+                store.list(&ListQuery::default()).iter().filter(|i| i.status != IncidentStatus::Resolved).count();
+            assert_eq!((store.open_count(), recounted), (expected, expected), "after {after}");
+        };
+        store
+            .record_alerts(
+                &[
+                    alert("a1", "checkout", "critical", AlertStatus::Firing, 30),
+                    alert("b1", "payments", "high", AlertStatus::Firing, 20),
+                    // Resolved before its firing was ever seen: never open.
+                    alert("c1", "search", "warning", AlertStatus::Resolved, 40),
+                ],
+                100,
+            )
+            .unwrap();
+        assert_open(&store, 2, "two firing, one resolved");
+        store.act("a1-30", false, None, None, 200).unwrap();
+        assert_open(&store, 2, "an acknowledgement");
+        store.record_alerts(&[alert("b1", "payments", "high", AlertStatus::Resolved, 20)], 300).unwrap();
+        assert_open(&store, 1, "Alertmanager's resolution");
+        store.act("a1-30", true, None, None, 400).unwrap();
+        assert_open(&store, 0, "an operator's resolution");
+        store.record_alerts(&[alert("b1", "payments", "high", AlertStatus::Firing, 20)], 500).unwrap();
+        assert_open(&store, 0, "a late firing of a resolved incident");
+        store.record_alerts(&[alert("d1", "search", "high", AlertStatus::Firing, 60)], 600).unwrap();
+        assert_open(&store, 1, "a new incident");
+        assert_open(&IncidentStore::open(dir.path()).unwrap(), 1, "a restart");
     }
 
     #[test]
