@@ -15,7 +15,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -162,7 +162,7 @@ async fn error_burst_reaches_slack_once_with_its_logs_and_resolves() {
     .unwrap();
     let exporter_log = dir.path().join("exporter.log");
     let _exporter = Exporter {
-        child: Command::new(env!("CARGO_BIN_EXE_anomaly-exporter"))
+        child: common::exporter_command()
             .args(["run", "--config.file"])
             .arg(&config_path)
             .args(["--web.listen-address", &exporter_address, "--log.level", "debug"])

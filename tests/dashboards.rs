@@ -15,7 +15,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anomaly_exporter::simulate::{self, FaultKind, FaultRequest, FleetOptions};
@@ -323,7 +323,7 @@ struct Exporter {
 impl Exporter {
     fn start(config_path: &Path, address: &str, log_path: &Path) -> Self {
         let log = std::fs::File::create(log_path).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_anomaly-exporter"))
+        let child = common::exporter_command()
             .args(["run", "--config.file"])
             .arg(config_path)
             .args(["--web.listen-address", address])

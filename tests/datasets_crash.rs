@@ -20,7 +20,7 @@ use rand::{Rng, SeedableRng};
 
 fn start_exporter(config: &Path, address: &str, log: &Path) -> Child {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_anomaly-exporter"))
+    common::exporter_command()
         .args(["run", "--config.file"])
         .arg(config)
         .args(["--web.listen-address", address, "--log.level", "debug"])

@@ -2,12 +2,16 @@
 //! processes on free loopback ports, each with its own temporary storage, killed on drop; plus
 //! small helpers to wait for a condition and to match samples in a scrape.
 //!
+//! Every long-running child (the servers, the daemon) is started through [`child_command`], so it
+//! dies with the test process even when a killed test never runs its `Drop`.
+//!
 //! Nothing here uses the fixed default ports (9090, 9093), so a system-wide Prometheus started
 //! by the Debian package neither helps nor hurts a test.
 
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::net::TcpListener;
@@ -27,6 +31,29 @@ pub(crate) async fn serve_on_loopback(router: axum::Router) -> String {
     let address = listener.local_addr().expect("local address").to_string();
     tokio::spawn(async move { axum::serve(listener, router).await });
     address
+}
+
+/// A command for a long-running child (a server, the daemon) that dies with the test process.
+///
+/// Tests stop their children on drop, but a test killed by a timeout or Ctrl-C never drops them,
+/// and the orphans would keep their ports and temporary files. util-linux's `setpriv --pdeathsig`
+/// asks the kernel to send the child SIGKILL when the thread that started it exits. That thread
+/// is the test's own (or a worker of its runtime), which outlives the child's use. Where `setpriv`
+/// is missing, the child starts directly.
+pub(crate) fn child_command(program: impl AsRef<OsStr>) -> Command {
+    match find_on_path("setpriv") {
+        Some(setpriv) => {
+            let mut command = Command::new(setpriv);
+            command.args(["--pdeathsig", "KILL", "--"]).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
+/// The anomaly-exporter binary under test, as a [`child_command`].
+pub(crate) fn exporter_command() -> Command {
+    child_command(env!("CARGO_BIN_EXE_anomaly-exporter"))
 }
 
 /// An anomaly-exporter config that reads `prometheus_url` every second and fits a series' first
@@ -202,7 +229,7 @@ impl ServerProcess {
             }
             let log_path = dir.path().join("output.log");
             let log = std::fs::File::create(&log_path).expect("create the log file");
-            let child = Command::new(&path)
+            let child = child_command(&path)
                 .args(args(port, dir.path()))
                 .current_dir(dir.path())
                 .stdin(Stdio::null())
