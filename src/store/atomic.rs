@@ -13,9 +13,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::RecordBatch;
+use arrow_schema::{DataType, Schema};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::Compression;
+use parquet::basic::{Compression, Encoding};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use super::StoreError;
 
@@ -91,13 +93,33 @@ fn write_atomically(
 
 fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<File, StoreError> {
     let file = File::create(path).map_err(|source| StoreError::Io { path: path.to_owned(), source })?;
-    let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+    let properties = writer_properties(&batch.schema());
     let parquet = |source: parquet::errors::ParquetError| StoreError::Parquet { path: path.to_owned(), source };
     let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(properties)).map_err(parquet)?;
     writer.write(batch).map_err(parquet)?;
     let mut file = writer.into_inner().map_err(parquet)?;
     file.flush().map_err(|source| StoreError::Io { path: path.to_owned(), source })?;
     Ok(file)
+}
+
+/// Snappy, plus the encoding that suits each column's type, because Snappy alone barely shrinks
+/// numbers: timestamps a fixed step apart delta-encode to a few bits a row, and floats split into
+/// byte streams (the sign and exponent bytes of a slowly moving series repeat) compress where
+/// their plain bytes do not. Other columns keep Parquet's default, a dictionary, which suits
+/// severities, model versions and labels. Every Parquet reader of the last years (pyarrow,
+/// DuckDB, Spark, arrow-rs) decodes both encodings.
+fn writer_properties(schema: &Schema) -> WriterProperties {
+    let mut builder = WriterProperties::builder().set_compression(Compression::SNAPPY);
+    for field in schema.fields() {
+        let encoding = match field.data_type() {
+            DataType::Timestamp(..) | DataType::Int64 => Encoding::DELTA_BINARY_PACKED,
+            DataType::Float32 | DataType::Float64 => Encoding::BYTE_STREAM_SPLIT,
+            _ => continue,
+        };
+        let column = ColumnPath::from(field.name().as_str());
+        builder = builder.set_column_dictionary_enabled(column.clone(), false).set_column_encoding(column, encoding);
+    }
+    builder.build()
 }
 
 /// Makes renames and removals in `directory` durable (a no-op where directories cannot be opened).
@@ -181,6 +203,39 @@ mod tests {
                 .unwrap();
         let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
         assert_eq!(rows, 3);
+    }
+
+    #[test]
+    fn numbers_are_written_in_the_encodings_that_compress_them_and_read_back_exactly() {
+        use arrow_array::{Float64Array, TimestampMillisecondArray, UInt8Array};
+        let rows = 1000;
+        let timestamps: Vec<i64> = (0..rows).map(|i| 1_700_000_000_000 + i * 15_000).collect();
+        let values: Vec<f64> = (0..rows).map(|i| 0.3 + 0.05 * (i as f64 / 40.0).sin()).collect();
+        let written = RecordBatch::try_from_iter([
+            ("timestamp", Arc::new(TimestampMillisecondArray::from(timestamps).with_timezone("UTC")) as _),
+            ("value", Arc::new(Float64Array::from(values)) as _),
+            ("severity", Arc::new(UInt8Array::from(vec![0u8; rows as usize])) as _),
+        ])
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        write_batch_atomically(dir.path(), "part.parquet", &written).unwrap();
+        let path = dir.path().join("part.parquet");
+
+        let reader = parquet::file::reader::SerializedFileReader::new(File::open(&path).unwrap()).unwrap();
+        let metadata = parquet::file::reader::FileReader::metadata(&reader);
+        let encodings = |column: usize| metadata.row_group(0).column(column).encodings().collect::<Vec<_>>();
+        assert!(encodings(0).contains(&Encoding::DELTA_BINARY_PACKED), "timestamp: {:?}", encodings(0));
+        assert!(encodings(1).contains(&Encoding::BYTE_STREAM_SPLIT), "value: {:?}", encodings(1));
+        assert!(encodings(2).contains(&Encoding::RLE_DICTIONARY), "severity: {:?}", encodings(2));
+
+        let read: Vec<RecordBatch> =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
+                .unwrap()
+                .build()
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+        assert_eq!(read, [written], "one batch, equal to what was written");
     }
 
     #[test]
