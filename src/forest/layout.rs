@@ -73,24 +73,11 @@ pub(crate) fn leaf_parts(threshold: f32) -> Option<(u32, usize)> {
 }
 
 /// A node's feature column, as stored: `u8` when the model has at most 256 features, else `u16`.
-pub(crate) trait Feature: Copy {
-    /// The column index.
-    fn index(self) -> usize;
-}
+pub(crate) trait Feature: Copy {}
 
-impl Feature for u8 {
-    #[inline(always)]
-    fn index(self) -> usize {
-        usize::from(self)
-    }
-}
+impl Feature for u8 {}
 
-impl Feature for u16 {
-    #[inline(always)]
-    fn index(self) -> usize {
-        usize::from(self)
-    }
-}
+impl Feature for u16 {}
 
 /// Every node's feature column, in the narrowest integer that holds the model's columns.
 #[derive(Debug, Clone, PartialEq)]

@@ -184,7 +184,8 @@ impl Forest {
         let lines_per_row = (columns * 4).div_ceil(64);
         let chunk_rows = (CHUNK_BYTES / (64 * lines_per_row) / LANES * LANES)
             .clamp(LANES, MAX_CHUNK_ROWS)
-            .min(path_sums.len().next_multiple_of(LANES));
+            // A small batch (the daemon's single rows) copies only its own rows; never 0 rows.
+            .min(path_sums.len().max(1));
         let mut chunk = vec![PaddedRow([0.0; ROW_STRIDE]); chunk_rows];
         for (chunk_input, chunk_sums) in rows.chunks(chunk_rows * columns).zip(path_sums.chunks_mut(chunk_rows)) {
             for (padded, row) in chunk.iter_mut().zip(chunk_input.chunks_exact(columns)) {

@@ -282,6 +282,17 @@ fn fast_scoring_equals_the_reference_walk_to_the_bit() {
 }
 
 #[test]
+fn empty_batches_score_to_nothing() {
+    for columns in [3, 300] {
+        let forest = Forest::fit(&cloud(600, columns, 2), &params(1)).unwrap();
+        let empty = Matrix::from_row_major(Vec::new(), columns).unwrap();
+        for threads in [1, 2] {
+            assert!(forest.score_batch_with_threads(&empty, NonZeroUsize::new(threads).unwrap()).unwrap().is_empty());
+        }
+    }
+}
+
+#[test]
 fn node_tables_are_narrow_and_windowed_at_the_defaults() {
     use layout::Features;
     let narrow = Forest::fit(&cloud(1000, 256, 1), &params(0)).unwrap();
