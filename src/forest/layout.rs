@@ -10,12 +10,11 @@
 //! processor busy instead of waiting on mispredicted branches. The NaN's payload carries what the
 //! score needs from the leaf: its depth and how many training rows reached it.
 //!
-//! A fitted model keeps its nodes in a [`NodeTable`]: the thresholds in one array and, in another,
-//! each node's feature and left child packed into one *link*. When every tree has at most 512 nodes
-//! (always at ψ ≤ 256, the defaults) and there are at most 128 features, a link is a `u16` (9 bits of
-//! child, 7 of feature) and a node costs 6 bytes; otherwise a link is a `u32` (16 and 16) and a node
-//! costs 8. The split is fixed per link type, so the walk unpacks a link with constant shifts. At scikit-learn's defaults (ψ = 256) a tree has about 100–180 nodes,
-//! so a 100-tree model is about 60–110 KiB and stays in the L2 cache while it scores a batch.
+//! A fitted model keeps its nodes in a [`NodeTable`]: three parallel arrays, the thresholds (`f32`),
+//! the left children (`u16`) and the features (`u8` when there are at most 256 features, else
+//! `u16`), so a node costs 7 bytes (8 beyond 256 features) and the walk loads each field with one
+//! instruction, no unpacking. At scikit-learn's defaults (ψ = 256) a tree has about 100–180 nodes,
+//! so a 100-tree model is about 70–125 KiB and stays in the L2 cache while it scores a batch.
 //! [`Node`] is the unpacked form that fitting produces and the model file stores.
 
 /// Euler–Mascheroni constant, as scikit-learn uses it in `_average_path_length`.
@@ -73,79 +72,82 @@ pub(crate) fn leaf_parts(threshold: f32) -> Option<(u32, usize)> {
     (bits & LEAF_TAG_MASK == LEAF_TAG).then(|| ((bits >> 16) & 0xF, (bits & 0xFFFF) as usize + 1))
 }
 
-/// A link: a node's feature and left child packed into one integer, the feature in the high bits.
-pub(crate) trait Link: Copy {
-    /// How many low bits hold the left child.
-    const LEFT_BITS: u32;
-    /// The packed value.
-    fn bits(self) -> usize;
-    /// The feature column.
-    #[inline(always)]
-    fn feature(self) -> usize {
-        self.bits() >> Self::LEFT_BITS
-    }
-    /// The left child's index within the tree.
-    #[inline(always)]
-    fn left(self) -> usize {
-        self.bits() & ((1 << Self::LEFT_BITS) - 1)
-    }
-}
+/// A node's feature column, as stored: `u8` when the model has at most 256 features, else `u16`.
+pub(crate) trait Feature: Copy {}
 
-impl Link for u16 {
-    const LEFT_BITS: u32 = 9;
-    #[inline(always)]
-    fn bits(self) -> usize {
-        usize::from(self)
-    }
-}
+impl Feature for u8 {}
 
-impl Link for u32 {
-    const LEFT_BITS: u32 = 16;
-    #[inline(always)]
-    fn bits(self) -> usize {
-        self as usize
-    }
-}
+impl Feature for u16 {}
 
-/// The links of every node, in the narrowest integer that holds them.
+/// Every node's feature column, in the narrowest integer that holds the model's columns.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Links {
-    /// 16-bit links: 6 bytes a node with the threshold. Trees of at most 512 nodes, at most 128 features.
-    Narrow(Vec<u16>),
-    /// 32-bit links: 8 bytes a node. Any model.
-    Wide(Vec<u32>),
+pub(crate) enum Features {
+    /// At most 256 feature columns: 1 byte a node.
+    Narrow(Vec<u8>),
+    /// Any number of feature columns: 2 bytes a node.
+    Wide(Vec<u16>),
 }
 
-/// Every node of every tree, tree after tree, in the packed form scoring reads: 6 or 8 bytes a node
-/// (see the module documentation).
+/// The number of nodes a *window* spans: trees of at most this many nodes are walked through
+/// fixed-size views of the node table (see [`NodeTable`]). ψ ≤ 256 gives at most 511 nodes.
+pub(crate) const WINDOW: usize = 512;
+
+/// Every node of every tree, tree after tree, in the form scoring reads: three parallel arrays
+/// (threshold, feature, left child), 7 bytes a node with at most 256 features, 8 beyond.
+///
+/// When every tree has at most [`WINDOW`] nodes and the table has at least that many, the table is
+/// *windowed*: each tree is walked through views of exactly [`WINDOW`] entries (`&[f32; 512]` …),
+/// so a node index masked with `WINDOW - 1` needs no bounds check and no clamp. A tree's window
+/// starts at the tree itself, or, for the last trees of the table, `WINDOW` entries before the end;
+/// such a tree's root then sits at `root_shift` within its window, and its stored left children
+/// are shifted by as much, so the walk needs no extra addition. Nothing is padded: the model's
+/// memory stays 7 bytes a node.
 #[derive(Debug, Clone)]
 pub(crate) struct NodeTable {
     /// Each node's threshold (for a leaf, the NaN carrying its depth and size).
     pub(crate) thresholds: Vec<f32>,
-    /// Each node's feature and left child.
-    pub(crate) links: Links,
+    /// Each node's left child, counted from the start of its tree's window.
+    pub(crate) lefts: Vec<u16>,
+    /// Each node's feature column (0 for a leaf).
+    pub(crate) features: Features,
+    /// Whether trees are walked through fixed windows (see above); else left children count from
+    /// the start of their tree and the walk clamps its index.
+    pub(crate) windowed: bool,
 }
 
 /// Tables are equal when their nodes' bits are: leaves hold NaNs, which `f32`'s equality never matches.
 impl PartialEq for NodeTable {
     fn eq(&self, other: &Self) -> bool {
-        self.links == other.links
+        self.lefts == other.lefts
+            && self.features == other.features
+            && self.windowed == other.windowed
             && self.thresholds.len() == other.thresholds.len()
             && self.thresholds.iter().zip(&other.thresholds).all(|(a, b)| a.to_bits() == b.to_bits())
     }
 }
 
 impl NodeTable {
-    /// Packs `nodes` (every tree's, tree after tree) for a model of `columns` features whose largest
-    /// tree has `largest_tree` nodes.
-    pub(crate) fn pack(nodes: &[Node], columns: usize, largest_tree: usize) -> Self {
-        let thresholds = nodes.iter().map(|n| n.threshold).collect();
-        let links = if largest_tree <= 1 << u16::LEFT_BITS && columns <= 1 << (16 - u16::LEFT_BITS) {
-            Links::Narrow(nodes.iter().map(|n| (n.feature << u16::LEFT_BITS) | n.left).collect())
-        } else {
-            Links::Wide(nodes.iter().map(|n| (u32::from(n.feature) << u32::LEFT_BITS) | u32::from(n.left)).collect())
+    /// Packs `nodes` (every tree's, tree after tree; tree `i` at `offsets[i]..offsets[i + 1]`) for a
+    /// model of `columns` features.
+    pub(crate) fn pack(nodes: &[Node], offsets: &[u32], columns: usize) -> Self {
+        let largest_tree = offsets.windows(2).map(|w| (w[1] - w[0]) as usize).max().unwrap_or(0);
+        let windowed = largest_tree <= WINDOW && nodes.len() >= WINDOW;
+        let mut table = Self {
+            thresholds: nodes.iter().map(|n| n.threshold).collect(),
+            lefts: Vec::with_capacity(nodes.len()),
+            features: if columns <= 1 << u8::BITS {
+                Features::Narrow(nodes.iter().map(|n| n.feature as u8).collect())
+            } else {
+                Features::Wide(nodes.iter().map(|n| n.feature).collect())
+            },
+            windowed,
         };
-        Self { thresholds, links }
+        for tree in offsets.windows(2) {
+            let (start, end) = (tree[0] as usize, tree[1] as usize);
+            let shift = table.root_shift(start) as u16;
+            table.lefts.extend(nodes[start..end].iter().map(|n| n.left + shift));
+        }
+        table
     }
 
     /// Number of nodes.
@@ -153,22 +155,36 @@ impl NodeTable {
         self.thresholds.len()
     }
 
-    /// Node `index` (counted over all trees), unpacked.
-    pub(crate) fn node(&self, index: usize) -> Node {
-        let (feature, left) = match &self.links {
-            Links::Narrow(links) => (links[index].feature(), links[index].left()),
-            Links::Wide(links) => (links[index].feature(), links[index].left()),
-        };
-        Node { threshold: self.thresholds[index], feature: feature as u16, left: left as u16 }
+    /// Where the window of the tree starting at `tree_start` starts: the tree itself, or for the last
+    /// trees of a windowed table, `WINDOW` entries before the end.
+    #[inline(always)]
+    pub(crate) fn window_start(&self, tree_start: usize) -> usize {
+        if self.windowed { tree_start.min(self.len() - WINDOW) } else { tree_start }
     }
 
-    /// Bytes of the two arrays.
-    pub(crate) fn bytes(&self) -> usize {
-        let link_bytes = match &self.links {
-            Links::Narrow(_) => 2,
-            Links::Wide(_) => 4,
+    /// The index of the root of the tree starting at `tree_start` within its window.
+    #[inline(always)]
+    pub(crate) fn root_shift(&self, tree_start: usize) -> usize {
+        tree_start - self.window_start(tree_start)
+    }
+
+    /// Node `index` (counted over all trees) of the tree starting at `tree_start`, unpacked.
+    pub(crate) fn node(&self, tree_start: usize, index: usize) -> Node {
+        let feature = match &self.features {
+            Features::Narrow(features) => u16::from(features[index]),
+            Features::Wide(features) => features[index],
         };
-        self.len() * (4 + link_bytes)
+        let left = self.lefts[index] - self.root_shift(tree_start) as u16;
+        Node { threshold: self.thresholds[index], feature, left }
+    }
+
+    /// Bytes of the three arrays.
+    pub(crate) fn bytes(&self) -> usize {
+        let feature_bytes = match &self.features {
+            Features::Narrow(_) => 1,
+            Features::Wide(_) => 2,
+        };
+        self.len() * (4 + 2 + feature_bytes)
     }
 }
 
@@ -215,29 +231,51 @@ mod tests {
     }
 
     #[test]
-    fn node_table_round_trips_narrow_and_wide() {
-        let nodes = [
-            Node { threshold: 0.25, feature: 3, left: 1 },
-            Node::leaf(1, 1, 4),
-            Node { threshold: -1.5, feature: 0, left: 3 },
-            Node::leaf(3, 2, 1),
-            Node::leaf(4, 2, 2),
-        ];
-        // Narrow up to 512-node trees and 128 features; wide beyond either.
-        for (columns, largest_tree, narrow) in [(4, 5, true), (129, 5, false), (4, 513, false), (3000, 5000, false)] {
-            let table = NodeTable::pack(&nodes, columns, largest_tree);
-            assert_eq!(matches!(table.links, Links::Narrow(_)), narrow);
-            assert_eq!(table.bytes(), nodes.len() * if narrow { 6 } else { 8 });
-            for (index, node) in nodes.iter().enumerate() {
-                assert_eq!(table.node(index), *node);
+    fn node_table_round_trips_narrow_and_wide_windowed_or_not() {
+        // Two trees: five nodes, then three.
+        let tree = |feature| {
+            [
+                Node { threshold: 0.25, feature, left: 1 },
+                Node::leaf(1, 1, 4),
+                Node { threshold: -1.5, feature: 0, left: 3 },
+                Node::leaf(3, 2, 1),
+                Node::leaf(4, 2, 2),
+            ]
+        };
+        let small = [
+            tree(3).as_slice(),
+            &[Node { threshold: 2.0, feature: 1, left: 1 }, Node::leaf(1, 1, 1), Node::leaf(2, 1, 3)],
+        ]
+        .concat();
+        // Enough trees to make the table windowed: the last ones sit at a shift in their window.
+        let many: Vec<Node> = (0..200).flat_map(|i| tree(i % 300)).collect();
+        let many_offsets: Vec<u32> = (0..=200).map(|i| i * 5).collect();
+        for (nodes, offsets, columns, narrow, windowed) in [
+            (&small, vec![0, 5, 8], 4, true, false),
+            (&small, vec![0, 5, 8], 257, false, false),
+            (&many, many_offsets.clone(), 256, true, true),
+            (&many, many_offsets.clone(), 300, false, true),
+        ] {
+            let mut nodes = nodes.clone();
+            if narrow {
+                nodes.iter_mut().for_each(|n| n.feature %= 256);
+            }
+            let table = NodeTable::pack(&nodes, &offsets, columns);
+            assert_eq!(matches!(table.features, Features::Narrow(_)), narrow);
+            assert_eq!(table.windowed, windowed);
+            assert_eq!(table.bytes(), nodes.len() * if narrow { 7 } else { 8 });
+            for tree in offsets.windows(2) {
+                let (start, end) = (tree[0] as usize, tree[1] as usize);
+                assert!(table.window_start(start) + WINDOW >= end || !windowed);
+                for (index, node) in nodes.iter().enumerate().take(end).skip(start) {
+                    assert_eq!(table.node(start, index), *node);
+                }
             }
         }
-        // The widest narrow case: 512-node trees and 128 features.
-        let widest = [Node { threshold: 1.0, feature: 127, left: 510 }, Node::leaf(511, 8, 1)];
-        let table = NodeTable::pack(&widest, 128, 512);
-        assert!(matches!(table.links, Links::Narrow(_)));
-        assert_eq!(table.node(0), widest[0]);
-        assert_eq!(table.node(1), widest[1]);
+        // A tree of more than WINDOW nodes makes the table unwindowed.
+        let big: Vec<Node> = (0..WINDOW as u16 + 1).map(|i| Node::leaf(i, 0, 1)).collect();
+        assert!(!NodeTable::pack(&big, &[0, WINDOW as u32 + 1], 2).windowed);
+        assert!(NodeTable::pack(&big[..WINDOW], &[0, WINDOW as u32], 2).windowed);
     }
 
     #[test]

@@ -260,9 +260,8 @@ impl Forest {
         seed: u64,
         threshold: f64,
     ) -> Self {
-        let largest_tree = offsets.windows(2).map(|w| (w[1] - w[0]) as usize).max().unwrap_or(1);
         Self {
-            nodes: NodeTable::pack(nodes, columns, largest_tree),
+            nodes: NodeTable::pack(nodes, &offsets, columns),
             offsets,
             heights,
             columns,
@@ -338,7 +337,8 @@ impl Forest {
     /// Tree `tree`'s nodes, unpacked (for checks and for writing the model file).
     #[cfg(test)]
     pub(crate) fn tree_nodes(&self, tree: usize) -> Vec<Node> {
-        (self.offsets[tree] as usize..self.offsets[tree + 1] as usize).map(|index| self.nodes.node(index)).collect()
+        let (start, end) = (self.offsets[tree] as usize, self.offsets[tree + 1] as usize);
+        (start..end).map(|index| self.nodes.node(start, index)).collect()
     }
 
     /// Total nodes (splits and leaves) over all trees.
@@ -346,8 +346,8 @@ impl Forest {
         self.nodes.len()
     }
 
-    /// Bytes the model occupies in memory (nodes, tree index, lookup table and the struct): 6 bytes
-    /// a node for trees of at most 512 nodes (ψ ≤ 256) on at most 128 features, else 8 (see `layout`).
+    /// Bytes the model occupies in memory (nodes, tree index, lookup table and the struct): 7 bytes
+    /// a node on at most 256 features, else 8 (see `layout`).
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.nodes.bytes()

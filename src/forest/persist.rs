@@ -23,10 +23,10 @@
 //! Every structural invariant the scorer relies on is checked on load, so a corrupt or hostile
 //! file gives an error, never a panic or an out-of-bounds walk.
 //!
-//! The file stores every node unpacked (8 bytes); in memory a model packs them into a 6- or 8-byte
+//! The file stores every node unpacked (8 bytes); in memory a model keeps them in a 7- or 8-byte
 //! `layout::NodeTable`, chosen again on load from the trees' sizes and the feature count. The
-//! packing is a property of the running build, not of the file, so it changed nothing here: files
-//! written before it load and score as they did.
+//! in-memory layout is a property of the running build, not of the file, so it changed nothing
+//! here: files written before it load and score as they did.
 
 use super::layout::{MAX_FEATURES, MAX_SAMPLE_SIZE, Node, height_limit};
 use super::{Forest, ForestError};
@@ -91,7 +91,9 @@ impl Forest {
             out.extend_from_slice(&offset.to_le_bytes());
         }
         out.extend_from_slice(&self.heights);
-        for node in (0..self.nodes.len()).map(|index| self.nodes.node(index)) {
+        let tree_nodes =
+            self.offsets.windows(2).flat_map(|tree| (tree[0] as usize..tree[1] as usize).map(|i| (tree[0], i)));
+        for node in tree_nodes.map(|(start, index)| self.nodes.node(start as usize, index)) {
             out.extend_from_slice(&node.threshold.to_bits().to_le_bytes());
             out.extend_from_slice(&node.feature.to_le_bytes());
             out.extend_from_slice(&node.left.to_le_bytes());

@@ -2,92 +2,282 @@
 //!
 //! Rows are walked in groups of [`LANES`]: for each tree, all the group's walks advance one level
 //! per step, so the processor has that many independent loads in flight instead of one chain of
-//! dependent ones. Groups are gathered into chunks of up to [`CHUNK_VALUES`] feature values, and
-//! for each tree every group of the chunk is walked before the next tree: the tree is read from
-//! L2 once per chunk and then hit in L1, while the chunk itself stays in L1. Each row still adds
-//! its trees' path lengths in tree order, so the sums (and scores) do not depend on the chunking.
+//! dependent ones. The walk is bound by instruction throughput, so each visit is kept to about eight
+//! instructions: the position masked into the tree's fixed-size window (no clamp, no bounds check,
+//! see `layout::NodeTable`), the left child, feature and threshold each loaded by one instruction,
+//! and the row's value read with one addressing mode from a row copied at a fixed stride.
+//! Rows are copied in chunks that stay in L1 while every tree walks them; each row still adds its
+//! trees' path lengths in tree order, so the sums (and scores) do not depend on the chunking.
 //! Large batches are split over the machine's cores.
 
 use std::num::NonZeroUsize;
 use std::thread;
 
 use super::Forest;
-use super::layout::{Link, Links};
+use super::layout::{Feature, Features, WINDOW, leaf_parts};
 
 /// Rows walked in lock-step: enough independent walks to hide load latency, few enough to keep
 /// their state in registers.
 const LANES: usize = 8;
-// The masked indexing in `walk` needs a power-of-two group.
-const _: () = assert!(LANES.is_power_of_two());
 
-/// Feature values (f32) in one chunk of groups: 16 KiB, half of a core's L1 data cache, leaves room
-/// for the tree being walked.
-const CHUNK_VALUES: usize = 4096;
+/// The stride, in values, of a row copied for the walk when the model has at most 256 features: a
+/// `u8` feature then indexes it with no bounds check, and the value's address is one addressing mode
+/// (row base + lane offset + 4 × feature). 16 values beyond 256 keep successive rows from landing
+/// on the same few L1 sets (a 1 KiB stride would).
+const ROW_STRIDE: usize = 256 + 16;
+
+/// One row copied for the walk, each on its own cache lines: only the first `columns` values are used.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct PaddedRow([f32; ROW_STRIDE]);
+
+/// Cache bytes that the copied rows of one chunk touch: half of a core's L1 data cache, which leaves
+/// room for the tree being walked. Each tree is read once per chunk and walked for every row of it.
+const CHUNK_BYTES: usize = 16 * 1024;
+
+/// At most this many rows in a chunk, so that the padded rows' address space (1088 bytes each)
+/// stays within the first-level TLB.
+const MAX_CHUNK_ROWS: usize = 128;
 
 /// Below this much work (rows × trees) per thread, starting a thread costs more than it saves on a
 /// loaded machine: about 10 ms on one core.
 const MIN_ROW_TREES_PER_THREAD: usize = 2 << 20;
 
+/// The rows of a group as the walk reads them: `value(lane, feature)`.
+trait GroupRows<F> {
+    fn value(&self, lane: usize, feature: F) -> f32;
+}
+
+/// Padded rows, for `u8` features: the index is in bounds by type.
+impl<const N: usize> GroupRows<u8> for &[PaddedRow; N] {
+    #[inline(always)]
+    fn value(&self, lane: usize, feature: u8) -> f32 {
+        self[lane].0[usize::from(feature)]
+    }
+}
+
+/// Rows as given (row-major, `columns` values each), for `u16` features (more than 256 columns).
+struct PlainRows<'a> {
+    values: &'a [f32],
+    columns: usize,
+}
+
+impl GroupRows<u16> for PlainRows<'_> {
+    #[inline(always)]
+    fn value(&self, lane: usize, feature: u16) -> f32 {
+        self.values[lane * self.columns + usize::from(feature)]
+    }
+}
+
+/// One tree as the walk reads it.
+trait TreeView<F> {
+    /// Where every walk starts.
+    fn root(&self) -> usize;
+    /// The node a walk position designates (in bounds whatever the position).
+    fn node(&self, at: usize) -> usize;
+    fn threshold(&self, node: usize) -> f32;
+    fn left(&self, node: usize) -> usize;
+    fn feature(&self, node: usize) -> F;
+}
+
+/// A tree as the walk sees it.
+enum View<'a, F> {
+    Windowed(Windowed<'a, F>),
+    Clamped(Clamped<'a, F>),
+}
+
+/// A tree seen through a window of exactly [`WINDOW`] entries (see `layout::NodeTable`): masking
+/// the position is one `and`, and the fixed-size arrays need no bounds check.
+struct Windowed<'a, F> {
+    thresholds: &'a [f32; WINDOW],
+    lefts: &'a [u16; WINDOW],
+    features: &'a [F; WINDOW],
+    root: usize,
+}
+
+impl<F: Feature> TreeView<F> for Windowed<'_, F> {
+    #[inline(always)]
+    fn root(&self) -> usize {
+        self.root
+    }
+    #[inline(always)]
+    fn node(&self, at: usize) -> usize {
+        at & (WINDOW - 1)
+    }
+    #[inline(always)]
+    fn threshold(&self, node: usize) -> f32 {
+        self.thresholds[node]
+    }
+    #[inline(always)]
+    fn left(&self, node: usize) -> usize {
+        usize::from(self.lefts[node])
+    }
+    #[inline(always)]
+    fn feature(&self, node: usize) -> F {
+        self.features[node]
+    }
+}
+
+/// A tree seen as its own slices (trees of more than [`WINDOW`] nodes, or small tables): walks
+/// never leave the tree, but the compiler cannot know, and clamping the position is cheaper than
+/// a bounds check's compare and branch.
+struct Clamped<'a, F> {
+    thresholds: &'a [f32],
+    lefts: &'a [u16],
+    features: &'a [F],
+}
+
+impl<F: Feature> TreeView<F> for Clamped<'_, F> {
+    #[inline(always)]
+    fn root(&self) -> usize {
+        0
+    }
+    #[inline(always)]
+    fn node(&self, at: usize) -> usize {
+        at.min(self.thresholds.len() - 1)
+    }
+    #[inline(always)]
+    fn threshold(&self, node: usize) -> f32 {
+        self.thresholds[node]
+    }
+    #[inline(always)]
+    fn left(&self, node: usize) -> usize {
+        usize::from(self.lefts[..self.thresholds.len()][node])
+    }
+    #[inline(always)]
+    fn feature(&self, node: usize) -> F {
+        self.features[..self.thresholds.len()][node]
+    }
+}
+
+/// Walks `N` rows `height` steps down one tree in lock-step; returns the threshold of the node each
+/// walk ends on (a leaf's, which carries its depth and size). `N` is a constant so that the lane
+/// loops unroll and each lane's position stays in a register.
+#[inline(always)]
+fn walk<F: Feature, const N: usize>(tree: &impl TreeView<F>, rows: &impl GroupRows<F>, height: usize) -> [f32; N] {
+    let mut at = [tree.root(); N];
+    for _ in 0..height {
+        for (lane, at) in at.iter_mut().enumerate() {
+            let node = tree.node(*at);
+            let x = rows.value(lane, tree.feature(node));
+            *at = tree.left(node) + usize::from(x > tree.threshold(node));
+        }
+    }
+    at.map(|at| tree.threshold(tree.node(at)))
+}
+
 impl Forest {
     /// Adds each row's path length through every tree to `path_sums` (one entry per row).
     fn accumulate_path_lengths(&self, rows: &[f32], path_sums: &mut [f64]) {
-        match &self.nodes.links {
-            Links::Narrow(links) => self.accumulate_with(links, rows, path_sums),
-            Links::Wide(links) => self.accumulate_with(links, rows, path_sums),
+        match &self.nodes.features {
+            Features::Narrow(features) => self.accumulate_padded(features, rows, path_sums),
+            Features::Wide(features) => self.accumulate_plain(features, rows, path_sums),
         }
     }
 
-    fn accumulate_with<L: Link>(&self, links: &[L], rows: &[f32], path_sums: &mut [f64]) {
+    /// For at most 256 features: rows are copied a chunk at a time into padded rows, and for each tree
+    /// every group of the chunk is walked before the next tree, so the tree is read from L2 once per
+    /// chunk and then hit in L1, while the chunk stays in L1. Each row still adds its trees' path
+    /// lengths in tree order, so the sums (and scores) do not depend on the chunking.
+    fn accumulate_padded(&self, features: &[u8], rows: &[f32], path_sums: &mut [f64]) {
         let columns = self.columns;
-        // One group, feature-major and padded to a power-of-two size, so that a masked index is
-        // provably in bounds (no bounds check in the walk) and the lane's offset folds into the
-        // address.
-        let group_values = columns.next_power_of_two() * LANES;
-        let groups_per_chunk = (CHUNK_VALUES / group_values).max(1);
-        let chunk_rows = groups_per_chunk * LANES;
-        let mut chunk = vec![0f32; group_values * groups_per_chunk];
+        let lines_per_row = (columns * 4).div_ceil(64);
+        let chunk_rows = (CHUNK_BYTES / (64 * lines_per_row) / LANES * LANES)
+            .clamp(LANES, MAX_CHUNK_ROWS)
+            // A small batch (the daemon's single rows) copies only its own rows; never 0 rows.
+            .min(path_sums.len().max(1));
+        let mut chunk = vec![PaddedRow([0.0; ROW_STRIDE]); chunk_rows];
         for (chunk_input, chunk_sums) in rows.chunks(chunk_rows * columns).zip(path_sums.chunks_mut(chunk_rows)) {
-            let groups = chunk_sums.len() / LANES;
-            for (group, input) in chunk_input.chunks_exact(LANES * columns).enumerate() {
-                transpose::<LANES>(input, columns, &mut chunk[group * group_values..(group + 1) * group_values]);
+            for (padded, row) in chunk.iter_mut().zip(chunk_input.chunks_exact(columns)) {
+                padded.0[..columns].copy_from_slice(row);
             }
-            let (group_sums, tail_sums) = chunk_sums.split_at_mut(groups * LANES);
+            let chunk = &chunk[..chunk_sums.len()];
             for tree in 0..self.trees() {
-                let (thresholds, tree_links, height) = self.tree(tree, links);
-                for (group, sums) in group_sums.chunks_exact_mut(LANES).enumerate() {
-                    let by_feature = &chunk[group * group_values..(group + 1) * group_values];
-                    let at = walk::<L, LANES>(thresholds, tree_links, by_feature, height);
-                    for (sum, at) in sums.iter_mut().zip(at) {
-                        *sum += self.leaf_path_length(thresholds[at]);
-                    }
-                }
-            }
-            // The last rows of the last chunk, fewer than a group, walk one at a time.
-            let tail_input = &chunk_input[groups * LANES * columns..];
-            let single = &mut chunk[..columns.next_power_of_two()];
-            for (row, sum) in tail_input.chunks_exact(columns).zip(tail_sums) {
-                transpose::<1>(row, columns, single);
-                for tree in 0..self.trees() {
-                    let (thresholds, tree_links, height) = self.tree(tree, links);
-                    let [at] = walk::<L, 1>(thresholds, tree_links, single, height);
-                    *sum += self.leaf_path_length(thresholds[at]);
+                let height = usize::from(self.heights[tree]);
+                match self.tree_view(tree, features) {
+                    View::Windowed(view) => self.walk_padded(&view, height, chunk, chunk_sums),
+                    View::Clamped(view) => self.walk_padded(&view, height, chunk, chunk_sums),
                 }
             }
         }
     }
 
-    /// Tree `tree`'s thresholds and links (slices of equal length) and its height.
+    /// Walks one tree for every row of `rows`, adding the path lengths to `sums`.
     #[inline(always)]
-    fn tree<'a, L>(&'a self, tree: usize, links: &'a [L]) -> (&'a [f32], &'a [L], usize) {
-        let range = self.offsets[tree] as usize..self.offsets[tree + 1] as usize;
-        let thresholds = &self.nodes.thresholds[range.clone()];
-        (thresholds, &links[range][..thresholds.len()], usize::from(self.heights[tree]))
+    fn walk_padded(&self, tree: &impl TreeView<u8>, height: usize, rows: &[PaddedRow], sums: &mut [f64]) {
+        let groups = sums.len() / LANES;
+        let (group_sums, tail_sums) = sums.split_at_mut(groups * LANES);
+        let (group_rows, tail_rows) = rows.split_at(groups * LANES);
+        for (rows, sums) in group_rows.chunks_exact(LANES).zip(group_sums.chunks_exact_mut(LANES)) {
+            let rows: &[PaddedRow; LANES] = rows.try_into().expect("a whole group");
+            self.add_leaves(&walk::<u8, LANES>(tree, &rows, height), sums);
+        }
+        // The last rows of the last chunk, fewer than a group, walk one at a time.
+        for (row, sum) in tail_rows.iter().zip(tail_sums) {
+            self.add_leaves(&walk::<u8, 1>(tree, &std::array::from_ref(row), height), std::slice::from_mut(sum));
+        }
+    }
+
+    /// For more than 256 features: rows are walked where they are, a group at a time.
+    fn accumulate_plain(&self, features: &[u16], rows: &[f32], path_sums: &mut [f64]) {
+        for tree in 0..self.trees() {
+            let height = usize::from(self.heights[tree]);
+            match self.tree_view(tree, features) {
+                View::Windowed(view) => self.walk_plain(&view, height, rows, path_sums),
+                View::Clamped(view) => self.walk_plain(&view, height, rows, path_sums),
+            }
+        }
+    }
+
+    /// Walks one tree for every row of `rows` (row-major), adding the path lengths to `sums`.
+    #[inline(always)]
+    fn walk_plain(&self, tree: &impl TreeView<u16>, height: usize, rows: &[f32], sums: &mut [f64]) {
+        let columns = self.columns;
+        let groups = sums.len() / LANES;
+        let (group_sums, tail_sums) = sums.split_at_mut(groups * LANES);
+        let (group_rows, tail_rows) = rows.split_at(groups * LANES * columns);
+        for (values, sums) in group_rows.chunks_exact(LANES * columns).zip(group_sums.chunks_exact_mut(LANES)) {
+            self.add_leaves(&walk::<u16, LANES>(tree, &PlainRows { values, columns }, height), sums);
+        }
+        for (values, sum) in tail_rows.chunks_exact(columns).zip(tail_sums) {
+            self.add_leaves(&walk::<u16, 1>(tree, &PlainRows { values, columns }, height), std::slice::from_mut(sum));
+        }
+    }
+
+    /// Tree `tree`'s view: through its window when the table is windowed, else its own slices.
+    #[inline(always)]
+    fn tree_view<'a, F: Feature>(&'a self, tree: usize, features: &'a [F]) -> View<'a, F> {
+        let (start, end) = (self.offsets[tree] as usize, self.offsets[tree + 1] as usize);
+        let table = &self.nodes;
+        if table.windowed {
+            let window = table.window_start(start)..table.window_start(start) + WINDOW;
+            View::Windowed(Windowed {
+                thresholds: table.thresholds[window.clone()].try_into().expect("a window is in the table"),
+                lefts: table.lefts[window.clone()].try_into().expect("a window is in the table"),
+                features: features[window].try_into().expect("a window is in the table"),
+                root: table.root_shift(start),
+            })
+        } else {
+            View::Clamped(Clamped {
+                thresholds: &table.thresholds[start..end],
+                lefts: &table.lefts[start..end],
+                features: &features[start..end],
+            })
+        }
+    }
+
+    /// Adds each leaf's path length (from its threshold) to the matching sum.
+    #[inline(always)]
+    fn add_leaves(&self, leaf_thresholds: &[f32], sums: &mut [f64]) {
+        for (sum, &threshold) in sums.iter_mut().zip(leaf_thresholds) {
+            *sum += self.leaf_path_length(threshold);
+        }
     }
 
     /// A leaf's path length h = depth + c(size), from the payload of its NaN threshold.
     #[inline(always)]
     fn leaf_path_length(&self, threshold: f32) -> f64 {
-        match super::layout::leaf_parts(threshold) {
+        match leaf_parts(threshold) {
             Some((depth, size)) => f64::from(depth) + self.average_path_by_size[size],
             // Unreachable for a well-formed forest: every walk of `height` steps ends on a leaf,
             // which `persist` checks on load. Count it as the deepest possible path.
@@ -124,38 +314,4 @@ impl Forest {
         }
         sums
     }
-}
-
-/// Copies `N` rows of `columns` values from `rows` (row-major) into `by_feature` (feature-major:
-/// feature `f` of lane `l` at `f * N + l`).
-#[inline(always)]
-fn transpose<const N: usize>(rows: &[f32], columns: usize, by_feature: &mut [f32]) {
-    for (lane, row) in rows.chunks_exact(columns).take(N).enumerate() {
-        for (feature, &value) in row.iter().enumerate() {
-            by_feature[feature * N + lane] = value;
-        }
-    }
-}
-
-/// Walks `N` rows (feature-major in `by_feature`, whose length is a power of two) `height` steps
-/// down one tree in lock-step; returns the node each walk ends on. `N` is a constant so that the
-/// lane loops unroll and each lane's position stays in a register.
-#[inline(always)]
-fn walk<L: Link, const N: usize>(thresholds: &[f32], links: &[L], by_feature: &[f32], height: usize) -> [usize; N] {
-    let mask = by_feature.len() - 1;
-    let by_feature = &by_feature[..mask + 1];
-    let links = &links[..thresholds.len()];
-    // Walks never leave the tree, but the compiler cannot know: clamping the index is one
-    // instruction where a bounds check is a compare and a branch.
-    let last = thresholds.len() - 1;
-    let mut at = [0usize; N];
-    for _ in 0..height {
-        for lane in 0..N {
-            let node = at[lane].min(last);
-            let link = links[node];
-            let x = by_feature[(link.feature() * N + lane) & mask];
-            at[lane] = link.left() + usize::from(x > thresholds[node]);
-        }
-    }
-    at.map(|node| node.min(last))
 }

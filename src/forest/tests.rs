@@ -218,13 +218,13 @@ fn damaged_model_files_are_refused_not_panicked_on() {
 }
 
 #[test]
-fn model_memory_is_six_bytes_a_node_plus_small_tables() {
+fn model_memory_is_seven_bytes_a_node_plus_small_tables() {
     // The worst case for size: uniform data grows the most balanced trees. Real data is smaller
     // (the forest benchmark reports it per data set against the 128 KiB target).
     let data = cloud(20_000, 6, 10);
     let forest = Forest::fit(&data, &params(0)).unwrap();
     assert!(forest.node_count() <= forest.trees() * (2 * 256 - 1));
-    let overhead = forest.memory_bytes() - 6 * forest.node_count();
+    let overhead = forest.memory_bytes() - 7 * forest.node_count();
     assert!(overhead < 4 * 1024, "{overhead} bytes beyond the nodes");
 }
 
@@ -257,11 +257,19 @@ fn reference_scores(forest: &Forest, data: &Matrix) -> Vec<f64> {
 
 #[test]
 fn fast_scoring_equals_the_reference_walk_to_the_bit() {
-    // Narrow and wide node tables (129 features, or trees of more than 512 nodes), row counts that
-    // are not whole groups or chunks, one and two threads.
-    for (rows, columns, sample_size, trees) in
-        [(3001, 3, 256, 40), (777, 9, 64, 30), (1500, 129, 256, 20), (2100, 2, 1024, 10), (5, 4, 256, 7)]
-    {
+    // Narrow and wide features (up to 256 columns, or more), windowed tables and not (trees of more
+    // than 512 nodes, tables of fewer than 512 nodes), row counts that are not whole groups or
+    // chunks, one and two threads.
+    for (rows, columns, sample_size, trees) in [
+        (3001, 3, 256, 40),
+        (777, 9, 64, 30),
+        (1500, 129, 256, 20),
+        (2100, 2, 1024, 10),
+        (5, 4, 256, 7),
+        (1203, 256, 256, 12),
+        (901, 300, 256, 15),
+        (1100, 300, 1024, 3),
+    ] {
         let data = cloud(rows, columns, columns as u64);
         let forest = Forest::fit(&data, &ForestParams { trees, sample_size: Some(sample_size), ..params(3) }).unwrap();
         let expected: Vec<u64> = reference_scores(&forest, &data).iter().map(|s| s.to_bits()).collect();
@@ -274,12 +282,23 @@ fn fast_scoring_equals_the_reference_walk_to_the_bit() {
 }
 
 #[test]
-fn node_tables_are_narrow_at_the_defaults_and_wide_beyond() {
-    use layout::Links;
-    let narrow = Forest::fit(&cloud(1000, 128, 1), &params(0)).unwrap();
-    assert!(matches!(narrow.nodes.links, Links::Narrow(_)));
-    let many_features = Forest::fit(&cloud(1000, 129, 1), &params(0)).unwrap();
-    assert!(matches!(many_features.nodes.links, Links::Wide(_)));
+fn empty_batches_score_to_nothing() {
+    for columns in [3, 300] {
+        let forest = Forest::fit(&cloud(600, columns, 2), &params(1)).unwrap();
+        let empty = Matrix::from_row_major(Vec::new(), columns).unwrap();
+        for threads in [1, 2] {
+            assert!(forest.score_batch_with_threads(&empty, NonZeroUsize::new(threads).unwrap()).unwrap().is_empty());
+        }
+    }
+}
+
+#[test]
+fn node_tables_are_narrow_and_windowed_at_the_defaults() {
+    use layout::Features;
+    let narrow = Forest::fit(&cloud(1000, 256, 1), &params(0)).unwrap();
+    assert!(matches!(narrow.nodes.features, Features::Narrow(_)) && narrow.nodes.windowed);
+    let many_features = Forest::fit(&cloud(1000, 257, 1), &params(0)).unwrap();
+    assert!(matches!(many_features.nodes.features, Features::Wide(_)) && many_features.nodes.windowed);
     let big_trees = Forest::fit(&cloud(2000, 2, 1), &ForestParams { sample_size: Some(1024), ..params(0) }).unwrap();
-    assert!(matches!(big_trees.nodes.links, Links::Wide(_)));
+    assert!(matches!(big_trees.nodes.features, Features::Narrow(_)) && !big_trees.nodes.windowed);
 }
