@@ -24,13 +24,14 @@ mod rng;
 mod score;
 
 use std::num::NonZeroUsize;
+use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
 pub use layout::{MAX_FEATURES, MAX_SAMPLE_SIZE, average_path_length, height_limit};
 pub use matrix::Matrix;
 
-use build::grow_tree;
+use build::TreeGrower;
 use layout::{Node, NodeTable};
 use rng::ForestRng;
 
@@ -210,16 +211,18 @@ impl Forest {
         }
         let sample_size = params.sample_size.unwrap_or(256).min(data.rows());
         let max_depth = height_limit(sample_size);
-        let grow = |tree: usize| grow_tree(data, sample_size, max_depth, &mut ForestRng::for_tree(params.seed, tree));
 
-        // A default forest (100 trees, ψ = 256) fits in 1–2 ms on one core. Measured on a busy 2-core
-        // machine, a second thread made that 2–5× slower (median wall time: the helper waits for a
-        // core, and joining waits for it), so only forests several times larger are split.
+        // A default forest (100 trees, ψ = 256) fits in about a millisecond on one core. Measured on a
+        // busy 2-core machine, a second thread made that 2–5× slower (median wall time: the helper
+        // waits for a core, and joining waits for it), so only forests several times larger are split.
         let threads = threads.get().min(params.trees * sample_size / MIN_TREE_ROWS_PER_THREAD).max(1);
-        let grown: Vec<_> =
-            if threads == 1 { (0..params.trees).map(grow).collect() } else { grow_shared(params.trees, threads, grow) };
+        let grown = if threads == 1 {
+            grow_run(data, sample_size, max_depth, params.seed, 0..params.trees)
+        } else {
+            grow_shared(params.trees, threads, |trees| grow_run(data, sample_size, max_depth, params.seed, trees))
+        };
 
-        let mut forest = Self::assemble(grown, data.columns(), sample_size, data.rows(), params.seed);
+        let mut forest = Self::assemble(&grown, data.columns(), sample_size, data.rows(), params.seed);
         forest.threshold = match params.contamination {
             Contamination::Auto => 0.5,
             Contamination::Fraction(fraction) => {
@@ -230,23 +233,9 @@ impl Forest {
         Ok(forest)
     }
 
-    fn assemble(
-        grown: Vec<build::GrownTree>,
-        columns: usize,
-        sample_size: usize,
-        training_rows: usize,
-        seed: u64,
-    ) -> Self {
-        let mut nodes: Vec<Node> = Vec::with_capacity(grown.iter().map(|t| t.nodes.len()).sum());
-        let mut offsets = Vec::with_capacity(grown.len() + 1);
-        let mut heights = Vec::with_capacity(grown.len());
-        offsets.push(0);
-        for tree in grown {
-            nodes.extend_from_slice(&tree.nodes);
-            offsets.push(nodes.len() as u32);
-            heights.push(tree.height);
-        }
-        Self::from_parts(&nodes, offsets, heights, columns, sample_size, training_rows, seed, 0.5)
+    fn assemble(grown: &GrownTrees, columns: usize, sample_size: usize, training_rows: usize, seed: u64) -> Self {
+        let offsets = grown.offsets.clone();
+        Self::from_parts(&grown.nodes, offsets, grown.heights.clone(), columns, sample_size, training_rows, seed, 0.5)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -357,11 +346,40 @@ impl Forest {
     }
 }
 
-/// Grows trees `0..trees` on `threads` threads, the calling one included. Threads claim trees a few
-/// at a time from a shared counter, so a thread the operating system starts late (a busy machine)
+/// A run of consecutive trees, grown: their nodes tree after tree (child indexes count from each
+/// tree's first node), where each tree starts plus the end, and each tree's height.
+struct GrownTrees {
+    nodes: Vec<Node>,
+    offsets: Vec<u32>,
+    heights: Vec<u8>,
+}
+
+/// Nodes reserved up front at most: enough for 100 trees at ψ = 256 however they grow, so a default
+/// fit never moves its nodes; larger forests grow the vector as they need.
+const MAX_RESERVED_NODES: usize = 1 << 16;
+
+/// Grows trees `trees` (each from its own random stream) into one node vector, reusing one set of
+/// working buffers for all of them.
+fn grow_run(data: &Matrix, sample_size: usize, max_depth: u32, seed: u64, trees: Range<usize>) -> GrownTrees {
+    let mut grower = TreeGrower::new(data, sample_size, max_depth);
+    // A tree has at most 2ψ − 1 nodes, and at most 2^(depth + 1) − 1.
+    let most_nodes = (2 * sample_size.min(data.rows()) - 1).min((2 << max_depth) - 1);
+    let mut nodes = Vec::with_capacity((trees.len() * most_nodes).min(MAX_RESERVED_NODES));
+    let mut offsets = Vec::with_capacity(trees.len() + 1);
+    let mut heights = Vec::with_capacity(trees.len());
+    offsets.push(0);
+    for tree in trees {
+        heights.push(grower.grow(&mut ForestRng::for_tree(seed, tree), &mut nodes));
+        offsets.push(nodes.len() as u32);
+    }
+    GrownTrees { nodes, offsets, heights }
+}
+
+/// Grows trees `0..trees` on `threads` threads, the calling one included. Threads claim runs of a
+/// few trees from a shared counter, so a thread the operating system starts late (a busy machine)
 /// takes fewer trees instead of delaying the others. Each tree has its own random stream, so the
 /// forest does not depend on which thread grew which tree.
-fn grow_shared(trees: usize, threads: usize, grow: impl Fn(usize) -> build::GrownTree + Sync) -> Vec<build::GrownTree> {
+fn grow_shared(trees: usize, threads: usize, grow: impl Fn(Range<usize>) -> GrownTrees + Sync) -> GrownTrees {
     const TREES_PER_CLAIM: usize = 4;
     let next = AtomicUsize::new(0);
     let claim = || {
@@ -371,19 +389,31 @@ fn grow_shared(trees: usize, threads: usize, grow: impl Fn(usize) -> build::Grow
             if first >= trees {
                 return mine;
             }
-            mine.extend((first..(first + TREES_PER_CLAIM).min(trees)).map(|tree| (tree, grow(tree))));
+            mine.push((first, grow(first..(first + TREES_PER_CLAIM).min(trees))));
         }
     };
-    let mut grown = thread::scope(|scope| {
+    let mut runs = thread::scope(|scope| {
         let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(claim)).collect();
-        let mut grown = claim();
+        let mut runs = claim();
         for helper in helpers {
-            grown.extend(helper.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+            runs.extend(helper.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
         }
-        grown
+        runs
     });
-    grown.sort_unstable_by_key(|&(tree, _)| tree);
-    grown.into_iter().map(|(_, tree)| tree).collect()
+    runs.sort_unstable_by_key(|&(first, _)| first);
+    let mut all = GrownTrees {
+        nodes: Vec::with_capacity(runs.iter().map(|(_, run)| run.nodes.len()).sum()),
+        offsets: Vec::with_capacity(trees + 1),
+        heights: Vec::with_capacity(trees),
+    };
+    all.offsets.push(0);
+    for (_, run) in runs {
+        let base = all.nodes.len() as u32;
+        all.nodes.extend_from_slice(&run.nodes);
+        all.offsets.extend(run.offsets[1..].iter().map(|end| base + end));
+        all.heights.extend_from_slice(&run.heights);
+    }
+    all
 }
 
 fn threads_nonzero(threads: usize) -> NonZeroUsize {
