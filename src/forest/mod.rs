@@ -23,8 +23,10 @@ pub mod persist;
 mod rng;
 mod score;
 
+use std::borrow::Cow;
 use std::num::NonZeroUsize;
 use std::ops::Range;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
@@ -175,7 +177,23 @@ pub struct Forest {
     /// The score above which a row is anomalous.
     threshold: f64,
     /// c(n) for n in 0..=ψ: a leaf's expected remaining depth, looked up rather than recomputed.
-    average_path_by_size: Vec<f64>,
+    /// Shared by every model with ψ ≤ [`SHARED_PATH_TABLE_SIZE`] (the defaults among them), so a
+    /// daemon holding thousands of models keeps one copy; larger ψ own theirs.
+    average_path_by_size: Cow<'static, [f64]>,
+}
+
+/// The largest ψ whose c(n) table is shared: scikit-learn's default, and above the daemon's.
+const SHARED_PATH_TABLE_SIZE: usize = 256;
+
+/// c(n) for n in 0..=ψ, shared by every model up to [`SHARED_PATH_TABLE_SIZE`].
+fn average_path_table(sample_size: usize) -> Cow<'static, [f64]> {
+    static SHARED: LazyLock<Vec<f64>> =
+        LazyLock::new(|| (0..=SHARED_PATH_TABLE_SIZE).map(average_path_length).collect());
+    if sample_size <= SHARED_PATH_TABLE_SIZE {
+        Cow::Borrowed(&SHARED[..=sample_size])
+    } else {
+        Cow::Owned((0..=sample_size).map(average_path_length).collect())
+    }
 }
 
 /// Below this many sampled rows (trees × ψ) per thread, fitting stays on fewer threads: about 8 ms of
@@ -259,7 +277,7 @@ impl Forest {
             training_rows,
             seed,
             threshold,
-            average_path_by_size: (0..=sample_size).map(average_path_length).collect(),
+            average_path_by_size: average_path_table(sample_size),
         }
     }
 
@@ -335,14 +353,18 @@ impl Forest {
         self.nodes.len()
     }
 
-    /// Bytes the model occupies in memory (nodes, tree index, lookup table and the struct): 7 bytes
-    /// a node on at most 256 features, else 8 (see `layout`).
+    /// Bytes the model occupies in memory (nodes, tree index, its own lookup table if any, and the
+    /// struct): 7 bytes a node on at most 256 features, else 8 (see `layout`). The c(n) table shared
+    /// by models with ψ ≤ 256 (2 KiB once per process) is not counted.
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.nodes.bytes()
             + self.offsets.len() * 4
             + self.heights.len()
-            + self.average_path_by_size.len() * 8
+            + match &self.average_path_by_size {
+                Cow::Borrowed(_) => 0,
+                Cow::Owned(table) => table.len() * 8,
+            }
     }
 }
 

@@ -228,6 +228,27 @@ fn model_memory_is_seven_bytes_a_node_plus_small_tables() {
     assert!(overhead < 4 * 1024, "{overhead} bytes beyond the nodes");
 }
 
+#[test]
+fn models_up_to_the_default_sample_size_share_one_average_path_table() {
+    let data = cloud(2_000, 3, 11);
+    let small = Forest::fit(&data, &ForestParams { sample_size: Some(64), ..params(1) }).unwrap();
+    let default = Forest::fit(&data, &params(2)).unwrap();
+    let large = Forest::fit(&data, &ForestParams { sample_size: Some(300), ..params(3) }).unwrap();
+    assert!(matches!(small.average_path_by_size, Cow::Borrowed(_)));
+    assert!(matches!(default.average_path_by_size, Cow::Borrowed(_)));
+    assert_eq!(small.average_path_by_size.as_ptr(), default.average_path_by_size.as_ptr(), "one shared table");
+    assert!(matches!(large.average_path_by_size, Cow::Owned(_)));
+    for forest in [&small, &default, &large] {
+        let table = &forest.average_path_by_size;
+        assert_eq!(table.len(), forest.sample_size() + 1);
+        assert!(table.iter().enumerate().all(|(n, &c)| c.to_bits() == average_path_length(n).to_bits()));
+    }
+    // Only an owned table counts towards a model's memory.
+    let beyond_nodes = |forest: &Forest| forest.memory_bytes() - 7 * forest.node_count();
+    assert!(beyond_nodes(&default) < 1024, "{} bytes", beyond_nodes(&default));
+    assert!(beyond_nodes(&large) >= 301 * 8);
+}
+
 /// The plainest scorer: one row, one tree at a time, following branches until a leaf, adding the
 /// trees' path lengths in tree order. The fast scorer must give the same bits.
 fn reference_scores(forest: &Forest, data: &Matrix) -> Vec<f64> {
