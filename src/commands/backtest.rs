@@ -66,7 +66,7 @@ pub struct BacktestArgs {
     pub write_synthetic: Option<PathBuf>,
     /// The seed of the synthetic corpus `--write-synthetic` writes (default 2015, the README's
     /// tables' seed; others check that a change does not merely fit that one draw).
-    #[arg(long, requires = "write_synthetic")]
+    #[arg(long)]
     pub synthetic_seed: Option<u64>,
     /// Files replayed at once in directory mode (default: every core).
     #[arg(long)]
@@ -395,6 +395,14 @@ fn backtest_dir(
 
 /// Runs `backtest`.
 pub fn run(args: &BacktestArgs) -> Result<(), BacktestError> {
+    // Checked here: clap's `requires = "write_synthetic"` on the flag let it through (tried), and
+    // a seed silently ignored would make a user believe they scored another corpus.
+    if args.synthetic_seed.is_some() && args.write_synthetic.is_none() {
+        return Err(BacktestError::Argument {
+            flag: "--synthetic-seed",
+            message: "only applies with --write-synthetic".to_owned(),
+        });
+    }
     if let Some(dir) = &args.write_synthetic {
         return write_synthetic(dir, args.synthetic_seed.unwrap_or(SYNTHETIC_SEED));
     }
