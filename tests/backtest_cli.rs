@@ -151,6 +151,17 @@ fn synthetic_corpus_is_written_labelled() {
     let spikes = lines(&dir.path().join("spikes_00.csv"));
     assert_eq!(spikes[0], "timestamp,value,label");
     assert!(spikes.iter().skip(1).any(|row| row.ends_with(",1")));
+    // Another seed draws other series of the same kinds.
+    let other = tempfile::tempdir().unwrap();
+    let result = run_backtest(&["--write-synthetic", other.path().to_str().unwrap(), "--synthetic-seed", "1"]);
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    let other_spikes = lines(&other.path().join("spikes_00.csv"));
+    assert_eq!(other_spikes[0], spikes[0]);
+    assert_ne!(other_spikes, spikes);
+    // A seed without the corpus to write is a usage mistake.
+    let result = run_backtest(&["--input", "x.csv", "--output", "y.csv", "--synthetic-seed", "1"]);
+    assert_eq!(result.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&result.stderr).contains("--write-synthetic"));
 }
 
 /// A real Prometheus scrapes a stand-in exporter every second for a while; `backtest --from --to`

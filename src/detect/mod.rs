@@ -41,7 +41,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use self::calibrate::Calibration;
-use self::history::StepClock;
+use self::history::{RecentRange, StepClock};
 use crate::features::{FEATURE_COUNT, FeatureWindow};
 use crate::forest::{Contamination, Forest, ForestParams, Matrix};
 
@@ -216,6 +216,8 @@ pub struct SeriesDetector {
     last_timestamp_ms: Option<i64>,
     calibration: Calibration,
     clock: StepClock,
+    /// The range of the training set's recent values, for the new-extreme term.
+    recent_range: RecentRange,
 }
 
 impl SeriesDetector {
@@ -230,6 +232,7 @@ impl SeriesDetector {
             last_timestamp_ms: None,
             calibration: Calibration::default(),
             clock: StepClock::default(),
+            recent_range: RecentRange::default(),
         }
     }
 
@@ -304,12 +307,11 @@ impl SeriesDetector {
     /// The larger of the new-extreme and seasonal terms for `value`, from the training set's
     /// values (the points before it, newest last); 0 when neither applies.
     fn history_score(&self, params: &DetectorParams, value: f64) -> f64 {
-        let recent = || self.training.iter().rev().map(|row| f64::from(row[0]));
         let extreme = if params.extreme_horizon.is_zero() {
             0.0
         } else {
             let horizon = self.clock.points_in(params.extreme_horizon.as_millis()).max(params.min_training_points);
-            history::extreme_score(value, recent(), horizon, params.extreme_tolerance)
+            history::extreme_score(value, self.recent_range.last(horizon), params.extreme_tolerance)
         };
         let seasonal = match self.model.as_ref().and_then(|model| model.season) {
             Some(season) if params.seasonal_z > 0.0 && season.period_points <= self.training.len() => {
@@ -323,6 +325,7 @@ impl SeriesDetector {
 
     /// Adds a point's features to the training set, forgetting the oldest beyond its size.
     fn learn(&mut self, params: &DetectorParams, features: [f32; FEATURE_COUNT]) {
+        self.recent_range.push(features[0], params.training_points);
         self.training.push_back(features);
         if self.training.len() > params.training_points {
             self.training.pop_front();
