@@ -489,6 +489,21 @@ mod tests {
         }
     }
 
+    /// Two firing incidents (checkout critical, payments high) and one whose resolution arrived
+    /// before its firing was ever seen, so it was never open (search warning).
+    fn record_three_incidents(store: &IncidentStore) {
+        store
+            .record_alerts(
+                &[
+                    alert("a1", "checkout", "critical", AlertStatus::Firing, 30),
+                    alert("b1", "payments", "high", AlertStatus::Firing, 20),
+                    alert("c1", "search", "warning", AlertStatus::Resolved, 40),
+                ],
+                100,
+            )
+            .unwrap();
+    }
+
     #[test]
     fn firing_then_resolved_is_one_incident_that_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
@@ -565,17 +580,7 @@ mod tests {
                 store.list(&ListQuery::default()).iter().filter(|i| i.status != IncidentStatus::Resolved).count();
             assert_eq!((store.open_count(), recounted), (expected, expected), "after {after}");
         };
-        store
-            .record_alerts(
-                &[
-                    alert("a1", "checkout", "critical", AlertStatus::Firing, 30),
-                    alert("b1", "payments", "high", AlertStatus::Firing, 20),
-                    // Resolved before its firing was ever seen: never open.
-                    alert("c1", "search", "warning", AlertStatus::Resolved, 40),
-                ],
-                100,
-            )
-            .unwrap();
+        record_three_incidents(&store);
         assert_open(&store, 2, "two firing, one resolved");
         store.act("a1-30", false, None, None, 200).unwrap();
         assert_open(&store, 2, "an acknowledgement");
@@ -594,16 +599,7 @@ mod tests {
     fn listing_filters_and_puts_open_incidents_first() {
         let dir = tempfile::tempdir().unwrap();
         let store = IncidentStore::open(dir.path()).unwrap();
-        store
-            .record_alerts(
-                &[
-                    alert("a1", "checkout", "critical", AlertStatus::Firing, 30),
-                    alert("b1", "payments", "high", AlertStatus::Firing, 20),
-                    alert("c1", "search", "warning", AlertStatus::Resolved, 40),
-                ],
-                100,
-            )
-            .unwrap();
+        record_three_incidents(&store);
         let ids = |query: ListQuery| store.list(&query).into_iter().map(|i| i.id).collect::<Vec<_>>();
         assert_eq!(ids(ListQuery::default()), ["a1-30", "b1-20", "c1-40"]);
         assert_eq!(ids(ListQuery { sort: SortKey::StartsAt, ..Default::default() }), ["b1-20", "a1-30", "c1-40"]);
