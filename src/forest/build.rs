@@ -372,6 +372,10 @@ mod tests {
         assert_eq!(left, 7);
         assert_eq!(split[..left], [18, 15, 12, 9, 6, 3, 0]);
         assert_eq!(split[left..], [1, 2, 4, 5, 7, 8, 10, 11, 13, 14, 16, 17, 19]);
+        // A value equal to the threshold goes left (`x <= threshold`, as scikit-learn routes it).
+        let left = partition(&rows, &gathered, 1.0, &mut split);
+        assert_eq!(left, 14);
+        assert!(split[..left].iter().all(|r| r % 3 <= 1) && split[left..].iter().all(|r| r % 3 == 2));
         for threshold in [-1.0, 5.0] {
             let left = partition(&rows, &gathered, threshold, &mut split);
             assert_eq!(left, if threshold < 0.0 { 0 } else { rows.len() });

@@ -240,7 +240,7 @@ impl Forest {
             grow_shared(params.trees, threads, |trees| grow_run(data, sample_size, max_depth, params.seed, trees))
         };
 
-        let mut forest = Self::assemble(&grown, data.columns(), sample_size, data.rows(), params.seed);
+        let mut forest = Self::assemble(grown, data.columns(), sample_size, data.rows(), params.seed);
         forest.threshold = match params.contamination {
             Contamination::Auto => 0.5,
             Contamination::Fraction(fraction) => {
@@ -251,9 +251,9 @@ impl Forest {
         Ok(forest)
     }
 
-    fn assemble(grown: &GrownTrees, columns: usize, sample_size: usize, training_rows: usize, seed: u64) -> Self {
-        let offsets = grown.offsets.clone();
-        Self::from_parts(&grown.nodes, offsets, grown.heights.clone(), columns, sample_size, training_rows, seed, 0.5)
+    fn assemble(grown: GrownTrees, columns: usize, sample_size: usize, training_rows: usize, seed: u64) -> Self {
+        let GrownTrees { nodes, offsets, heights } = grown;
+        Self::from_parts(&nodes, offsets, heights, columns, sample_size, training_rows, seed, 0.5)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -341,11 +341,10 @@ impl Forest {
         self.seed
     }
 
-    /// Tree `tree`'s nodes, unpacked (for checks and for writing the model file).
-    #[cfg(test)]
-    pub(crate) fn tree_nodes(&self, tree: usize) -> Vec<Node> {
+    /// Tree `tree`'s nodes, unpacked (for writing the model file, and for checks).
+    pub(crate) fn tree_nodes(&self, tree: usize) -> impl Iterator<Item = Node> + '_ {
         let (start, end) = (self.offsets[tree] as usize, self.offsets[tree + 1] as usize);
-        (start..end).map(|index| self.nodes.node(start, index)).collect()
+        (start..end).map(move |index| self.nodes.node(start, index))
     }
 
     /// Total nodes (splits and leaves) over all trees.

@@ -91,9 +91,7 @@ impl Forest {
             out.extend_from_slice(&offset.to_le_bytes());
         }
         out.extend_from_slice(&self.heights);
-        let tree_nodes =
-            self.offsets.windows(2).flat_map(|tree| (tree[0] as usize..tree[1] as usize).map(|i| (tree[0], i)));
-        for node in tree_nodes.map(|(start, index)| self.nodes.node(start as usize, index)) {
+        for node in (0..self.trees()).flat_map(|tree| self.tree_nodes(tree)) {
             out.extend_from_slice(&node.threshold.to_bits().to_le_bytes());
             out.extend_from_slice(&node.feature.to_le_bytes());
             out.extend_from_slice(&node.left.to_le_bytes());

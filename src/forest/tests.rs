@@ -48,7 +48,7 @@ fn trees_respect_height_limit_and_leaf_sizes_sum_to_sample_size() {
         let psi = sample_size.min(rows);
         assert_eq!(forest.sample_size(), psi);
         for tree in 0..forest.trees() {
-            let nodes = forest.tree_nodes(tree);
+            let nodes: Vec<Node> = forest.tree_nodes(tree).collect();
             let leaves: Vec<_> = nodes.iter().filter_map(|n| n.leaf_parts()).collect();
             assert_eq!(leaves.iter().map(|&(_, size)| size).sum::<usize>(), psi);
             assert!(leaves.iter().all(|&(depth, _)| depth <= height_limit(psi)));
@@ -87,7 +87,7 @@ fn thresholds_lie_within_node_range() {
     let data = cloud(300, 2, 4);
     let forest = Forest::fit(&data, &ForestParams { sample_size: Some(300), ..params(1) }).unwrap();
     for tree in 0..forest.trees() {
-        let nodes = forest.tree_nodes(tree);
+        let nodes: Vec<Node> = forest.tree_nodes(tree).collect();
         let mut stack = vec![(0usize, (0..data.rows()).collect::<Vec<_>>())];
         while let Some((index, members)) = stack.pop() {
             let node = nodes[index];
@@ -258,7 +258,7 @@ fn reference_scores(forest: &Forest, data: &Matrix) -> Vec<f64> {
             let x = data.row(row);
             let mut sum = 0.0;
             for tree in 0..forest.trees() {
-                let nodes = forest.tree_nodes(tree);
+                let nodes: Vec<Node> = forest.tree_nodes(tree).collect();
                 let mut at = 0;
                 let (depth, size) = loop {
                     let node = nodes[at];
