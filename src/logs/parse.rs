@@ -18,7 +18,7 @@ use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use super::record::{Level, LineFormat, LogRecord, parse_rfc3339_ms, parse_timestamp_prefix};
+use super::record::{Level, LineFormat, LogRecord, parse_log_timestamp_ms, parse_timestamp_prefix};
 
 /// What a line turned out to be.
 // Returned by value and consumed at once, line after line: boxing the record would add an
@@ -202,7 +202,7 @@ pub fn line_timestamp_ms(line: &[u8]) -> Option<i64> {
     if let Some(rest) = line.strip_prefix(PREFIX) {
         let end = rest.iter().take(64).position(|&b| b == b'"')?;
         let value = std::str::from_utf8(&rest[..end]).ok()?;
-        if let Some(ms) = parse_rfc3339_ms(value) {
+        if let Some(ms) = parse_log_timestamp_ms(value) {
             return Some(ms);
         }
     }
@@ -379,7 +379,7 @@ fn parse_object<'a>(mut object: Object<'a>, line: &'a str) -> Option<RecordView<
         // Some other JSON: keep the line as text, with its timestamp if it has a usual one.
         let timestamp_ms = ["@timestamp", "timestamp", "time"]
             .iter()
-            .find_map(|key| str_of(object.get(key)).and_then(parse_rfc3339_ms));
+            .find_map(|key| str_of(object.get(key)).and_then(parse_log_timestamp_ms));
         let level = ["level", "severity"].iter().find_map(|key| str_of(object.get(key))).and_then(Level::from_name);
         return Some(RecordView::text(line, timestamp_ms, level));
     };
@@ -396,7 +396,7 @@ fn parse_object<'a>(mut object: Object<'a>, line: &'a str) -> Option<RecordView<
                     }
                     Some((seconds * 1000.0).round() as i64)
                 }
-                Field::Text(text) => parse_rfc3339_ms(&text),
+                Field::Text(text) => parse_log_timestamp_ms(&text),
                 Field::Other(_) => None,
             }?;
             let level = str_of(object.take("_level_name").as_ref()).and_then(Level::from_name).or_else(|| match object
@@ -425,7 +425,7 @@ fn parse_object<'a>(mut object: Object<'a>, line: &'a str) -> Option<RecordView<
             }
         }
         LineFormat::EcsFlat | LineFormat::EcsNested => {
-            let timestamp_ms = str_of(object.take("@timestamp").as_ref()).and_then(parse_rfc3339_ms)?;
+            let timestamp_ms = str_of(object.take("@timestamp").as_ref()).and_then(parse_log_timestamp_ms)?;
             RecordView {
                 timestamp_ms: Some(timestamp_ms),
                 level: str_of(object.take("log.level").as_ref()).and_then(Level::from_name),
@@ -443,7 +443,7 @@ fn parse_object<'a>(mut object: Object<'a>, line: &'a str) -> Option<RecordView<
             }
         }
         LineFormat::Logstash | LineFormat::Text => {
-            let timestamp_ms = str_of(object.take("@timestamp").as_ref()).and_then(parse_rfc3339_ms)?;
+            let timestamp_ms = str_of(object.take("@timestamp").as_ref()).and_then(parse_log_timestamp_ms)?;
             let level = str_of(object.take("level").as_ref()).and_then(Level::from_name);
             object.take("@version");
             object.take("level_value");

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::LogsError;
 use super::config::LogsSettings;
-use super::record::{Level, parse_rfc3339_ms};
+use super::record::{Level, parse_log_timestamp_ms};
 use crate::source::parse_duration;
 
 /// Default number of lines in an answer.
@@ -110,7 +110,7 @@ pub fn parse_time(parameter: &'static str, text: &str, now_ms: i64) -> Result<i6
         }
         return Ok(ms.round() as i64);
     }
-    parse_rfc3339_ms(text).ok_or_else(|| {
+    parse_log_timestamp_ms(text).ok_or_else(|| {
         bad(
             parameter,
             format!("{text:?} is not a time: give ms or s since the epoch, or RFC 3339 (2026-11-24T10:00:00Z)"),

@@ -231,8 +231,10 @@ pub fn parse_timestamp_prefix(text: &str) -> Option<(i64, usize)> {
     Some((seconds * 1000 + millis, at))
 }
 
-/// Parses a whole RFC 3339 timestamp (nothing may follow it).
-pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+/// Parses a whole log timestamp, in any form [`parse_timestamp_prefix`] reads (nothing may follow
+/// it). Log lines and `/logs` queries use these looser ISO 8601 forms; Alertmanager payloads and
+/// `backtest` input use the strict `calendar::parse_rfc3339_ms`.
+pub fn parse_log_timestamp_ms(text: &str) -> Option<i64> {
     match parse_timestamp_prefix(text) {
         Some((ms, used)) if used == text.len() => Some(ms),
         _ => None,
@@ -245,21 +247,21 @@ mod tests {
 
     #[test]
     fn rfc3339_offsets_and_fractions_are_read() {
-        assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339_ms("2024-01-01T10:15:00.067462556Z"), Some(1_704_104_100_067));
-        assert_eq!(parse_rfc3339_ms("2024-01-01T10:15:00.111037681+02:00"), Some(1_704_096_900_111));
-        assert_eq!(parse_rfc3339_ms("2025-08-27T19:57:46.348-0500"), Some(1_756_342_666_348));
-        assert_eq!(parse_rfc3339_ms("2020-02-24 03:22:17,155"), Some(1_582_514_537_155));
-        assert_eq!(parse_rfc3339_ms("2020-02-24T03:22:17.1Z"), Some(1_582_514_537_100));
-        assert_eq!(parse_rfc3339_ms("2020-13-24T03:22:17Z"), None);
-        assert_eq!(parse_rfc3339_ms("2020-02-24T03:22:17Zjunk"), None);
-        assert_eq!(parse_rfc3339_ms("2020-02-24T03:22:17."), None);
+        assert_eq!(parse_log_timestamp_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_log_timestamp_ms("2024-01-01T10:15:00.067462556Z"), Some(1_704_104_100_067));
+        assert_eq!(parse_log_timestamp_ms("2024-01-01T10:15:00.111037681+02:00"), Some(1_704_096_900_111));
+        assert_eq!(parse_log_timestamp_ms("2025-08-27T19:57:46.348-0500"), Some(1_756_342_666_348));
+        assert_eq!(parse_log_timestamp_ms("2020-02-24 03:22:17,155"), Some(1_582_514_537_155));
+        assert_eq!(parse_log_timestamp_ms("2020-02-24T03:22:17.1Z"), Some(1_582_514_537_100));
+        assert_eq!(parse_log_timestamp_ms("2020-13-24T03:22:17Z"), None);
+        assert_eq!(parse_log_timestamp_ms("2020-02-24T03:22:17Zjunk"), None);
+        assert_eq!(parse_log_timestamp_ms("2020-02-24T03:22:17."), None);
     }
 
     #[test]
     fn formatting_round_trips() {
         for ms in [0, 1_704_104_100_067, 1_790_000_000_123, 951_782_400_000] {
-            assert_eq!(parse_rfc3339_ms(&format_rfc3339_ms(ms)), Some(ms));
+            assert_eq!(parse_log_timestamp_ms(&format_rfc3339_ms(ms)), Some(ms));
         }
         assert_eq!(format_rfc3339_ms(1_704_104_100_067), "2024-01-01T10:15:00.067Z");
     }
