@@ -161,16 +161,17 @@ async fn error_burst_reaches_slack_once_with_its_logs_and_resolves() {
     )
     .unwrap();
     let exporter_log = dir.path().join("exporter.log");
-    let _exporter = Exporter {
+    let start_exporter = || Exporter {
         child: common::exporter_command()
             .args(["run", "--config.file"])
             .arg(&config_path)
             .args(["--web.listen-address", &exporter_address, "--log.level", "debug"])
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&exporter_log).unwrap())
+            .stderr(std::fs::File::options().create(true).append(true).open(&exporter_log).unwrap())
             .spawn()
             .unwrap(),
     };
+    let exporter = start_exporter();
     let exporter_url = format!("http://{exporter_address}");
     let client = reqwest::Client::new();
     let up = wait_until(Duration::from_secs(60), || async {
@@ -250,6 +251,45 @@ async fn error_burst_reaches_slack_once_with_its_logs_and_resolves() {
     let firing_all: Vec<(String, String)> =
         posts.iter().filter(|(_, body)| post_text(body).contains("[FIRING")).cloned().collect();
     assert_one_message_per_alert(&firing_all);
+
+    // A restart compacts the journal, one file per notification so far, into one file, and
+    // lists the same incidents from it.
+    let incidents_dir = dir.path().join("incidents");
+    let journal = || {
+        let mut names: Vec<String> = std::fs::read_dir(&incidents_dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.starts_with("incidents-"))
+            .collect();
+        names.sort();
+        names
+    };
+    assert!(journal().len() > 1, "{:?}", journal());
+    drop(exporter);
+    let _exporter = start_exporter();
+    let compacted = wait_until(Duration::from_secs(60), || async {
+        journal().first().is_some_and(|first| first.ends_with("~compacted.parquet"))
+    })
+    .await;
+    assert!(compacted, "journal not compacted at start: {:?}\nexporter:\n{}", journal(), log());
+    let up_again = wait_until(Duration::from_secs(60), || async {
+        client.get(format!("{exporter_url}/-/ready")).send().await.is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    assert!(up_again, "exporter not ready after the restart:\n{}", log());
+    let summary = |listing: &serde_json::Value| {
+        let mut incidents: Vec<(String, String)> = listing["incidents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| (i["id"].as_str().unwrap().to_owned(), i["status"].as_str().unwrap().to_owned()))
+            .collect();
+        incidents.sort();
+        incidents
+    };
+    let after: serde_json::Value =
+        client.get(format!("{exporter_url}/incidents?format=json")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(summary(&after), summary(&all), "after the restart");
     drop(prometheus);
     fleet.shutdown().await.unwrap();
 }

@@ -9,7 +9,7 @@
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::Serialize;
@@ -188,6 +188,11 @@ impl Incident {
         self.events.push(event.clone());
     }
 
+    /// When the latest event about it was received.
+    fn last_event_ms(&self) -> i64 {
+        self.events.iter().map(|e| e.received_at_ms).max().unwrap_or(self.starts_at_ms)
+    }
+
     fn new(event: &IncidentEvent) -> Self {
         Self {
             id: event.incident_id.clone(),
@@ -202,6 +207,40 @@ impl Incident {
             events: Vec::new(),
         }
     }
+}
+
+/// What [`IncidentStore::compact`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Compaction {
+    /// Resolved incidents dropped for being older than the retention.
+    pub incidents_pruned: usize,
+    /// Journal files the compacted file replaced.
+    pub files_replaced: usize,
+}
+
+/// How a compacted journal file's name ends. `~` sorts after the `.` of `.parquet`, so the
+/// compacted file sorts right after the file whose name it extends, and before every later one.
+const COMPACTED_SUFFIX: &str = "~compacted.parquet";
+
+fn is_compacted(path: &Path) -> bool {
+    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(COMPACTED_SUFFIX))
+}
+
+/// The compacted file's name for a journal whose newest file is `newest`: the newest file's own
+/// name when it is compacted already (the rename replaces it atomically), else its name extended.
+fn compacted_name(newest: &Path) -> String {
+    let name = newest.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    if name.ends_with(COMPACTED_SUFFIX) {
+        name.to_owned()
+    } else {
+        format!("{}{COMPACTED_SUFFIX}", name.trim_end_matches(".parquet"))
+    }
+}
+
+/// The stamp in a journal file's name, `incidents-<stamp>-…`.
+fn name_stamp(path: &Path) -> Option<i64> {
+    let name = path.file_name()?.to_str()?;
+    name.strip_prefix("incidents-")?.split('-').next()?.parse().ok()
 }
 
 /// What [`IncidentStore::record_alerts`] did.
@@ -283,6 +322,10 @@ struct Inner {
     seen: HashSet<(String, EventKind)>,
     /// Makes journal file names unique within a millisecond.
     sequence: u64,
+    /// The stamp that starts the newest journal file's name. Each new file gets a larger one, so
+    /// names sort in the order files were written whatever the clock does, and every file written
+    /// after a compaction sorts after the compacted file.
+    last_stamp: i64,
     /// Incidents not resolved, kept up to date by `apply` so that the gauge the webhook sets on
     /// every notification costs nothing, however many incidents are stored.
     open: usize,
@@ -331,15 +374,24 @@ pub struct IncidentStore {
 }
 
 impl IncidentStore {
-    /// Opens the store, replaying every journal file in `dir` (which may not exist yet) and
-    /// removing the temporaries of writes a crash interrupted.
+    /// Opens the store, replaying the journal in `dir` (which may not exist yet): the newest
+    /// compacted file and every file written after it. Files a compacted one replaced, which an
+    /// interrupted compaction left, are removed, as are the temporaries of interrupted writes.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, JournalError> {
         let dir = dir.into();
         crate::store::remove_stale_temporaries(&dir)?;
-        let mut inner = Inner::default();
-        for event in journal::read_all(&dir)? {
-            inner.apply(&event);
+        let files = journal::list_files(&dir)?;
+        let first_live = files.iter().rposition(|path| is_compacted(path)).unwrap_or(0);
+        for replaced in &files[..first_live] {
+            journal::remove_file(replaced)?;
         }
+        let mut inner = Inner::default();
+        for path in &files[first_live..] {
+            for event in journal::read_file(path)? {
+                inner.apply(&event);
+            }
+        }
+        inner.last_stamp = files.last().and_then(|path| name_stamp(path)).unwrap_or(0);
         Ok(Self { dir, inner: Mutex::new(inner) })
     }
 
@@ -350,8 +402,10 @@ impl IncidentStore {
     fn write(&self, inner: &mut Inner, events: &[IncidentEvent]) -> Result<(), JournalError> {
         inner.sequence += 1;
         let received = events.first().map_or(0, |e| e.received_at_ms);
-        let name = format!("incidents-{received:015}-{}-{:06}.parquet", std::process::id(), inner.sequence);
+        let stamp = received.max(inner.last_stamp + 1);
+        let name = format!("incidents-{stamp:015}-{}-{:06}.parquet", std::process::id(), inner.sequence);
         journal::write_batch(&self.dir, &name, events)?;
+        inner.last_stamp = stamp;
         for event in events {
             inner.apply(event);
         }
@@ -414,6 +468,45 @@ impl IncidentStore {
         };
         self.write(&mut inner, std::slice::from_ref(&event))?;
         Ok(inner.incidents[id].clone())
+    }
+
+    /// Rewrites the journal as one file, without the incidents resolved before
+    /// `now_ms − retention_ms` (by their last event). The compacted file is written (atomically)
+    /// before the files it replaces are removed, and it is named to sort right after the newest
+    /// of them: a crash in between leaves files that [`IncidentStore::open`] recognises as
+    /// replaced, so no event is lost or replayed twice. Webhooks wait for it (one lock).
+    pub fn compact(&self, retention_ms: i64, now_ms: i64) -> Result<Compaction, JournalError> {
+        let mut inner = self.lock();
+        let files = journal::list_files(&self.dir)?;
+        let cutoff = now_ms.saturating_sub(retention_ms);
+        let expired: HashSet<String> = inner
+            .incidents
+            .values()
+            .filter(|i| i.status == IncidentStatus::Resolved && i.last_event_ms() < cutoff)
+            .map(|i| i.id.clone())
+            .collect();
+        let Some(newest) = files.last() else { return Ok(Compaction::default()) };
+        if expired.is_empty() && files.len() == 1 {
+            return Ok(Compaction::default());
+        }
+        let kept: Vec<IncidentEvent> = inner
+            .incidents
+            .values()
+            .filter(|i| !expired.contains(&i.id))
+            .flat_map(|i| i.events.iter().cloned())
+            .collect();
+        let name = compacted_name(newest);
+        journal::write_batch(&self.dir, &name, &kept)?;
+        for id in &expired {
+            inner.incidents.remove(id);
+            inner.seen.remove(&(id.clone(), EventKind::Firing));
+            inner.seen.remove(&(id.clone(), EventKind::Resolved));
+        }
+        let replaced: Vec<&PathBuf> = files.iter().filter(|path| path.file_name() != Some(name.as_ref())).collect();
+        for path in &replaced {
+            journal::remove_file(path)?;
+        }
+        Ok(Compaction { incidents_pruned: expired.len(), files_replaced: replaced.len() })
     }
 
     /// Incidents not resolved yet (firing or acknowledged).
@@ -532,6 +625,95 @@ mod tests {
         assert_eq!(reopened.record_alerts(&resolved, 5_000).unwrap().recorded, 0, "dedup state is rebuilt too");
         let files = std::fs::read_dir(dir.path()).unwrap().count();
         assert_eq!(files, 2, "one file per recorded batch, no temporary files left");
+    }
+
+    fn journal_names(dir: &Path) -> Vec<String> {
+        journal::list_files(dir).unwrap().iter().map(|p| p.file_name().unwrap().to_str().unwrap().to_owned()).collect()
+    }
+
+    const DAY_MS: i64 = 86_400_000;
+
+    /// The three incidents at day 0, b1 resolved there too; at day 10, a1 resolved by hand and d1
+    /// firing, the one open incident.
+    fn record_ten_days(store: &IncidentStore) {
+        record_three_incidents(store);
+        store.record_alerts(&[alert("b1", "payments", "high", AlertStatus::Resolved, 20)], 200).unwrap();
+        store.act("a1-30", true, Some("rolled back".into()), None, 10 * DAY_MS).unwrap();
+        store
+            .record_alerts(&[alert("d1", "search", "critical", AlertStatus::Firing, 10 * DAY_MS)], 10 * DAY_MS)
+            .unwrap();
+    }
+
+    #[test]
+    fn compaction_drops_old_resolved_incidents_and_keeps_the_rest_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = IncidentStore::open(dir.path()).unwrap();
+        record_ten_days(&store);
+        assert_eq!(journal_names(dir.path()).len(), 4);
+        let ids = |store: &IncidentStore| {
+            let mut ids: Vec<String> = store.list(&ListQuery::default()).into_iter().map(|i| i.id).collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(ids(&store), ["a1-30", "b1-20", "c1-40", "d1-864000000"]);
+
+        // Retention 5 days at day 12: b1 and c1 (resolved at day 0) go; a1 was resolved at day 10.
+        let done = store.compact(5 * DAY_MS, 12 * DAY_MS).unwrap();
+        assert_eq!(done, Compaction { incidents_pruned: 2, files_replaced: 4 });
+        assert_eq!(ids(&store), ["a1-30", "d1-864000000"]);
+        assert_eq!(store.open_count(), 1);
+        let names = journal_names(dir.path());
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(names[0].ends_with(COMPACTED_SUFFIX));
+        let kept = store.list(&ListQuery::default());
+
+        let reopened = IncidentStore::open(dir.path()).unwrap();
+        assert_eq!(reopened.list(&ListQuery::default()), kept, "events and their order survive, none twice");
+        assert_eq!(reopened.open_count(), 1);
+
+        // Later notifications land in files that sort after the compacted one, whatever their
+        // clock says (this one's is 5 ms after the epoch).
+        reopened.record_alerts(&[alert("d1", "search", "critical", AlertStatus::Resolved, 10 * DAY_MS)], 5).unwrap();
+        let names_after = journal_names(dir.path());
+        assert_eq!(names_after.len(), 2);
+        assert_eq!(names_after[0], names[0], "the new file sorts last: {names_after:?}");
+        assert_eq!(
+            reopened.compact(5 * DAY_MS, 12 * DAY_MS).unwrap(),
+            Compaction { incidents_pruned: 0, files_replaced: 2 }
+        );
+        let compacted = journal_names(dir.path());
+        assert_eq!(compacted.len(), 1);
+        assert_eq!(IncidentStore::open(dir.path()).unwrap().open_count(), 0, "d1's resolution was kept");
+        assert_eq!(reopened.compact(5 * DAY_MS, 12 * DAY_MS).unwrap(), Compaction::default(), "nothing to do");
+
+        // When the compacted file is the newest, the next one replaces it under the same name.
+        assert_eq!(
+            reopened.compact(5 * DAY_MS, 16 * DAY_MS).unwrap(),
+            Compaction { incidents_pruned: 2, files_replaced: 0 }
+        );
+        assert_eq!(journal_names(dir.path()), compacted);
+        assert!(IncidentStore::open(dir.path()).unwrap().list(&ListQuery::default()).is_empty());
+    }
+
+    #[test]
+    fn a_compaction_interrupted_before_removing_the_files_it_replaced_loses_and_repeats_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = IncidentStore::open(dir.path()).unwrap();
+        record_ten_days(&store);
+        let before = journal_names(dir.path());
+        let expected = store.list(&ListQuery::default());
+        // What a crash after the compacted file's rename leaves: it and every file it replaced.
+        let saved: Vec<(String, Vec<u8>)> =
+            before.iter().map(|name| (name.clone(), std::fs::read(dir.path().join(name)).unwrap())).collect();
+        assert_eq!(store.compact(0, 0).unwrap().files_replaced, 4, "nothing is old enough to drop");
+        for (name, bytes) in &saved {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+        assert_eq!(journal_names(dir.path()).len(), 5);
+
+        let reopened = IncidentStore::open(dir.path()).unwrap();
+        assert_eq!(reopened.list(&ListQuery::default()), expected);
+        assert_eq!(journal_names(dir.path()).len(), 1, "the replaced files are removed on open");
     }
 
     #[test]

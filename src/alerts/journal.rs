@@ -78,9 +78,10 @@ pub fn write_batch(dir: &Path, name: &str, events: &[IncidentEvent]) -> Result<P
     Ok(dir.join(name))
 }
 
-/// Every event of every journal file in `dir`, in file-name order (names sort by time).
-/// Leftover temporary files of an interrupted write are ignored.
-pub fn read_all(dir: &Path) -> Result<Vec<IncidentEvent>, JournalError> {
+/// The journal files in `dir`, in name order, which is the order they were written in (names
+/// start with a stamp that only grows). Leftover temporaries of an interrupted write are not
+/// listed; a missing directory has no files.
+pub fn list_files(dir: &Path) -> Result<Vec<PathBuf>, JournalError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -96,19 +97,27 @@ pub fn read_all(dir: &Path) -> Result<Vec<IncidentEvent>, JournalError> {
         })
         .collect();
     paths.sort();
+    Ok(paths)
+}
+
+/// The events of one journal file, in order.
+pub fn read_file(path: &Path) -> Result<Vec<IncidentEvent>, JournalError> {
+    let format = |message: String| JournalError::Format { path: path.to_owned(), message };
+    let file = File::open(path).map_err(io(path))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|builder| builder.build())
+        .map_err(|e| format(e.to_string()))?;
     let mut events = Vec::new();
-    for path in paths {
-        let format = |message: String| JournalError::Format { path: path.clone(), message };
-        let file = File::open(&path).map_err(io(&path))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .and_then(|builder| builder.build())
-            .map_err(|e| format(e.to_string()))?;
-        for batch in reader {
-            let batch = batch.map_err(|e| format(e.to_string()))?;
-            events.extend(from_record_batch(&batch).map_err(format)?);
-        }
+    for batch in reader {
+        let batch = batch.map_err(|e| format(e.to_string()))?;
+        events.extend(from_record_batch(&batch).map_err(format)?);
     }
     Ok(events)
+}
+
+/// Removes a journal file that a compacted file has replaced.
+pub fn remove_file(path: &Path) -> Result<(), JournalError> {
+    std::fs::remove_file(path).map_err(io(path))
 }
 
 fn to_record_batch(events: &[IncidentEvent]) -> Result<RecordBatch, String> {

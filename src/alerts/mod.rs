@@ -18,7 +18,7 @@ pub mod slack;
 
 pub use config::AlertsConfig;
 pub use incidents::IncidentStore;
-pub use routes::{AlertsState, WebhookMetrics, routes};
+pub use routes::{AlertsState, WebhookMetrics, compact_incidents, routes};
 
 /// Where an alert's `severity` label sorts: critical first (0), then high, warning and normal;
 /// a value that names no severity last.

@@ -6,10 +6,13 @@
 //! `POST /alerts` answers 2xx once the notification is recorded (duplicates included), 400 with
 //! the reason for a payload Alertmanager should not retry, 413 for a body over the limit, and
 //! 500 only when the record could not be written, which Alertmanager retries.
+//!
+//! [`compact_incidents`] keeps the journal to one file and drops old resolved incidents.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -21,6 +24,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
+use tracing::{info, warn};
 
 use super::incidents::{ActionError, Incident, IncidentStatus, IncidentStore, ListQuery, Recorded, SortKey};
 use super::payload::parse_webhook;
@@ -53,6 +57,8 @@ pub struct WebhookMetrics {
     pub alerts: Family<OutcomeLabels, Counter>,
     /// Incidents firing or acknowledged, not resolved yet.
     pub open_incidents: Gauge,
+    /// Resolved incidents dropped by the hourly compaction for being older than the retention.
+    pub pruned_incidents: Counter,
 }
 
 impl WebhookMetrics {
@@ -69,6 +75,11 @@ impl WebhookMetrics {
             self.alerts.clone(),
         );
         registry.register("incidents_open", "Incidents firing or acknowledged", self.open_incidents.clone());
+        registry.register(
+            "incidents_pruned",
+            "Resolved incidents dropped from the journal for being older than alerts.incident_retention",
+            self.pruned_incidents.clone(),
+        );
     }
 
     fn count(family: &Family<OutcomeLabels, Counter>, outcome: &str, by: usize) {
@@ -78,6 +89,37 @@ impl WebhookMetrics {
     /// Sets the open-incidents gauge from the store.
     pub fn observe_store(&self, store: &IncidentStore) {
         self.open_incidents.set(i64::try_from(store.open_count()).unwrap_or(i64::MAX));
+    }
+}
+
+/// Compacts the incidents journal now and then every `every` until `stop` turns true: one file
+/// instead of one per notification, without the incidents resolved more than `retention` ago.
+pub async fn compact_incidents(
+    store: Arc<IncidentStore>,
+    retention: Duration,
+    every: Duration,
+    metrics: WebhookMetrics,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+        let compacting = Arc::clone(&store);
+        match tokio::task::spawn_blocking(move || compacting.compact(retention_ms, now_ms())).await {
+            Ok(Ok(done)) => {
+                metrics.pruned_incidents.inc_by(done.incidents_pruned as u64);
+                if done.files_replaced > 0 {
+                    info!(pruned = done.incidents_pruned, files = done.files_replaced, "incidents journal compacted");
+                }
+            }
+            Ok(Err(error)) => warn!(%error, "incidents journal compaction failed; retrying at the next pass"),
+            Err(error) => warn!(%error, "incidents journal compaction stopped"),
+        }
     }
 }
 

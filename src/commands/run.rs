@@ -23,6 +23,10 @@ use crate::web::router::{AppState, router};
 use crate::web::serve::serve_listener;
 use crate::web::web_config::{WebConfig, WebError};
 
+/// How often the incidents journal is compacted (and old resolved incidents dropped); once at
+/// start too, which folds the files of every notification since the last run into one.
+const INCIDENT_COMPACTION_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// The default address: outside 9100–9999, which Prometheus's port allocation list has filled.
 pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:10110";
 
@@ -158,6 +162,13 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         metrics: metrics.webhook.clone(),
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(crate::alerts::compact_incidents(
+        Arc::clone(&alerts_state.store),
+        config.alerts.incident_retention,
+        INCIDENT_COMPACTION_EVERY,
+        metrics.webhook.clone(),
+        stop_rx.clone(),
+    ));
     let mut engine = Engine::new(Arc::clone(&config), client, metrics.clone(), snapshot);
     let mut writer_task = None;
     let mut trainer = None;
