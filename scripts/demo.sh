@@ -3,8 +3,9 @@
 # the shipped rules, a real Alertmanager with the shipped config, and anomaly-exporter scoring the
 # fleet, recording incidents and posting to Slack. Slack can't be reached from here: the fleet's
 # control API stands in for it (GET /slack lists what Alertmanager and the exporter posted).
-# Prints the URLs; Ctrl-C stops everything and removes the temporary data. Ports can be changed
-# through the environment variables below.
+# Prints the URLs; Ctrl-C (or SIGINT, SIGTERM) stops everything and removes the temporary data.
+# Ports can be changed through the environment variables below; ANOMALY_EXPORTER_BIN runs a binary
+# already built instead of building the release one (the demo's own test does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,8 +18,11 @@ ALERTMANAGER=${ALERTMANAGER:-127.0.0.1:19093}
 REPO=$(pwd)
 
 scripts/install-deps.sh
-cargo build --release --quiet
-BIN=target/release/anomaly-exporter
+BIN=${ANOMALY_EXPORTER_BIN:-}
+if [ -z "$BIN" ]; then
+  cargo build --release --quiet
+  BIN=target/release/anomaly-exporter
+fi
 
 WORK=$(mktemp -d -t anomaly-demo.XXXXXX)
 PIDS=()
