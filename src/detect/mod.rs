@@ -171,11 +171,12 @@ impl DetectorParams {
 /// that cap for its next `calibration_points` points, hiding the next incident (README).
 pub(crate) const EXCESS_CAP: f64 = 100.0;
 
-/// The range term's cap per feature: the window's mean and standard deviation carry a spike for
-/// `window` points after it, and beyond `EXCESS_CAP` ranges that echo would outscore the spike
-/// itself and reopen its quiet period; capped at 10 ranges (the cap of every feature before) it
-/// stays below any spike that mattered.
-const EXCESS_CAPS: [f64; FEATURE_COUNT] = [EXCESS_CAP, 10.0, 10.0, EXCESS_CAP, EXCESS_CAP];
+/// The range term's cap per feature. The window's mean and standard deviation carry a spike for
+/// `window` points after it, and the delta of the point after it is the way back down: beyond
+/// `EXCESS_CAP` ranges these echoes would outscore the spike itself and reopen its quiet period
+/// (a second page for one spike); capped at 10 ranges (the cap of every feature before) they stay
+/// below any spike that mattered, which the value and its z-score still measure up to the cap.
+const EXCESS_CAPS: [f64; FEATURE_COUNT] = [EXCESS_CAP, 10.0, 10.0, 10.0, EXCESS_CAP];
 
 /// What a model knows about itself, for `/services` and the metrics.
 #[derive(Debug, Clone, Copy, PartialEq)]
