@@ -32,6 +32,11 @@ impl FeatureWindow {
         Self { values: VecDeque::with_capacity(capacity + 1), capacity, sum: 0.0, sum_of_squares: 0.0 }
     }
 
+    /// Points the window holds when full.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Points currently in the window.
     pub fn len(&self) -> usize {
         self.values.len()

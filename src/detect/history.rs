@@ -138,7 +138,7 @@ pub(crate) fn extreme_score(value: f64, range: Option<(f64, f64)>, tolerance: f6
     };
     // The same floor as the model's range term: a flat horizon still gives a finite excess.
     let range = (high - low).max(high.abs().max(low.abs()) * 1e-3).max(1e-9);
-    let excess = ((value - high).max(low - value) / range).min(10.0);
+    let excess = ((value - high).max(low - value) / range).min(super::EXCESS_CAP);
     if excess > 0.0 { 1.0 + excess - tolerance } else { 0.0 }
 }
 
@@ -146,7 +146,7 @@ pub(crate) fn extreme_score(value: f64, range: Option<(f64, f64)>, tolerance: f6
 pub(crate) fn seasonal_score(value: f64, a_period_ago: f64, season: &Season, z: f64) -> f64 {
     let deviation = (value - a_period_ago - season.median_difference).abs() / season.difference_scale;
     // Capped as the range terms are: beyond that, "how far" means nothing more.
-    (deviation / z).min(11.0)
+    (deviation / z).min(super::EXCESS_CAP + 1.0)
 }
 
 /// The daily or weekly period of `values` (oldest first), when their autocorrelation at that
@@ -195,6 +195,20 @@ fn median_and_mad(values: &mut [f64]) -> (f64, f64) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn far_new_extremes_stay_apart_up_to_a_hundred_ranges() {
+        let (near, far, farther) = (
+            extreme_score(3.0, Some((0.0, 1.0)), 0.1),
+            extreme_score(30.0, Some((0.0, 1.0)), 0.1),
+            extreme_score(1e6, Some((0.0, 1.0)), 0.1),
+        );
+        assert!((near - 2.9).abs() < 1e-9, "{near}");
+        // Once capped at 10 ranges, both of these scored 10.9 and calibration could not tell
+        // them apart.
+        assert!((far - 29.9).abs() < 1e-9, "{far}");
+        assert!((farther - (1.0 + super::super::EXCESS_CAP - 0.1)).abs() < 1e-9, "{farther}");
+    }
+
     use super::*;
 
     #[test]
@@ -227,7 +241,7 @@ mod tests {
         assert_eq!(extreme_score(1.0, recent.last(3), 0.0), 1.5, "a new low");
         // The old 100 is beyond the horizon; with a longer one it is inside.
         assert_eq!(extreme_score(9.0, recent.last(4), 0.1), 0.0);
-        assert_eq!(extreme_score(1e9, recent.last(3), 0.0), 11.0, "capped");
+        assert_eq!(extreme_score(1e9, recent.last(3), 0.0), 1.0 + super::super::EXCESS_CAP, "capped");
         assert_eq!(extreme_score(9.0, RecentRange::default().last(3), 0.0), 0.0, "no history");
         assert_eq!(recent.last(0), None);
     }

@@ -14,6 +14,12 @@
 //!   from "at the edge of what was seen" (a split threshold never lies outside the training
 //!   range, so every point beyond it lands in the same edge leaf); this term restores that.
 //!
+//! A second forest of the series' own sees the same features over a long window
+//! (`long_window` points, 200 by default, against the short `window`'s 10): a point that is
+//! ordinary against the last ten but not against the last two hundred (a slow drift's end, a
+//! burst in a bursty series) shows there. It is scored with the same two parts and calibrated
+//! on its own; the exported score is the larger of the two calibrated scores.
+//!
 //! Beside them, two terms read the series' recent values directly (the `history` module): a new
 //! extreme over the last `extreme_horizon` (NAB's naive rule, done robustly), and, when the
 //! series repeats daily or weekly, the deviation from the same time a period ago. The raw score
@@ -45,13 +51,15 @@ use self::history::{RecentRange, StepClock};
 use crate::features::{FEATURE_COUNT, FeatureWindow};
 use crate::forest::{Contamination, Forest, ForestParams, Matrix};
 
-/// How every series' detector is built. The defaults keep a model near 25 KiB, so 10,000 series
-/// fit in a few hundred MiB.
+/// How every series' detector is built. The defaults keep each of a series' two models (the short
+/// and the long window's) near 25 KiB, beside two training sets of 57.6 KB each.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectorParams {
     /// Points in the rolling window the features describe.
     pub window: usize,
+    /// Points in the long window a second forest's features describe (0: no second forest).
+    pub long_window: usize,
     /// Trees per model.
     pub trees: usize,
     /// Rows drawn for each tree (ψ).
@@ -99,6 +107,7 @@ impl Default for DetectorParams {
     fn default() -> Self {
         Self {
             window: 10,
+            long_window: 200,
             trees: 50,
             sample_size: 128,
             training_points: 2880,
@@ -123,6 +132,7 @@ impl DetectorParams {
     pub fn validate(&self) -> Result<(), String> {
         let checks = [
             (self.window >= 2, "window: must be at least 2"),
+            (self.long_window != 1, "long_window: must be 0 (off) or at least 2"),
             (self.trees >= 1, "trees: must be at least 1"),
             (
                 (1..=crate::forest::MAX_SAMPLE_SIZE).contains(&self.sample_size),
@@ -153,6 +163,20 @@ impl DetectorParams {
         }
     }
 }
+
+/// Beyond this many ranges, "how far beyond" carries no more information; an unbounded excess (a
+/// flat series that moves) would only make graphs unreadable. High enough that the terms of
+/// different incidents stay apart: at 10, a spike and the ten points after it (whose rolling
+/// features carry it) all tied at the cap, and a series' 99th percentile of raw scores became
+/// that cap for its next `calibration_points` points, hiding the next incident (README).
+pub(crate) const EXCESS_CAP: f64 = 100.0;
+
+/// The range term's cap per feature. The window's mean and standard deviation carry a spike for
+/// `window` points after it, and the delta of the point after it is the way back down: beyond
+/// `EXCESS_CAP` ranges these echoes would outscore the spike itself and reopen its quiet period
+/// (a second page for one spike); capped at 10 ranges (the cap of every feature before) they stay
+/// below any spike that mattered, which the value and its z-score still measure up to the cap.
+const EXCESS_CAPS: [f64; FEATURE_COUNT] = [EXCESS_CAP, 10.0, 10.0, 10.0, EXCESS_CAP];
 
 /// What a model knows about itself, for `/services` and the metrics.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -195,13 +219,91 @@ impl Model {
                 let (low, high, x) =
                     (f64::from(self.feature_min[f]), f64::from(self.feature_max[f]), f64::from(features[f]));
                 let range = (high - low).max(high.abs().max(low.abs()) * 1e-3).max(1e-9);
-                ((x - high).max(low - x) / range).max(0.0)
+                ((x - high).max(low - x) / range).max(0.0).min(EXCESS_CAPS[f])
             })
-            .fold(0.0, f64::max)
-            // Beyond ten ranges "how far" means nothing more; an unbounded score (a flat series
-            // that moves) would only make graphs unreadable.
-            .min(10.0);
+            .fold(0.0, f64::max);
         Some(forest_score.max(1.0 + excess - range_tolerance))
+    }
+}
+
+impl Model {
+    /// Fits a model on `training` (rows of features, oldest first); `None` (logged) when the
+    /// forest cannot be fitted, which would be a bug: features are finite by construction and
+    /// the parameters were validated with the config.
+    fn fit(
+        training: &VecDeque<[f32; FEATURE_COUNT]>,
+        params: &DetectorParams,
+        seed: u64,
+        info: ModelInfo,
+    ) -> Option<Self> {
+        let values: Vec<f32> = training.iter().flatten().copied().collect();
+        let forest_params = ForestParams {
+            trees: params.trees,
+            sample_size: Some(params.sample_size),
+            seed,
+            contamination: Contamination::Fraction(params.contamination),
+        };
+        let fitted = Matrix::from_row_major(values, FEATURE_COUNT)
+            .and_then(|matrix| Forest::fit_with_threads(&matrix, &forest_params, std::num::NonZeroUsize::MIN));
+        let forest = match fitted {
+            Ok(forest) => forest,
+            Err(error) => {
+                tracing::warn!(%error, "model fit failed; keeping the previous model");
+                return None;
+            }
+        };
+        let mut feature_min = [f32::INFINITY; FEATURE_COUNT];
+        let mut feature_max = [f32::NEG_INFINITY; FEATURE_COUNT];
+        for row in training {
+            for f in 0..FEATURE_COUNT {
+                feature_min[f] = feature_min[f].min(row[f]);
+                feature_max[f] = feature_max[f].max(row[f]);
+            }
+        }
+        Some(Self { forest, feature_min, feature_max, info, season: None })
+    }
+}
+
+/// The long window's own features, training set, forest and calibration.
+#[derive(Debug, Clone)]
+struct LongView {
+    window: FeatureWindow,
+    training: VecDeque<[f32; FEATURE_COUNT]>,
+    model: Option<Model>,
+    calibration: Calibration,
+}
+
+/// The long forest's seed differs from the short one's for the same series and generation.
+const LONG_SEED_OFFSET: u64 = 0x9E37_79B9_7F4A_7C15;
+
+impl LongView {
+    fn new(params: &DetectorParams) -> Option<Self> {
+        (params.long_window >= 2).then(|| Self {
+            window: FeatureWindow::new(params.long_window),
+            training: VecDeque::with_capacity(params.training_points.min(4096)),
+            model: None,
+            calibration: Calibration::default(),
+        })
+    }
+
+    /// Scores `value` against the long window (calibrated on this view's own recent scores),
+    /// then learns from it. `None` before this view's first model.
+    fn observe(&mut self, params: &DetectorParams, value: f64) -> Option<f64> {
+        let features = self.window.push(value)?;
+        let score = self
+            .model
+            .as_ref()
+            .and_then(|model| model.anomaly_score(&features, params.range_tolerance))
+            .map(|raw| self.calibration.calibrate(raw, params.calibration_points, params.calibration_quantile));
+        self.learn(params, features);
+        score
+    }
+
+    fn learn(&mut self, params: &DetectorParams, features: [f32; FEATURE_COUNT]) {
+        self.training.push_back(features);
+        if self.training.len() > params.training_points {
+            self.training.pop_front();
+        }
     }
 }
 
@@ -218,6 +320,8 @@ pub struct SeriesDetector {
     clock: StepClock,
     /// The range of the training set's recent values, for the new-extreme term.
     recent_range: RecentRange,
+    /// The second forest over the long window (`None` when `long_window` is 0).
+    long: Option<LongView>,
 }
 
 impl SeriesDetector {
@@ -233,6 +337,7 @@ impl SeriesDetector {
             calibration: Calibration::default(),
             clock: StepClock::default(),
             recent_range: RecentRange::default(),
+            long: LongView::new(params),
         }
     }
 
@@ -254,6 +359,7 @@ impl SeriesDetector {
             return Some(Observation { timestamp_ms, value, anomaly_score: None });
         };
         let deviation = (value - f64::from(features[1])).abs();
+        let long_score = self.long.as_mut().and_then(|long| long.observe(params, value));
         let anomaly_score = self
             .model
             .as_ref()
@@ -261,6 +367,7 @@ impl SeriesDetector {
             .map(|raw| raw.max(self.history_score(params, value)));
         let anomaly_score = anomaly_score.map(|raw| {
             let score = self.calibration.calibrate(raw, params.calibration_points, params.calibration_quantile);
+            let score = long_score.map_or(score, |long| score.max(long));
             let score = if deviation < min_deviation { score.min(1.0) } else { score };
             self.calibration.quiet(score, params.quiet_points)
         });
@@ -287,6 +394,11 @@ impl SeriesDetector {
             last = Some(timestamp_ms);
             if let Some(features) = self.window.push(value) {
                 self.learn(params, features);
+            }
+            if let Some(long) = self.long.as_mut()
+                && let Some(features) = long.window.push(value)
+            {
+                long.learn(params, features);
             }
         }
         if let Some(now) = last
@@ -333,43 +445,31 @@ impl SeriesDetector {
     }
 
     fn fit(&mut self, params: &DetectorParams, now_ms: i64) {
-        let values: Vec<f32> = self.training.iter().flatten().copied().collect();
         let generation = self.model.as_ref().map_or(0, |model| model.info.generation) + 1;
-        let forest_params = ForestParams {
-            trees: params.trees,
-            sample_size: Some(params.sample_size),
-            seed: self.seed.wrapping_add(generation),
-            contamination: Contamination::Fraction(params.contamination),
+        let info = ModelInfo { trained_at_ms: now_ms, rows: self.training.len(), generation };
+        let Some(mut model) = Model::fit(&self.training, params, self.seed.wrapping_add(generation), info) else {
+            return;
         };
-        // Features are finite by construction (FeatureWindow refuses the rest) and parameters
-        // were validated with the config, so a failure here is a bug; keep the old model then.
-        let fitted = Matrix::from_row_major(values, FEATURE_COUNT)
-            .and_then(|matrix| Forest::fit_with_threads(&matrix, &forest_params, std::num::NonZeroUsize::MIN));
-        match fitted {
-            Ok(forest) => {
-                let mut feature_min = [f32::INFINITY; FEATURE_COUNT];
-                let mut feature_max = [f32::NEG_INFINITY; FEATURE_COUNT];
-                for row in &self.training {
-                    for f in 0..FEATURE_COUNT {
-                        feature_min[f] = feature_min[f].min(row[f]);
-                        feature_max[f] = feature_max[f].max(row[f]);
-                    }
-                }
-                let info = ModelInfo { trained_at_ms: now_ms, rows: self.training.len(), generation };
-                let season = if params.seasonal_z > 0.0 {
-                    let values: Vec<f64> = self.training.iter().map(|row| f64::from(row[0])).collect();
-                    history::detect_season(&values, self.clock.step_ms(), params.seasonal_min_autocorrelation)
-                } else {
-                    None
-                };
-                self.model = Some(Model { forest, feature_min, feature_max, info, season });
-                // Series that start together (a daemon restart, a backfill) would all refit in
-                // the same cycle forever; a per-series offset after the first fit spreads them.
-                self.points_since_fit =
-                    if generation == 1 { (self.seed % params.retrain_every_points as u64) as usize } else { 0 };
-            }
-            Err(error) => tracing::warn!(%error, "model fit failed; keeping the previous model"),
+        if params.seasonal_z > 0.0 {
+            let values: Vec<f64> = self.training.iter().map(|row| f64::from(row[0])).collect();
+            model.season = history::detect_season(&values, self.clock.step_ms(), params.seasonal_min_autocorrelation);
         }
+        self.model = Some(model);
+        // The long view is refitted with the short one, from its own training set (as many rows:
+        // both windows give features from a series' third point).
+        if let Some(long) = self.long.as_mut()
+            && !long.training.is_empty()
+        {
+            let info = ModelInfo { rows: long.training.len(), ..info };
+            let seed = self.seed.wrapping_add(generation) ^ LONG_SEED_OFFSET;
+            if let Some(model) = Model::fit(&long.training, params, seed, info) {
+                long.model = Some(model);
+            }
+        }
+        // Series that start together (a daemon restart, a backfill) would all refit in the same
+        // cycle forever; a per-series offset after the first fit spreads them.
+        self.points_since_fit =
+            if generation == 1 { (self.seed % params.retrain_every_points as u64) as usize } else { 0 };
     }
 
     /// The current model's facts, or `None` while warming up.
@@ -516,6 +616,24 @@ mod tests {
         detector.warm_up(&off, (0..501).map(|i| (i as i64 * FIVE_MINUTES, noisy_flat(i))));
         let high_off = detector.observe(&off, 0.0, 501 * FIVE_MINUTES, 11.5).unwrap().anomaly_score.unwrap();
         assert!(high_off < high, "the term adds to what the model says: {high_off} vs {high}");
+    }
+
+    #[test]
+    fn the_long_window_has_its_own_model_and_can_be_turned_off() {
+        let p = params();
+        let mut detector = SeriesDetector::new(&p, 8);
+        detector.warm_up(&p, (0..400).map(|i| (i as i64 * 15_000, signal(i))));
+        let long = detector.long.as_ref().expect("on by default");
+        assert_eq!(long.window.capacity(), p.long_window);
+        let (short_model, long_model) = (detector.model.as_ref().unwrap(), long.model.as_ref().unwrap());
+        assert_eq!(long_model.info, short_model.info, "fitted together, on as many rows");
+        // The long window's rolling mean varies less than the short one's over a slow cycle.
+        let span = |m: &Model| m.feature_max[1] - m.feature_min[1];
+        assert!(span(long_model) < span(short_model), "{} vs {}", span(long_model), span(short_model));
+        let off = DetectorParams { long_window: 0, ..p.clone() };
+        assert!(SeriesDetector::new(&off, 8).long.is_none());
+        let p = DetectorParams { long_window: 1, ..p };
+        assert_eq!(p.validate().unwrap_err(), "detector.long_window: must be 0 (off) or at least 2");
     }
 
     #[test]

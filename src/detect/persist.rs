@@ -8,6 +8,10 @@
 //! | 4 | length of the JSON header (`u32` LE) |
 //! | … | JSON [`ModelMetadata`] (feature names, training facts, feature ranges) |
 //! | … | the forest, as [`Forest::to_bytes`] writes it (checksummed) |
+//! | … | the long window's forest, the same way, when the header has `long` |
+//!
+//! Version 2 added the long window's forest; a version 1 file is refused like any other
+//! version, and the series is retrained.
 //!
 //! A file of another version, of other features, or damaged gives a [`ModelFileError`]: the
 //! caller logs it and retrains, it never crashes.
@@ -21,7 +25,7 @@ use crate::forest::Forest;
 const MAGIC: &[u8; 8] = b"AEMODEL1";
 
 /// The model file version this build writes and reads.
-pub const MODEL_FORMAT_VERSION: u32 = 1;
+pub const MODEL_FORMAT_VERSION: u32 = 2;
 
 /// What a model file says about its model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +50,24 @@ pub struct ModelMetadata {
     /// existed read as none: the next refit looks for it again.
     #[serde(default)]
     pub season: Option<Season>,
+    /// The long window's model, when the detector has one: its forest follows the first.
+    #[serde(default)]
+    pub long: Option<LongModelMetadata>,
+}
+
+/// What a model file says about the long window's model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LongModelMetadata {
+    /// The long window's length in points when fitted.
+    pub window: usize,
+    /// Rows it was fitted on.
+    pub rows: usize,
+    /// Bytes of the first forest, after which the long one starts.
+    pub first_forest_bytes: usize,
+    /// Each feature's smallest value over its training rows.
+    pub feature_min: [f32; FEATURE_COUNT],
+    /// Each feature's largest value over its training rows.
+    pub feature_max: [f32; FEATURE_COUNT],
 }
 
 /// Why a model file was refused.
@@ -75,6 +97,15 @@ impl SeriesDetector {
     /// The current model as a file, or `None` while warming up. `window_ms` is recorded as is.
     pub fn export_model(&self, window_ms: Option<(i64, i64)>) -> Option<Vec<u8>> {
         let model = self.model.as_ref()?;
+        let forest_bytes = model.forest.to_bytes();
+        let long_model = self.long.as_ref().and_then(|long| Some((long.window.capacity(), long.model.as_ref()?)));
+        let long = long_model.map(|(window, long)| LongModelMetadata {
+            window,
+            rows: long.info.rows,
+            first_forest_bytes: forest_bytes.len(),
+            feature_min: long.feature_min,
+            feature_max: long.feature_max,
+        });
         let metadata = ModelMetadata {
             format_version: MODEL_FORMAT_VERSION,
             features: FEATURE_NAMES.iter().map(|&n| n.to_owned()).collect(),
@@ -85,6 +116,7 @@ impl SeriesDetector {
             feature_min: model.feature_min,
             feature_max: model.feature_max,
             season: model.season,
+            long,
         };
         let header = serde_json::to_vec(&metadata).ok()?;
         let mut bytes = Vec::with_capacity(16 + header.len() + model.forest.memory_bytes());
@@ -92,14 +124,19 @@ impl SeriesDetector {
         bytes.extend_from_slice(&MODEL_FORMAT_VERSION.to_le_bytes());
         bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
         bytes.extend_from_slice(&header);
-        bytes.extend_from_slice(&model.forest.to_bytes());
+        bytes.extend_from_slice(&forest_bytes);
+        if let Some((_, long)) = long_model {
+            bytes.extend_from_slice(&long.forest.to_bytes());
+        }
         Some(bytes)
     }
 
     /// Replaces the model with the one in `bytes`, giving it `generation` (the caller's count
-    /// of this series' models); the detector's window and training set are kept.
+    /// of this series' models); the detector's windows and training sets are kept. A long
+    /// window's model is taken when the file has one for the configured long window; otherwise
+    /// that view keeps its own (or none, until the next refit).
     pub fn import_model(&mut self, bytes: &[u8], generation: u64) -> Result<ModelInfo, ModelFileError> {
-        let (metadata, forest) = decode(bytes)?;
+        let (metadata, forest, long_forest) = decode(bytes)?;
         let info = ModelInfo { trained_at_ms: metadata.trained_at_ms, rows: metadata.rows, generation };
         self.model = Some(Model {
             forest,
@@ -108,6 +145,17 @@ impl SeriesDetector {
             info,
             season: metadata.season,
         });
+        if let (Some(view), Some(long), Some(long_forest)) = (self.long.as_mut(), &metadata.long, long_forest)
+            && long.window == view.window.capacity()
+        {
+            view.model = Some(Model {
+                forest: long_forest,
+                feature_min: long.feature_min,
+                feature_max: long.feature_max,
+                info: ModelInfo { rows: long.rows, ..info },
+                season: None,
+            });
+        }
         self.points_since_fit = 0;
         Ok(info)
     }
@@ -125,10 +173,11 @@ impl SeriesDetector {
 
 /// Reads a model file's metadata without building its forest's detector.
 pub fn read_metadata(bytes: &[u8]) -> Result<ModelMetadata, ModelFileError> {
-    decode(bytes).map(|(metadata, _)| metadata)
+    decode(bytes).map(|(metadata, ..)| metadata)
 }
 
-fn decode(bytes: &[u8]) -> Result<(ModelMetadata, Forest), ModelFileError> {
+/// The metadata, the forest and the long window's forest (when the header has one).
+fn decode(bytes: &[u8]) -> Result<(ModelMetadata, Forest, Option<Forest>), ModelFileError> {
     if bytes.len() < 16 || &bytes[..8] != MAGIC {
         return Err(ModelFileError::NotAModel);
     }
@@ -143,11 +192,27 @@ fn decode(bytes: &[u8]) -> Result<(ModelMetadata, Forest), ModelFileError> {
     if metadata.features.iter().map(String::as_str).ne(FEATURE_NAMES.iter().copied()) {
         return Err(ModelFileError::Features { found: metadata.features });
     }
-    let forest = Forest::from_bytes(&bytes[16 + header_len..]).map_err(|e| ModelFileError::Damaged(e.to_string()))?;
-    if forest.columns() != FEATURE_COUNT {
-        return Err(ModelFileError::Damaged(format!("forest has {} columns", forest.columns())));
-    }
-    Ok((metadata, forest))
+    let forests = &bytes[16 + header_len..];
+    let (first, second) = match &metadata.long {
+        Some(long) if long.first_forest_bytes <= forests.len() => {
+            let (first, second) = forests.split_at(long.first_forest_bytes);
+            (first, Some(second))
+        }
+        Some(long) => {
+            return Err(ModelFileError::Damaged(format!("first forest of {} bytes", long.first_forest_bytes)));
+        }
+        None => (forests, None),
+    };
+    let forest_of = |bytes: &[u8]| {
+        let forest = Forest::from_bytes(bytes).map_err(|e| ModelFileError::Damaged(e.to_string()))?;
+        if forest.columns() != FEATURE_COUNT {
+            return Err(ModelFileError::Damaged(format!("forest has {} columns", forest.columns())));
+        }
+        Ok(forest)
+    };
+    let forest = forest_of(first)?;
+    let long = second.map(forest_of).transpose()?;
+    Ok((metadata, forest, long))
 }
 
 #[cfg(test)]
@@ -175,6 +240,18 @@ mod tests {
         let (a, b) = (source.model.as_ref().unwrap(), copy.model.as_ref().unwrap());
         let row = [0.5, 0.1, 0.6, 0.02, 0.7];
         assert_eq!(a.anomaly_score(&row, 0.25), b.anomaly_score(&row, 0.25));
+        // The long window's forest travels with it.
+        let long = metadata.long.as_ref().expect("the long window's model is in the file");
+        assert_eq!((long.window, long.rows), (params.long_window, 298));
+        let (a, b) = (source.long.as_ref().unwrap(), copy.long.as_ref().unwrap());
+        let (a, b) = (a.model.as_ref().unwrap(), b.model.as_ref().unwrap());
+        assert_eq!(a.anomaly_score(&row, 0.25), b.anomaly_score(&row, 0.25));
+        assert_eq!((b.feature_min, b.feature_max), (a.feature_min, a.feature_max));
+        // A detector without a long window reads the file and keeps only the first model.
+        let off = DetectorParams { long_window: 0, ..DetectorParams::default() };
+        let mut short_only = SeriesDetector::new(&off, 1);
+        short_only.import_model(&bytes, 8).unwrap();
+        assert!(short_only.long.is_none() && short_only.model.is_some());
     }
 
     #[test]
@@ -201,8 +278,22 @@ mod tests {
     fn incompatible_or_damaged_files_are_errors_not_panics() {
         let bytes = trained().export_model(None).unwrap();
         let mut other_version = bytes.clone();
-        other_version[8] = 2;
-        assert!(matches!(read_metadata(&other_version), Err(ModelFileError::Version { found: 2 })));
+        other_version[8] = 3;
+        assert!(matches!(read_metadata(&other_version), Err(ModelFileError::Version { found: 3 })));
+        // Files of the first format (one forest, before the long window) are retrained.
+        let mut first_format = bytes.clone();
+        first_format[8] = 1;
+        assert!(matches!(read_metadata(&first_format), Err(ModelFileError::Version { found: 1 })));
+        // A long forest whose stated offset lies beyond the file is damage, not a panic.
+        let mut header: ModelMetadata = read_metadata(&bytes).unwrap();
+        header.long.as_mut().unwrap().first_forest_bytes = bytes.len();
+        let json = serde_json::to_vec(&header).unwrap();
+        let mut lying = bytes[..12].to_vec();
+        lying.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        lying.extend_from_slice(&json);
+        let old_header_len = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]) as usize;
+        lying.extend_from_slice(&bytes[16 + old_header_len..]);
+        assert!(matches!(read_metadata(&lying), Err(ModelFileError::Damaged(_))));
         let mut damaged = bytes.clone();
         let last = damaged.len() - 20;
         damaged[last] ^= 0xFF;
