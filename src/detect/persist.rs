@@ -220,8 +220,13 @@ mod tests {
     use super::*;
     use crate::detect::DetectorParams;
 
+    /// The long window on (it is off by default), so files carry both forests.
+    fn long_on() -> DetectorParams {
+        DetectorParams { long_window: 200, ..DetectorParams::default() }
+    }
+
     fn trained() -> SeriesDetector {
-        let params = DetectorParams { min_training_points: 50, ..DetectorParams::default() };
+        let params = DetectorParams { min_training_points: 50, ..long_on() };
         let mut detector = SeriesDetector::new(&params, 9);
         detector.warm_up(&params, (0..300).map(|i| (i * 1000, (i as f64 / 10.0).sin())));
         detector
@@ -229,7 +234,7 @@ mod tests {
 
     #[test]
     fn a_model_round_trips_and_scores_identically() {
-        let params = DetectorParams::default();
+        let params = long_on();
         let source = trained();
         let bytes = source.export_model(Some((0, 299_000))).unwrap();
         let metadata = read_metadata(&bytes).unwrap();
@@ -252,6 +257,9 @@ mod tests {
         let mut short_only = SeriesDetector::new(&off, 1);
         short_only.import_model(&bytes, 8).unwrap();
         assert!(short_only.long.is_none() && short_only.model.is_some());
+        // Its own file holds the one model.
+        let short_bytes = short_only.export_model(None).unwrap();
+        assert!(read_metadata(&short_bytes).unwrap().long.is_none());
     }
 
     #[test]
