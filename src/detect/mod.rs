@@ -130,12 +130,19 @@ impl Default for DetectorParams {
     }
 }
 
+/// The longest rolling window accepted: 10,000 points is 42 hours at a 15 s step.
+const MAX_WINDOW: usize = 10_000;
+
 impl DetectorParams {
     /// Checks the parameters; the message names the key under `detector.`.
     pub fn validate(&self) -> Result<(), String> {
         let checks = [
             (self.window >= 2, "window: must be at least 2"),
+            // Every series allocates its windows up front: a typo's billion points would fail
+            // allocation in the first cycle instead of here.
+            (self.window <= MAX_WINDOW, "window: must be at most 10000"),
             (self.long_window != 1, "long_window: must be 0 (off) or at least 2"),
+            (self.long_window <= MAX_WINDOW, "long_window: must be at most 10000"),
             (self.trees >= 1, "trees: must be at least 1"),
             (
                 (1..=crate::forest::MAX_SAMPLE_SIZE).contains(&self.sample_size),
@@ -646,6 +653,10 @@ mod tests {
         assert!(SeriesDetector::new(&off, 8).long.is_none());
         let p = DetectorParams { long_window: 1, ..p };
         assert_eq!(p.validate().unwrap_err(), "detector.long_window: must be 0 (off) or at least 2");
+        let p = DetectorParams { long_window: 10_001, ..p };
+        assert_eq!(p.validate().unwrap_err(), "detector.long_window: must be at most 10000");
+        let p = DetectorParams { long_window: 0, window: 1_000_000_000, ..p };
+        assert_eq!(p.validate().unwrap_err(), "detector.window: must be at most 10000");
     }
 
     #[test]
