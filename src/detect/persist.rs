@@ -10,8 +10,8 @@
 //! | … | the forest, as [`Forest::to_bytes`] writes it (checksummed) |
 //! | … | the long window's forest, the same way, when the header has `long` |
 //!
-//! Version 2 added the long window's forest; a version 1 file is refused like any other
-//! version, and the series is retrained.
+//! Version 2 added the long window's forest. Version 1 files (one forest, the same header without
+//! `long`) are still read: an upgrade keeps its models.
 //!
 //! A file of another version, of other features, or damaged gives a [`ModelFileError`]: the
 //! caller logs it and retrains, it never crashes.
@@ -24,8 +24,11 @@ use crate::forest::Forest;
 
 const MAGIC: &[u8; 8] = b"AEMODEL1";
 
-/// The model file version this build writes and reads.
+/// The model file version this build writes.
 pub const MODEL_FORMAT_VERSION: u32 = 2;
+
+/// The oldest version this build reads: version 1 is version 2 without the long forest.
+const OLDEST_READ_VERSION: u32 = 1;
 
 /// What a model file says about its model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,7 +80,9 @@ pub enum ModelFileError {
     #[error("not an anomaly-exporter model file")]
     NotAModel,
     /// Written by another format version.
-    #[error("model file format version {found}, this build reads {MODEL_FORMAT_VERSION}: retrain")]
+    #[error(
+        "model file format version {found}, this build reads {OLDEST_READ_VERSION} to {MODEL_FORMAT_VERSION}: retrain"
+    )]
     Version {
         /// The version in the file.
         found: u32,
@@ -182,7 +187,7 @@ fn decode(bytes: &[u8]) -> Result<(ModelMetadata, Forest, Option<Forest>), Model
         return Err(ModelFileError::NotAModel);
     }
     let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-    if version != MODEL_FORMAT_VERSION {
+    if !(OLDEST_READ_VERSION..=MODEL_FORMAT_VERSION).contains(&version) {
         return Err(ModelFileError::Version { found: version });
     }
     let header_len = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]) as usize;
@@ -191,6 +196,9 @@ fn decode(bytes: &[u8]) -> Result<(ModelMetadata, Forest, Option<Forest>), Model
         serde_json::from_slice(header).map_err(|e| ModelFileError::Damaged(format!("header: {e}")))?;
     if metadata.features.iter().map(String::as_str).ne(FEATURE_NAMES.iter().copied()) {
         return Err(ModelFileError::Features { found: metadata.features });
+    }
+    if version < 2 && metadata.long.is_some() {
+        return Err(ModelFileError::Damaged("a version 1 file with a long window's forest".into()));
     }
     let forests = &bytes[16 + header_len..];
     let (first, second) = match &metadata.long {
@@ -288,10 +296,24 @@ mod tests {
         let mut other_version = bytes.clone();
         other_version[8] = 3;
         assert!(matches!(read_metadata(&other_version), Err(ModelFileError::Version { found: 3 })));
-        // Files of the first format (one forest, before the long window) are retrained.
-        let mut first_format = bytes.clone();
+        // Files of the first format hold one forest and no `long` in the header: still read, and
+        // one that claims a long forest is damaged.
+        let off = DetectorParams { min_training_points: 50, ..DetectorParams::default() };
+        let mut short_only = SeriesDetector::new(&off, 9);
+        short_only.warm_up(&off, (0..300).map(|i| (i * 1000, (i as f64 / 10.0).sin())));
+        let mut first_format = short_only.export_model(None).unwrap();
         first_format[8] = 1;
-        assert!(matches!(read_metadata(&first_format), Err(ModelFileError::Version { found: 1 })));
+        let mut reader = SeriesDetector::new(&off, 9);
+        assert_eq!(reader.import_model(&first_format, 3).unwrap().generation, 3);
+        let row = [0.5, 0.1, 0.6, 0.02, 0.7];
+        let score = |d: &SeriesDetector| d.model.as_ref().unwrap().anomaly_score(&row, 0.25);
+        assert_eq!(score(&reader), score(&short_only));
+        let mut claims_long = bytes.clone();
+        claims_long[8] = 1;
+        assert!(matches!(read_metadata(&claims_long), Err(ModelFileError::Damaged(_))));
+        let mut before_first = bytes.clone();
+        before_first[8] = 0;
+        assert!(matches!(read_metadata(&before_first), Err(ModelFileError::Version { found: 0 })));
         // A long forest whose stated offset lies beyond the file is damage, not a panic.
         let mut header: ModelMetadata = read_metadata(&bytes).unwrap();
         header.long.as_mut().unwrap().first_forest_bytes = bytes.len();
