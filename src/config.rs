@@ -53,6 +53,15 @@ fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key: key.into(), problem: problem.into() }
 }
 
+/// A section's own error, whose message already names the key (`detector.trees: must be…`): that
+/// key is the error's, so the message does not say the section twice.
+fn invalid_in(section: &str, message: String) -> ConfigError {
+    match message.split_once(": ") {
+        Some((key, problem)) if key.starts_with(section) && !key.contains(' ') => invalid(key, problem),
+        _ => invalid(section, message),
+    }
+}
+
 /// The file as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -241,7 +250,7 @@ impl TryFrom<RawConfig> for Config {
     type Error = ConfigError;
 
     fn try_from(raw: RawConfig) -> Result<Self, ConfigError> {
-        raw.source.validate().map_err(|e| invalid("source", e.to_string()))?;
+        raw.source.validate().map_err(|e| invalid_in("source", e.to_string()))?;
         let interval = duration("interval", &raw.interval)?;
         if interval < Duration::from_secs(1) {
             return Err(invalid("interval", "must be at least 1s"));
@@ -251,7 +260,7 @@ impl TryFrom<RawConfig> for Config {
             return Err(invalid("service_grace", "must be at least the interval"));
         }
         let backfill = duration("backfill", &raw.backfill)?;
-        raw.detector.validate().map_err(|problem| invalid("detector", problem))?;
+        raw.detector.validate().map_err(|message| invalid_in("detector", message))?;
         raw.anomaly_levels.validate().map_err(|problem| invalid("anomaly_levels", problem))?;
         raw.alerts.validate().map_err(|(key, problem)| invalid(key, problem))?;
 
@@ -381,11 +390,8 @@ mod tests {
                 "config: signals.cpu.thresholds: warning threshold 2 must be at most the high threshold 1",
             ),
             ("source:\n  url: http://x\nsignals:\n  9cpu:\n    query: up\n", "config: signals.9cpu: a signal name"),
-            (
-                "source:\n  url: http://x\ndetector:\n  trees: 0\n",
-                "config: detector: detector.trees: must be at least 1",
-            ),
-            ("source:\n  url: ''\n", "config: source: source.url"),
+            ("source:\n  url: http://x\ndetector:\n  trees: 0\n", "config: detector.trees: must be at least 1"),
+            ("source:\n  url: ''\n", "config: source.url: must not be empty"),
         ];
         for (text, expected) in cases {
             let message = parse(text).unwrap_err().to_string();
