@@ -17,6 +17,7 @@
 //! - [`Forest::to_bytes`] and [`Forest::from_bytes`] persist a model (see [`persist`]).
 
 mod build;
+mod heap;
 mod layout;
 mod matrix;
 pub mod persist;

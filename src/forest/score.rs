@@ -8,17 +8,20 @@
 //! and the row's value read with one addressing mode from a row copied at a fixed stride.
 //! Rows are copied in chunks that stay in L1 while every tree walks them; each row still adds its
 //! trees' path lengths in tree order, so the sums (and scores) do not depend on the chunking.
-//! Large batches are split over the machine's cores.
+//! Large batches are walked through a copy of the trees laid out as complete trees instead
+//! ([`HeapForest`], about 1.25× faster, the same scores to the bit), and split over the machine's
+//! cores.
 
 use std::num::NonZeroUsize;
 use std::thread;
 
 use super::Forest;
+use super::heap::HeapForest;
 use super::layout::{Feature, Features, WINDOW, leaf_parts};
 
 /// Rows walked in lock-step: enough independent walks to hide load latency, few enough to keep
 /// their state in registers.
-const LANES: usize = 8;
+pub(super) const LANES: usize = 8;
 
 /// The stride, in values, of a row copied for the walk when the model has at most 256 features: a
 /// `u8` feature then indexes it with no bounds check, and the value's address is one addressing mode
@@ -29,7 +32,7 @@ const ROW_STRIDE: usize = 256 + 16;
 /// One row copied for the walk, each on its own cache lines: only the first `columns` values are used.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
-struct PaddedRow([f32; ROW_STRIDE]);
+pub(super) struct PaddedRow(pub(super) [f32; ROW_STRIDE]);
 
 /// Cache bytes that the copied rows of one chunk touch: half of a core's L1 data cache, which leaves
 /// room for the tree being walked. Each tree is read once per chunk and walked for every row of it.
@@ -42,6 +45,12 @@ const MAX_CHUNK_ROWS: usize = 128;
 /// Below this much work (rows × trees) per thread, starting a thread costs more than it saves on a
 /// loaded machine: about 10 ms on one core.
 const MIN_ROW_TREES_PER_THREAD: usize = 2 << 20;
+
+/// From this much work (rows × trees) on, a batch is walked through complete trees
+/// ([`HeapForest`]). Re-laying a default forest (100 trees) takes about 0.15 ms, and the complete
+/// trees save 1.2–2.8 ns a row and tree (measured on 20,000 rows of 3, 9 and 36 columns), so the
+/// re-laying pays for itself from about 120K rows × trees; this is four times that.
+const MIN_ROW_TREES_FOR_HEAP: usize = 1 << 19;
 
 /// The rows of a group as the walk reads them: `value(lane, feature)`.
 trait GroupRows<F> {
@@ -168,9 +177,9 @@ fn walk<F: Feature, const N: usize>(tree: &impl TreeView<F>, rows: &impl GroupRo
 
 impl Forest {
     /// Adds each row's path length through every tree to `path_sums` (one entry per row).
-    fn accumulate_path_lengths(&self, rows: &[f32], path_sums: &mut [f64]) {
+    fn accumulate_path_lengths(&self, rows: &[f32], path_sums: &mut [f64], heap: Option<&HeapForest>) {
         match &self.nodes.features {
-            Features::Narrow(features) => self.accumulate_padded(features, rows, path_sums),
+            Features::Narrow(features) => self.accumulate_padded(features, rows, path_sums, heap),
             Features::Wide(features) => self.accumulate_plain(features, rows, path_sums),
         }
     }
@@ -179,7 +188,7 @@ impl Forest {
     /// every group of the chunk is walked before the next tree, so the tree is read from L2 once per
     /// chunk and then hit in L1, while the chunk stays in L1. Each row still adds its trees' path
     /// lengths in tree order, so the sums (and scores) do not depend on the chunking.
-    fn accumulate_padded(&self, features: &[u8], rows: &[f32], path_sums: &mut [f64]) {
+    fn accumulate_padded(&self, features: &[u8], rows: &[f32], path_sums: &mut [f64], heap: Option<&HeapForest>) {
         let columns = self.columns;
         let lines_per_row = (columns * 4).div_ceil(64);
         let chunk_rows = (CHUNK_BYTES / (64 * lines_per_row) / LANES * LANES)
@@ -192,6 +201,10 @@ impl Forest {
                 padded.0[..columns].copy_from_slice(row);
             }
             let chunk = &chunk[..chunk_sums.len()];
+            if let Some(heap) = heap {
+                heap.accumulate(chunk, chunk_sums);
+                continue;
+            }
             for tree in 0..self.trees() {
                 let height = usize::from(self.heights[tree]);
                 match self.tree_view(tree, features) {
@@ -270,29 +283,48 @@ impl Forest {
     #[inline(always)]
     fn add_leaves(&self, leaf_thresholds: &[f32], sums: &mut [f64]) {
         for (sum, &threshold) in sums.iter_mut().zip(leaf_thresholds) {
-            *sum += self.leaf_path_length(threshold);
+            *sum += self.leaf_threshold_path_length(threshold);
         }
     }
 
     /// A leaf's path length h = depth + c(size), from the payload of its NaN threshold.
     #[inline(always)]
-    fn leaf_path_length(&self, threshold: f32) -> f64 {
+    fn leaf_threshold_path_length(&self, threshold: f32) -> f64 {
         match leaf_parts(threshold) {
-            Some((depth, size)) => f64::from(depth) + self.average_path_by_size[size],
+            Some((depth, size)) => self.leaf_path_length(depth, size),
             // Unreachable for a well-formed forest: every walk of `height` steps ends on a leaf,
             // which `persist` checks on load. Count it as the deepest possible path.
             None => f64::from(self.max_depth),
         }
     }
 
+    /// The path length h = depth + c(size) of a leaf `depth` edges down, reached by `size` rows.
+    #[inline(always)]
+    pub(super) fn leaf_path_length(&self, depth: u32, size: usize) -> f64 {
+        f64::from(depth) + self.average_path_by_size[size]
+    }
+
     /// The anomaly score s(x) = 2^(−E[h(x)] / c(ψ)) of every row of `rows` (row-major,
     /// [`Forest::columns`] values each), using up to `threads` threads.
     pub(crate) fn score_rows(&self, rows: &[f32], threads: NonZeroUsize) -> Vec<f64> {
         let count = rows.len() / self.columns;
+        let heap = if count * self.trees() >= MIN_ROW_TREES_FOR_HEAP { HeapForest::build(self) } else { None };
+        self.score_rows_through(rows, threads, heap.as_ref())
+    }
+
+    /// [`Self::score_rows`], walking the complete trees of `heap` (built from this forest) when
+    /// given, else the model's own layout. The scores are the same to the bit either way.
+    pub(super) fn score_rows_through(
+        &self,
+        rows: &[f32],
+        threads: NonZeroUsize,
+        heap: Option<&HeapForest>,
+    ) -> Vec<f64> {
+        let count = rows.len() / self.columns;
         let mut sums = vec![0.0; count];
         let threads = threads.get().min(count * self.trees() / MIN_ROW_TREES_PER_THREAD).max(1);
         if threads == 1 {
-            self.accumulate_path_lengths(rows, &mut sums);
+            self.accumulate_path_lengths(rows, &mut sums, heap);
         } else {
             // Chunks are whole multiples of LANES so that each thread's groups are full.
             let per_thread = count.div_ceil(threads).next_multiple_of(LANES);
@@ -301,10 +333,10 @@ impl Forest {
                 // The calling thread scores the first part itself: one thread fewer to start.
                 let first = parts.next();
                 for (rows, sums) in parts {
-                    scope.spawn(move || self.accumulate_path_lengths(rows, sums));
+                    scope.spawn(move || self.accumulate_path_lengths(rows, sums, heap));
                 }
                 if let Some((rows, sums)) = first {
-                    self.accumulate_path_lengths(rows, sums);
+                    self.accumulate_path_lengths(rows, sums, heap);
                 }
             });
         }

@@ -303,6 +303,50 @@ fn fast_scoring_equals_the_reference_walk_to_the_bit() {
 }
 
 #[test]
+fn complete_tree_walk_equals_the_reference_walk_to_the_bit() {
+    use super::heap::HeapForest;
+    // Trees of every height up to 8, shallow trees on data with few distinct values (a forest of
+    // mixed heights), up to 256 columns, row counts that are not whole groups, one and two threads.
+    let few_values = |rows: usize, columns: usize, levels: f32| {
+        let values = cloud(rows, columns, 11).values().iter().map(|v| (v * levels).floor()).collect();
+        Matrix::from_row_major(values, columns).unwrap()
+    };
+    for (data, sample_size, trees) in [
+        (cloud(3001, 3, 3), 256, 40),
+        (cloud(777, 9, 9), 64, 30),
+        (cloud(1203, 256, 256), 256, 12),
+        (cloud(300, 5, 5), 2, 9),
+        (few_values(2000, 2, 5.0), 256, 25),
+        (few_values(2000, 2, 3.0), 256, 9),
+        (few_values(37, 3, 3.0), 256, 11),
+    ] {
+        let forest = Forest::fit(&data, &ForestParams { trees, sample_size: Some(sample_size), ..params(3) }).unwrap();
+        let heap = HeapForest::build(&forest).expect("at most 256 features and height 8");
+        let expected: Vec<u64> = reference_scores(&forest, &data).iter().map(|s| s.to_bits()).collect();
+        for threads in [1, 2] {
+            let threads = NonZeroUsize::new(threads).unwrap();
+            let scores = forest.score_rows_through(data.values(), threads, Some(&heap));
+            let scores: Vec<u64> = scores.iter().map(|s| s.to_bits()).collect();
+            assert_eq!(scores, expected, "{}×{}, ψ = {sample_size}, {threads} threads", data.rows(), data.columns());
+        }
+    }
+    let heights: Vec<u8> =
+        Forest::fit(&few_values(2000, 2, 5.0), &ForestParams { trees: 25, ..params(3) }).unwrap().heights.to_vec();
+    assert!(heights.iter().min() < heights.iter().max(), "the mixed-height case has one height only: {heights:?}");
+}
+
+#[test]
+fn complete_tree_walk_declines_deep_trees_and_wide_tables() {
+    use super::heap::HeapForest;
+    let deep =
+        Forest::fit(&cloud(3000, 3, 1), &ForestParams { trees: 5, sample_size: Some(1024), ..params(1) }).unwrap();
+    assert!(deep.heights.iter().any(|&h| h > 8));
+    assert!(HeapForest::build(&deep).is_none(), "trees deeper than 8 have positions beyond 255");
+    let wide = Forest::fit(&cloud(600, 300, 1), &ForestParams { trees: 5, ..params(1) }).unwrap();
+    assert!(HeapForest::build(&wide).is_none(), "features beyond 255 do not fit a u8");
+}
+
+#[test]
 fn empty_batches_score_to_nothing() {
     for columns in [3, 300] {
         let forest = Forest::fit(&cloud(600, columns, 2), &params(1)).unwrap();
