@@ -13,6 +13,7 @@
 //! cores.
 
 use std::num::NonZeroUsize;
+use std::sync::{Mutex, PoisonError};
 use std::thread;
 
 use super::Forest;
@@ -45,6 +46,10 @@ const MAX_CHUNK_ROWS: usize = 128;
 /// Below this much work (rows × trees) per thread, starting a thread costs more than it saves on a
 /// loaded machine: about 10 ms on one core.
 const MIN_ROW_TREES_PER_THREAD: usize = 2 << 20;
+
+/// Blocks per thread when a batch is split over threads: enough that a thread starting late takes
+/// fewer of them, few enough that claiming them costs nothing.
+const BLOCKS_PER_THREAD: usize = 8;
 
 /// From this much work (rows × trees) on, a batch is walked through complete trees
 /// ([`HeapForest`]). Re-laying a default forest (100 trees) takes about 0.15 ms, and the complete
@@ -321,29 +326,39 @@ impl Forest {
         heap: Option<&HeapForest>,
     ) -> Vec<f64> {
         let count = rows.len() / self.columns;
-        let mut sums = vec![0.0; count];
+        let mut scores = vec![0.0; count];
         let threads = threads.get().min(count * self.trees() / MIN_ROW_TREES_PER_THREAD).max(1);
-        if threads == 1 {
-            self.accumulate_path_lengths(rows, &mut sums, heap);
-        } else {
-            // Chunks are whole multiples of LANES so that each thread's groups are full.
-            let per_thread = count.div_ceil(threads).next_multiple_of(LANES);
-            thread::scope(|scope| {
-                let mut parts = rows.chunks(per_thread * self.columns).zip(sums.chunks_mut(per_thread));
-                // The calling thread scores the first part itself: one thread fewer to start.
-                let first = parts.next();
-                for (rows, sums) in parts {
-                    scope.spawn(move || self.accumulate_path_lengths(rows, sums, heap));
-                }
-                if let Some((rows, sums)) = first {
-                    self.accumulate_path_lengths(rows, sums, heap);
-                }
-            });
-        }
         let scale = self.heights.len() as f64 * self.average_path_by_size[self.sample_size];
-        for s in &mut sums {
-            *s = if scale > 0.0 { (-*s / scale).exp2() } else { 0.5 };
+        // Sums of path lengths become scores in the thread that walked them.
+        let score_block = |rows: &[f32], sums: &mut [f64]| {
+            self.accumulate_path_lengths(rows, sums, heap);
+            for s in sums {
+                *s = if scale > 0.0 { (-*s / scale).exp2() } else { 0.5 };
+            }
+        };
+        if threads == 1 {
+            score_block(rows, &mut scores);
+            return scores;
         }
-        sums
+        // Threads claim blocks one at a time, so a thread that starts late (a busy machine, or an
+        // idle virtual CPU waking up) takes fewer blocks instead of holding up the others. Blocks
+        // are whole chunks, so their groups are full.
+        let block_rows = count.div_ceil(threads * BLOCKS_PER_THREAD).next_multiple_of(MAX_CHUNK_ROWS);
+        let blocks = Mutex::new(rows.chunks(block_rows * self.columns).zip(scores.chunks_mut(block_rows)));
+        let claim_and_score = || {
+            loop {
+                let block = blocks.lock().unwrap_or_else(PoisonError::into_inner).next();
+                let Some((rows, sums)) = block else { return };
+                score_block(rows, sums);
+            }
+        };
+        thread::scope(|scope| {
+            // The calling thread scores too: one thread fewer to start.
+            for _ in 1..threads {
+                scope.spawn(claim_and_score);
+            }
+            claim_and_score();
+        });
+        scores
     }
 }

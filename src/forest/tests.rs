@@ -336,6 +336,23 @@ fn complete_tree_walk_equals_the_reference_walk_to_the_bit() {
 }
 
 #[test]
+fn batches_split_over_threads_score_as_one_thread_does() {
+    // Large enough (65,000 rows × 100 trees) that two and three threads each take several blocks,
+    // the last one short; the complete-tree walk and the model's own layout both.
+    let data = cloud(65_001, 4, 4);
+    let forest = Forest::fit(&data, &params(5)).unwrap();
+    let heap = super::heap::HeapForest::build(&forest);
+    let expected: Vec<u64> = reference_scores(&forest, &data).iter().map(|s| s.to_bits()).collect();
+    for heap in [heap.as_ref(), None] {
+        for threads in [2, 3] {
+            let scores = forest.score_rows_through(data.values(), NonZeroUsize::new(threads).unwrap(), heap);
+            let scores: Vec<u64> = scores.iter().map(|s| s.to_bits()).collect();
+            assert_eq!(scores, expected, "{threads} threads, complete trees: {}", heap.is_some());
+        }
+    }
+}
+
+#[test]
 fn complete_tree_walk_declines_deep_trees_and_wide_tables() {
     use super::heap::HeapForest;
     let deep =
