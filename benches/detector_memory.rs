@@ -3,8 +3,8 @@
 //! models are fitted on them.
 //!
 //! `cargo bench --bench detector_memory [-- SERIES]` (default 10,000; 200 under `cargo test`)
-//! prints one line per configuration: the default detector (no long window) and the same with a
-//! 200-point long window's second forest. Each runs in its own process (this program started
+//! prints one line per configuration: the detector without the long window (`long_window: 0`) and
+//! the default, whose 200-point long window adds a second forest. Each runs in its own process (this program started
 //! again), so one's freed memory does not hide the other's. A series learns `training_points`
 //! noisy points (a daily wave and noise, at a 15 s step) through the cold-start path, then scores
 //! another 200 through the live path, which fills the calibration buffers and refits its models
@@ -77,7 +77,7 @@ fn main() {
     // a smoke run of 200 series, so the suite stays fast (and under 100 MiB) and the code path runs.
     let benchmark = std::env::args().any(|a| a == "--bench");
     let series = args.first().map_or(if benchmark { 10_000 } else { 200 }, |n| n.parse().expect("SERIES: a number"));
-    for long_window in [DetectorParams::default().long_window, 200] {
+    for long_window in [0, DetectorParams::default().long_window] {
         let status = Command::new(std::env::current_exe().expect("this program"))
             .args([series.to_string(), long_window.to_string()])
             .env("DETECTOR_MEMORY_CHILD", "1")

@@ -1,10 +1,11 @@
 //! The per-series detector: causal features, a forest of the series' own, and its calibration.
 //!
-//! Each (service, signal) series keeps a window of recent values ([`FeatureWindow`]), the
-//! features of its recent points (the training set), and an isolation forest fitted on them.
-//! A point is scored by the model trained *before* it, then joins the training set; the model is
-//! refitted every `retrain_every_points` points by the data's own clock, so the daemon and
-//! `backtest` behave identically.
+//! Each (service, signal) series keeps a window of recent values ([`FeatureWindow`]), the values
+//! of its recent points (the training set, with the points before them that their windows read:
+//! the `training` module), and an isolation forest fitted on their features, recomputed at each
+//! fit by the live path's own code. A point is scored by the model trained *before* it, then
+//! joins the training set; the model is refitted every `retrain_every_points` points by the
+//! data's own clock, so the daemon and `backtest` behave identically.
 //!
 //! The raw anomaly score has two parts, and is the larger of them:
 //! - the forest's score divided by its decision threshold (the score of the training points' top
@@ -38,31 +39,34 @@ mod persist;
 pub use persist::{MODEL_FORMAT_VERSION, ModelFileError, ModelMetadata, read_metadata};
 mod calibrate;
 mod history;
+mod training;
 
 pub use history::Season;
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
 use self::calibrate::Calibration;
 use self::history::{RecentRange, StepClock};
+use self::training::TrainingValues;
 use crate::features::{FEATURE_COUNT, FeatureWindow};
 use crate::forest::{Contamination, Forest, ForestParams, Matrix};
 
-/// How every series' detector is built. At the defaults a series holds one model of about 32 KiB
-/// and a training set of 57.6 KB: 137 KiB of memory in all, measured (`benches/detector_memory.rs`);
-/// a long window adds as much again.
+/// How every series' detector is built. At the defaults a series holds two models (the short and
+/// the long window's) of about 32 KiB each and its training set's values (3,080 × 8 bytes): 95 KiB
+/// of resident memory in all, 0.91 GiB at 10,000 series; 58 KiB without the long window (measured,
+/// `benches/detector_memory.rs`, README Cycle cost).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectorParams {
     /// Points in the rolling window the features describe.
     pub window: usize,
-    /// Points in the long window a second forest's features describe (0, the default: no second
-    /// forest). 200 lifts the Microsoft KPIs' NAB score by about 3 points, but doubles the
-    /// detector's CPU and memory per series, which at 10,000 series breaks the 2 GiB target
-    /// (README, Detection quality).
+    /// Points in the long window a second forest's features describe (0: no second forest). The
+    /// default, 200, lifts the Microsoft KPIs' NAB score by about 3 points (README, Detection quality); it
+    /// doubles the detector's CPU per point (two forests score every point and fit at every
+    /// refit) and adds 37 KiB of memory per series (a second model; the training values are
+    /// shared).
     pub long_window: usize,
     /// Trees per model.
     pub trees: usize,
@@ -111,7 +115,7 @@ impl Default for DetectorParams {
     fn default() -> Self {
         Self {
             window: 10,
-            long_window: 0,
+            long_window: 200,
             trees: 50,
             sample_size: 128,
             training_points: 2880,
@@ -238,23 +242,25 @@ impl Model {
 }
 
 impl Model {
-    /// Fits a model on `training` (rows of features, oldest first); `None` (logged) when the
+    /// Fits a model on `rows` (features, row-major, oldest first); `None` (logged) when the
     /// forest cannot be fitted, which would be a bug: features are finite by construction and
     /// the parameters were validated with the config.
-    fn fit(
-        training: &VecDeque<[f32; FEATURE_COUNT]>,
-        params: &DetectorParams,
-        seed: u64,
-        info: ModelInfo,
-    ) -> Option<Self> {
-        let values: Vec<f32> = training.iter().flatten().copied().collect();
+    fn fit(rows: Vec<f32>, params: &DetectorParams, seed: u64, info: ModelInfo) -> Option<Self> {
+        let mut feature_min = [f32::INFINITY; FEATURE_COUNT];
+        let mut feature_max = [f32::NEG_INFINITY; FEATURE_COUNT];
+        for row in rows.chunks_exact(FEATURE_COUNT) {
+            for f in 0..FEATURE_COUNT {
+                feature_min[f] = feature_min[f].min(row[f]);
+                feature_max[f] = feature_max[f].max(row[f]);
+            }
+        }
         let forest_params = ForestParams {
             trees: params.trees,
             sample_size: Some(params.sample_size),
             seed,
             contamination: Contamination::Fraction(params.contamination),
         };
-        let fitted = Matrix::from_row_major(values, FEATURE_COUNT)
+        let fitted = Matrix::from_row_major(rows, FEATURE_COUNT)
             .and_then(|matrix| Forest::fit_with_threads(&matrix, &forest_params, std::num::NonZeroUsize::MIN));
         let forest = match fitted {
             Ok(forest) => forest,
@@ -263,23 +269,15 @@ impl Model {
                 return None;
             }
         };
-        let mut feature_min = [f32::INFINITY; FEATURE_COUNT];
-        let mut feature_max = [f32::NEG_INFINITY; FEATURE_COUNT];
-        for row in training {
-            for f in 0..FEATURE_COUNT {
-                feature_min[f] = feature_min[f].min(row[f]);
-                feature_max[f] = feature_max[f].max(row[f]);
-            }
-        }
         Some(Self { forest, feature_min, feature_max, info, season: None })
     }
 }
 
-/// The long window's own features, training set, forest and calibration.
+/// The long window's own features, forest and calibration; its training rows are recomputed
+/// from the series' training values when it is fitted.
 #[derive(Debug, Clone)]
 struct LongView {
     window: FeatureWindow,
-    training: VecDeque<[f32; FEATURE_COUNT]>,
     model: Option<Model>,
     calibration: Calibration,
 }
@@ -291,45 +289,25 @@ impl LongView {
     fn new(params: &DetectorParams) -> Option<Self> {
         (params.long_window >= 2).then(|| Self {
             window: FeatureWindow::new(params.long_window),
-            training: VecDeque::with_capacity(params.training_points.min(4096)),
             model: None,
             calibration: Calibration::default(),
         })
     }
 
-    /// Scores `value` against the long window (calibrated on this view's own recent scores),
-    /// then learns from it. `None` before this view's first model.
-    fn observe(&mut self, params: &DetectorParams, value: f64) -> Option<f64> {
-        let features = self.window.push(value)?;
-        let score = self
-            .model
-            .as_ref()
-            .and_then(|model| model.anomaly_score(&features, params.range_tolerance))
-            .map(|raw| self.calibration.calibrate(raw, params.calibration_points, params.calibration_quantile));
-        self.learn(params, features);
-        score
+    /// Scores a point's long-window `features` (calibrated on this view's own recent scores).
+    /// `None` before this view's first model.
+    fn score(&mut self, params: &DetectorParams, features: &[f32; FEATURE_COUNT]) -> Option<f64> {
+        let raw = self.model.as_ref()?.anomaly_score(features, params.range_tolerance)?;
+        Some(self.calibration.calibrate(raw, params.calibration_points, params.calibration_quantile))
     }
-
-    fn learn(&mut self, params: &DetectorParams, features: [f32; FEATURE_COUNT]) {
-        push_training_row(&mut self.training, features, params.training_points);
-    }
-}
-
-/// Appends `row` to a training set that keeps its last `limit` rows. The oldest row leaves before
-/// the new one comes, so the buffer never outgrows `limit` (pushing first would double its
-/// capacity at the first overflow, 57.6 KB more per buffer at the defaults).
-fn push_training_row(training: &mut VecDeque<[f32; FEATURE_COUNT]>, row: [f32; FEATURE_COUNT], limit: usize) {
-    if training.len() >= limit {
-        training.pop_front();
-    }
-    training.push_back(row);
 }
 
 /// One series' detector.
 #[derive(Debug, Clone)]
 pub struct SeriesDetector {
     window: FeatureWindow,
-    training: VecDeque<[f32; FEATURE_COUNT]>,
+    /// The training points' values, and the points before them that both windows read.
+    training: TrainingValues,
     model: Option<Model>,
     points_since_fit: usize,
     seed: u64,
@@ -347,7 +325,7 @@ impl SeriesDetector {
     pub fn new(params: &DetectorParams, series_seed: u64) -> Self {
         Self {
             window: FeatureWindow::new(params.window),
-            training: VecDeque::with_capacity(params.training_points.min(4096)),
+            training: TrainingValues::new(params.training_points, params.window.max(params.long_window)),
             model: None,
             points_since_fit: 0,
             seed: params.seed ^ series_seed,
@@ -373,11 +351,18 @@ impl SeriesDetector {
             return None;
         }
         self.tick(timestamp_ms);
-        let Some(features) = self.window.push(value) else {
+        let features = self.window.push(value);
+        // The long window takes every value the short one takes, as in `warm_up`.
+        let long_features = self.long.as_mut().and_then(|long| long.window.push(value));
+        let Some(features) = features else {
+            self.learn(params, value, None);
             return Some(Observation { timestamp_ms, value, anomaly_score: None });
         };
         let deviation = (value - f64::from(features[1])).abs();
-        let long_score = self.long.as_mut().and_then(|long| long.observe(params, value));
+        let long_score = match (self.long.as_mut(), long_features) {
+            (Some(long), Some(long_features)) => long.score(params, &long_features),
+            _ => None,
+        };
         let anomaly_score = self
             .model
             .as_ref()
@@ -389,7 +374,7 @@ impl SeriesDetector {
             let score = if deviation < min_deviation { score.min(1.0) } else { score };
             self.calibration.quiet(score, params.quiet_points)
         });
-        self.learn(params, features);
+        self.learn(params, value, Some(features));
         self.points_since_fit += 1;
         let due = match self.model {
             None => self.training.len() >= params.min_training_points,
@@ -410,14 +395,11 @@ impl SeriesDetector {
             }
             self.tick(timestamp_ms);
             last = Some(timestamp_ms);
-            if let Some(features) = self.window.push(value) {
-                self.learn(params, features);
+            let features = self.window.push(value);
+            if let Some(long) = self.long.as_mut() {
+                long.window.push(value);
             }
-            if let Some(long) = self.long.as_mut()
-                && let Some(features) = long.window.push(value)
-            {
-                long.learn(params, features);
-            }
+            self.learn(params, value, features);
         }
         if let Some(now) = last
             && self.training.len() >= params.min_training_points
@@ -444,40 +426,50 @@ impl SeriesDetector {
             history::extreme_score(value, self.recent_range.last(horizon), params.extreme_tolerance)
         };
         let seasonal = match self.model.as_ref().and_then(|model| model.season) {
-            Some(season) if params.seasonal_z > 0.0 && season.period_points <= self.training.len() => {
-                let a_period_ago = f64::from(self.training[self.training.len() - season.period_points][0]);
-                history::seasonal_score(value, a_period_ago, &season, params.seasonal_z)
-            }
+            Some(season) if params.seasonal_z > 0.0 => match self.training.value_ago(season.period_points) {
+                Some(a_period_ago) => history::seasonal_score(value, a_period_ago, &season, params.seasonal_z),
+                None => 0.0,
+            },
             _ => 0.0,
         };
         extreme.max(seasonal)
     }
 
-    /// Adds a point's features to the training set, forgetting the oldest beyond its size.
-    fn learn(&mut self, params: &DetectorParams, features: [f32; FEATURE_COUNT]) {
-        self.recent_range.push(features[0], params.training_points);
-        push_training_row(&mut self.training, features, params.training_points);
+    /// Adds a point to the training set (a value the windows took: every finite one),
+    /// forgetting the oldest beyond its size; `features`, the point's short-window row, says it
+    /// is a training point for the new-extreme term.
+    fn learn(&mut self, params: &DetectorParams, value: f64, features: Option<[f32; FEATURE_COUNT]>) {
+        if !value.is_finite() {
+            return;
+        }
+        self.training.push(value);
+        if let Some(features) = features {
+            self.recent_range.push(features[0], params.training_points);
+        }
     }
 
     fn fit(&mut self, params: &DetectorParams, now_ms: i64) {
         let generation = self.model.as_ref().map_or(0, |model| model.info.generation) + 1;
-        let info = ModelInfo { trained_at_ms: now_ms, rows: self.training.len(), generation };
-        let Some(mut model) = Model::fit(&self.training, params, self.seed.wrapping_add(generation), info) else {
+        let rows = self.training.rows(params.window);
+        let info = ModelInfo { trained_at_ms: now_ms, rows: rows.len() / FEATURE_COUNT, generation };
+        let Some(mut model) = Model::fit(rows, params, self.seed.wrapping_add(generation), info) else {
             return;
         };
         if params.seasonal_z > 0.0 {
-            let values: Vec<f64> = self.training.iter().map(|row| f64::from(row[0])).collect();
+            let values: Vec<f64> = self.training.values().collect();
             model.season = history::detect_season(&values, self.clock.step_ms(), params.seasonal_min_autocorrelation);
         }
         self.model = Some(model);
-        // The long view is refitted with the short one, from its own training set (as many rows:
-        // both windows give features from a series' third point).
+        // The long view is refitted with the short one, on the same training points' features
+        // over its own window (as many rows: both windows give features from a series' third
+        // point).
         if let Some(long) = self.long.as_mut()
-            && !long.training.is_empty()
+            && !self.training.is_empty()
         {
-            let info = ModelInfo { rows: long.training.len(), ..info };
+            let rows = self.training.rows(long.window.capacity());
+            let info = ModelInfo { rows: rows.len() / FEATURE_COUNT, ..info };
             let seed = self.seed.wrapping_add(generation) ^ LONG_SEED_OFFSET;
-            if let Some(model) = Model::fit(&long.training, params, seed, info) {
+            if let Some(model) = Model::fit(rows, params, seed, info) {
                 long.model = Some(model);
             }
         }
@@ -497,7 +489,7 @@ impl SeriesDetector {
 mod tests {
     use super::*;
 
-    /// Small models that fit early, with the long window on (it is off by default).
+    /// Small models that fit early (with the default long window).
     fn params() -> DetectorParams {
         DetectorParams {
             min_training_points: 50,
@@ -653,6 +645,7 @@ mod tests {
         assert!(span(long_model) < span(short_model), "{} vs {}", span(long_model), span(short_model));
         let off = DetectorParams { long_window: 0, ..p.clone() };
         assert!(SeriesDetector::new(&off, 8).long.is_none());
+        assert!(SeriesDetector::new(&DetectorParams::default(), 8).long.is_some(), "on by default");
         let p = DetectorParams { long_window: 1, ..p };
         assert_eq!(p.validate().unwrap_err(), "detector.long_window: must be 0 (off) or at least 2");
         let p = DetectorParams { long_window: 10_001, ..p };
@@ -662,19 +655,107 @@ mod tests {
     }
 
     #[test]
-    fn training_buffers_stay_within_training_points_after_they_fill() {
-        // Memory per series is mostly these buffers: one that doubled its capacity on its first
-        // overflow would cost 10,000 series over half a GiB (benches/detector_memory.rs).
+    fn the_training_values_stay_within_their_span_after_they_fill() {
+        // Memory per series is mostly this buffer: one that doubled its capacity on its first
+        // overflow would cost 10,000 series a few hundred MiB (benches/detector_memory.rs).
         let p = DetectorParams { training_points: 300, ..params() };
         let mut detector = SeriesDetector::new(&p, 3);
         detector.warm_up(&p, (0..500).map(|i| (i as i64 * 15_000, signal(i))));
         for i in 500..900 {
             detector.observe(&p, 0.0, i as i64 * 15_000, signal(i));
         }
-        let long = detector.long.as_ref().expect("the long view");
-        for (view, training) in [("short", &detector.training), ("long", &long.training)] {
-            assert_eq!(training.len(), 300, "{view}");
-            assert!(training.capacity() < 400, "{view}: capacity {} for 300 rows", training.capacity());
+        // 300 training points and the long window's 200 before them.
+        assert_eq!(detector.training.len(), 300);
+        assert!(detector.training.capacity() < 600, "capacity {} for 500 values", detector.training.capacity());
+        let long = detector.long.as_ref().unwrap().model.as_ref().unwrap();
+        assert_eq!(long.info.rows, 300);
+    }
+
+    #[test]
+    fn training_rows_recomputed_at_a_fit_are_the_live_ones() {
+        // The features the live path computed for the points a model is fitted on, collected
+        // beside a detector, against the model's per-feature range (which comes from the rows
+        // recomputed from the kept values).
+        let p = DetectorParams { training_points: 300, ..params() };
+        let mut detector = SeriesDetector::new(&p, 3);
+        let (mut short, mut long) = (FeatureWindow::new(p.window), FeatureWindow::new(p.long_window));
+        let (mut short_rows, mut long_rows) = (Vec::new(), Vec::new());
+        // A level far from 0 and a long run, so the live windows' running sums carry rounding.
+        let value = |i: usize| 1e4 + 100.0 * signal(i);
+        for i in 0..5_000 {
+            detector.observe(&p, 0.0, i as i64 * 15_000, value(i));
+            short_rows.extend(short.push(value(i)));
+            long_rows.extend(long.push(value(i)));
+        }
+        let range = |rows: &[[f32; FEATURE_COUNT]]| {
+            let mut range = ([f32::INFINITY; FEATURE_COUNT], [f32::NEG_INFINITY; FEATURE_COUNT]);
+            for row in rows {
+                for (f, &x) in row.iter().enumerate() {
+                    range.0[f] = range.0[f].min(x);
+                    range.1[f] = range.1[f].max(x);
+                }
+            }
+            range
+        };
+        // A fit now is on the live rows of the last 300 points.
+        detector.fit(&p, 4_999 * 15_000);
+        let model = detector.model.as_ref().unwrap();
+        assert_eq!(model.info.rows, 300);
+        let long_model = detector.long.as_ref().unwrap().model.as_ref().unwrap();
+        for (view, model, rows) in [("short", model, &short_rows), ("long", long_model, &long_rows)] {
+            let (low, high) = range(&rows[rows.len() - 300..]);
+            for f in 0..FEATURE_COUNT {
+                let tolerance = 1e-5 * high[f].abs().max(low[f].abs()).max(1.0);
+                assert!(
+                    (model.feature_min[f] - low[f]).abs() <= tolerance,
+                    "{view} min {f}: {} vs {}",
+                    model.feature_min[f],
+                    low[f]
+                );
+                assert!(
+                    (model.feature_max[f] - high[f]).abs() <= tolerance,
+                    "{view} max {f}: {} vs {}",
+                    model.feature_max[f],
+                    high[f]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_restart_from_history_learns_the_live_training_set() {
+        // The daemon keeps no training state across a restart: a new detector warms up from the
+        // series' history (backfill or the `history` dataset). It then fits on the same values,
+        // so it scores as the one that saw them live.
+        let p = DetectorParams { training_points: 300, ..params() };
+        let points: Vec<(i64, f64)> = (0..1_000).map(|i| (i as i64 * 15_000, signal(i))).collect();
+        let mut live = SeriesDetector::new(&p, 11);
+        for &(timestamp_ms, value) in &points {
+            live.observe(&p, 0.0, timestamp_ms, value);
+        }
+        let mut restarted = SeriesDetector::new(&p, 11);
+        restarted.warm_up(&p, points.iter().copied());
+        assert!(restarted.training.values().eq(live.training.values()));
+        assert_eq!(restarted.training.rows(p.long_window), live.training.rows(p.long_window));
+        // Fitted now, as the same generation (the same seed), both have the same models.
+        live.fit(&p, 999 * 15_000);
+        let generation = live.model_info().unwrap().generation;
+        restarted.set_model_generation(generation - 1);
+        restarted.fit(&p, 999 * 15_000);
+        assert_eq!(restarted.model_info(), live.model_info());
+        let pairs = [
+            (live.model.as_ref().unwrap(), restarted.model.as_ref().unwrap()),
+            (
+                live.long.as_ref().unwrap().model.as_ref().unwrap(),
+                restarted.long.as_ref().unwrap().model.as_ref().unwrap(),
+            ),
+        ];
+        for (a, b) in pairs {
+            assert_eq!((a.feature_min, a.feature_max, a.season), (b.feature_min, b.feature_max, b.season));
+            for i in 0..50 {
+                let row = [signal(i) as f32, 0.3, 0.03, 0.01 * (i as f32 - 25.0), 0.1 * (i as f32 - 25.0)];
+                assert_eq!(a.anomaly_score(&row, 0.25), b.anomaly_score(&row, 0.25), "row {row:?}");
+            }
         }
     }
 

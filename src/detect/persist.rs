@@ -228,7 +228,7 @@ mod tests {
     use super::*;
     use crate::detect::DetectorParams;
 
-    /// The long window on (it is off by default), so files carry both forests.
+    /// The long window on (as by default), so files carry both forests.
     fn long_on() -> DetectorParams {
         DetectorParams { long_window: 200, ..DetectorParams::default() }
     }
@@ -298,7 +298,7 @@ mod tests {
         assert!(matches!(read_metadata(&other_version), Err(ModelFileError::Version { found: 3 })));
         // Files of the first format hold one forest and no `long` in the header: still read, and
         // one that claims a long forest is damaged.
-        let off = DetectorParams { min_training_points: 50, ..DetectorParams::default() };
+        let off = DetectorParams { min_training_points: 50, long_window: 0, ..DetectorParams::default() };
         let mut short_only = SeriesDetector::new(&off, 9);
         short_only.warm_up(&off, (0..300).map(|i| (i * 1000, (i as f64 / 10.0).sin())));
         let mut first_format = short_only.export_model(None).unwrap();

@@ -12,6 +12,7 @@
 //! ([`HeapForest`], about 1.25× faster, the same scores to the bit), and split over the machine's
 //! cores.
 
+use std::cell::RefCell;
 use std::num::NonZeroUsize;
 use std::sync::{Mutex, PoisonError};
 use std::thread;
@@ -34,6 +35,17 @@ const ROW_STRIDE: usize = 256 + 16;
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
 pub(super) struct PaddedRow(pub(super) [f32; ROW_STRIDE]);
+
+thread_local! {
+    /// The padded rows a thread copies its chunks into, kept from one call to the next (a value
+    /// beyond a model's `columns` is never read, so what an earlier call left there is harmless).
+    /// A fit scores its training rows through a full chunk, 136 KiB: allocated afresh at every
+    /// fit, glibc served it from the heap once its first free had raised the mmap threshold, and
+    /// the small allocations the detector keeps then split the freed block, so every fit left
+    /// about 136 KiB of touched heap behind: 137 KiB of resident memory per series and model,
+    /// three quarters of the detector's (`benches/detector_memory.rs`, README Cycle cost).
+    static PADDED_CHUNK: RefCell<Vec<PaddedRow>> = const { RefCell::new(Vec::new()) };
+}
 
 /// Cache bytes that the copied rows of one chunk touch: half of a core's L1 data cache, which leaves
 /// room for the tree being walked. Each tree is read once per chunk and walked for every row of it.
@@ -200,24 +212,28 @@ impl Forest {
             .clamp(LANES, MAX_CHUNK_ROWS)
             // A small batch (the daemon's single rows) copies only its own rows; never 0 rows.
             .min(path_sums.len().max(1));
-        let mut chunk = vec![PaddedRow([0.0; ROW_STRIDE]); chunk_rows];
-        for (chunk_input, chunk_sums) in rows.chunks(chunk_rows * columns).zip(path_sums.chunks_mut(chunk_rows)) {
-            for (padded, row) in chunk.iter_mut().zip(chunk_input.chunks_exact(columns)) {
-                padded.0[..columns].copy_from_slice(row);
+        PADDED_CHUNK.with_borrow_mut(|chunk| {
+            if chunk.len() < chunk_rows {
+                chunk.resize(chunk_rows, PaddedRow([0.0; ROW_STRIDE]));
             }
-            let chunk = &chunk[..chunk_sums.len()];
-            if let Some(heap) = heap {
-                heap.accumulate(chunk, chunk_sums);
-                continue;
-            }
-            for tree in 0..self.trees() {
-                let height = usize::from(self.heights[tree]);
-                match self.tree_view(tree, features) {
-                    View::Windowed(view) => self.walk_padded(&view, height, chunk, chunk_sums),
-                    View::Clamped(view) => self.walk_padded(&view, height, chunk, chunk_sums),
+            for (chunk_input, chunk_sums) in rows.chunks(chunk_rows * columns).zip(path_sums.chunks_mut(chunk_rows)) {
+                for (padded, row) in chunk.iter_mut().zip(chunk_input.chunks_exact(columns)) {
+                    padded.0[..columns].copy_from_slice(row);
+                }
+                let chunk = &chunk[..chunk_sums.len()];
+                if let Some(heap) = heap {
+                    heap.accumulate(chunk, chunk_sums);
+                    continue;
+                }
+                for tree in 0..self.trees() {
+                    let height = usize::from(self.heights[tree]);
+                    match self.tree_view(tree, features) {
+                        View::Windowed(view) => self.walk_padded(&view, height, chunk, chunk_sums),
+                        View::Clamped(view) => self.walk_padded(&view, height, chunk, chunk_sums),
+                    }
                 }
             }
-        }
+        });
     }
 
     /// Walks one tree for every row of `rows`, adding the path lengths to `sums`.
