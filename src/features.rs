@@ -16,20 +16,43 @@ pub const FEATURE_COUNT: usize = 5;
 /// value (a flat series that moves) would dominate the forest's splits.
 const ZSCORE_CAP: f64 = 50.0;
 
+/// A departing value whose squared offset from the shift is this many times the rest of the
+/// window's spread (their squared deviations from their own mean) took the rest's low-order bits
+/// with it when it left the running sums: they are then counted again from the window.
+const DOMINANT_RATIO: f64 = 1024.0;
+
 /// The last `capacity` values of a series and their running sums.
+///
+/// The sums are of each value's offset from `shift`, a recent mean of the window: plain sums of
+/// squares lose a series' spread when its level is far above it (a gauge near 1e9 moving by tens:
+/// Σv² − (Σv)²/n cancels every significant digit). Running sums also keep the rounding of every
+/// value that ever passed through them, so they are counted again from the window, around its
+/// mean, every `capacity` points (twice the additions, amortised) and as soon as a value that
+/// dwarfed the rest leaves (a spike 1e8 times the level would otherwise erase the other values'
+/// contribution for good).
 #[derive(Debug, Clone)]
 pub struct FeatureWindow {
     values: VecDeque<f64>,
     capacity: usize,
+    shift: f64,
     sum: f64,
     sum_of_squares: f64,
+    /// Points to add before the sums are counted again.
+    until_recount: usize,
 }
 
 impl FeatureWindow {
     /// A window over the last `capacity` points (at least 2).
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(2);
-        Self { values: VecDeque::with_capacity(capacity + 1), capacity, sum: 0.0, sum_of_squares: 0.0 }
+        Self {
+            values: VecDeque::with_capacity(capacity + 1),
+            capacity,
+            shift: 0.0,
+            sum: 0.0,
+            sum_of_squares: 0.0,
+            until_recount: capacity,
+        }
     }
 
     /// Points the window holds when full.
@@ -54,16 +77,40 @@ impl FeatureWindow {
             return None;
         }
         let features = self.features_of(value);
+        if self.values.is_empty() {
+            self.shift = value;
+        }
         self.values.push_back(value);
-        self.sum += value;
-        self.sum_of_squares += value * value;
+        let offset = value - self.shift;
+        self.sum += offset;
+        self.sum_of_squares += offset * offset;
+        self.until_recount -= 1;
         if self.values.len() > self.capacity
             && let Some(oldest) = self.values.pop_front()
         {
-            self.sum -= oldest;
-            self.sum_of_squares -= oldest * oldest;
+            let offset = oldest - self.shift;
+            self.sum -= offset;
+            self.sum_of_squares -= offset * offset;
+            // Compared with the rest's spread around their own mean, not around the shift: a
+            // recount while a spike was in the window put the shift far from the rest.
+            let rest_spread = self.sum_of_squares - self.sum * self.sum / self.values.len() as f64;
+            if offset * offset > DOMINANT_RATIO * rest_spread {
+                self.recount();
+            }
+        }
+        if self.until_recount == 0 {
+            self.recount();
         }
         features
+    }
+
+    /// Counts the sums again from the window's values, as offsets from their mean.
+    fn recount(&mut self) {
+        let count = self.values.len().max(1) as f64;
+        self.shift = self.values.iter().sum::<f64>() / count;
+        let offsets = self.values.iter().map(|v| v - self.shift);
+        (self.sum, self.sum_of_squares) = offsets.fold((0.0, 0.0), |(sum, squares), d| (sum + d, squares + d * d));
+        self.until_recount = self.capacity;
     }
 
     fn features_of(&self, value: f64) -> Option<[f32; FEATURE_COUNT]> {
@@ -72,9 +119,10 @@ impl FeatureWindow {
             return None;
         }
         let count = n as f64;
-        let mean = self.sum / count;
+        let mean_offset = self.sum / count;
+        let mean = self.shift + mean_offset;
         // Running sums drift by rounding; a tiny negative variance is zero.
-        let variance = ((self.sum_of_squares - self.sum * mean) / (count - 1.0)).max(0.0);
+        let variance = ((self.sum_of_squares - self.sum * mean_offset) / (count - 1.0)).max(0.0);
         let std = variance.sqrt();
         let previous = *self.values.back()?;
         let delta = value - previous;
@@ -131,6 +179,49 @@ mod tests {
             zeros.push(0.0);
         }
         assert!(zeros.push(0.0).unwrap().iter().all(|f| f.is_finite()));
+    }
+
+    /// Mean and sample standard deviation of `values`, counted directly, two passes.
+    fn exact_mean_and_std(values: &[f64]) -> (f64, f64) {
+        let mean = values.iter().sum::<f64>() / values.len() as f64;
+        let squares: f64 = values.iter().map(|v| (v - mean) * (v - mean)).sum();
+        (mean, (squares / (values.len() - 1) as f64).sqrt())
+    }
+
+    #[test]
+    fn a_spread_far_below_the_level_is_kept() {
+        // A gauge near 1e9 moving by ±10: plain sums of squares (≈ 1e19) cannot hold a variance of
+        // about 100 (their rounding step is about 2,000).
+        let series: Vec<f64> = (0..500).map(|i| 1e9 + ((i * 37) % 21) as f64 - 10.0).collect();
+        let mut window = FeatureWindow::new(20);
+        for (i, &v) in series.iter().enumerate() {
+            let features = window.push(v);
+            if i >= 20 {
+                let (mean, std) = exact_mean_and_std(&series[i - 20..i]);
+                let [_, got_mean, got_std, ..] = features.unwrap();
+                assert_eq!(got_mean, mean as f32, "point {i}");
+                assert!((f64::from(got_std) - std).abs() < 1e-3 * std, "point {i}: std {got_std}, exact {std}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_huge_spike_leaves_no_trace_once_it_has_left_the_window() {
+        let level = |i: usize| 100.0 + (i % 7) as f64;
+        let mut window = FeatureWindow::new(10);
+        let mut series = Vec::new();
+        for i in 0..60 {
+            let v = if i == 25 { 1e12 } else { level(i) };
+            series.push(v);
+            let features = window.push(v);
+            // From the point whose window no longer holds the spike.
+            if i >= 36 {
+                let (mean, std) = exact_mean_and_std(&series[i - 10..i]);
+                let [_, got_mean, got_std, ..] = features.unwrap();
+                assert_eq!(got_mean, mean as f32, "point {i}");
+                assert!((f64::from(got_std) - std).abs() < 1e-6 * std, "point {i}: std {got_std}, exact {std}");
+            }
+        }
     }
 
     #[test]
