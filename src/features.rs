@@ -181,11 +181,24 @@ mod tests {
         assert!(zeros.push(0.0).unwrap().iter().all(|f| f.is_finite()));
     }
 
-    /// Mean and sample standard deviation of `values`, counted directly, two passes.
-    fn exact_mean_and_std(values: &[f64]) -> (f64, f64) {
-        let mean = values.iter().sum::<f64>() / values.len() as f64;
-        let squares: f64 = values.iter().map(|v| (v - mean) * (v - mean)).sum();
-        (mean, (squares / (values.len() - 1) as f64).sqrt())
+    /// Pushes `series` through a window of `capacity` points and checks, from point `from` on, that
+    /// each point's rolling mean and std are those of the `capacity` values before it, counted
+    /// directly (two passes): the mean to f32's precision, the std within `tolerance` of itself.
+    fn assert_rolling_statistics_exact(series: &[f64], capacity: usize, from: usize, tolerance: f64) {
+        let mut window = FeatureWindow::new(capacity);
+        for (i, &v) in series.iter().enumerate() {
+            let features = window.push(v);
+            if i < from {
+                continue;
+            }
+            let before = &series[i - capacity..i];
+            let mean = before.iter().sum::<f64>() / capacity as f64;
+            let squares: f64 = before.iter().map(|v| (v - mean) * (v - mean)).sum();
+            let std = (squares / (capacity - 1) as f64).sqrt();
+            let [_, got_mean, got_std, ..] = features.unwrap();
+            assert_eq!(got_mean, mean as f32, "point {i}");
+            assert!((f64::from(got_std) - std).abs() < tolerance * std, "point {i}: std {got_std}, exact {std}");
+        }
     }
 
     #[test]
@@ -193,35 +206,14 @@ mod tests {
         // A gauge near 1e9 moving by ±10: plain sums of squares (≈ 1e19) cannot hold a variance of
         // about 100 (their rounding step is about 2,000).
         let series: Vec<f64> = (0..500).map(|i| 1e9 + ((i * 37) % 21) as f64 - 10.0).collect();
-        let mut window = FeatureWindow::new(20);
-        for (i, &v) in series.iter().enumerate() {
-            let features = window.push(v);
-            if i >= 20 {
-                let (mean, std) = exact_mean_and_std(&series[i - 20..i]);
-                let [_, got_mean, got_std, ..] = features.unwrap();
-                assert_eq!(got_mean, mean as f32, "point {i}");
-                assert!((f64::from(got_std) - std).abs() < 1e-3 * std, "point {i}: std {got_std}, exact {std}");
-            }
-        }
+        assert_rolling_statistics_exact(&series, 20, 20, 1e-3);
     }
 
     #[test]
     fn a_huge_spike_leaves_no_trace_once_it_has_left_the_window() {
-        let level = |i: usize| 100.0 + (i % 7) as f64;
-        let mut window = FeatureWindow::new(10);
-        let mut series = Vec::new();
-        for i in 0..60 {
-            let v = if i == 25 { 1e12 } else { level(i) };
-            series.push(v);
-            let features = window.push(v);
-            // From the point whose window no longer holds the spike.
-            if i >= 36 {
-                let (mean, std) = exact_mean_and_std(&series[i - 10..i]);
-                let [_, got_mean, got_std, ..] = features.unwrap();
-                assert_eq!(got_mean, mean as f32, "point {i}");
-                assert!((f64::from(got_std) - std).abs() < 1e-6 * std, "point {i}: std {got_std}, exact {std}");
-            }
-        }
+        let series: Vec<f64> = (0..60).map(|i| if i == 25 { 1e12 } else { 100.0 + (i % 7) as f64 }).collect();
+        // From point 36, whose window (26..36) no longer holds the spike.
+        assert_rolling_statistics_exact(&series, 10, 36, 1e-6);
     }
 
     #[test]
