@@ -23,7 +23,7 @@ use super::layout::{Feature, Features, WINDOW, leaf_parts};
 
 /// Rows walked in lock-step: enough independent walks to hide load latency, few enough to keep
 /// their state in registers.
-pub(super) const LANES: usize = 8;
+const LANES: usize = 8;
 
 /// The stride, in values, of a row copied for the walk when the model has at most 256 features: a
 /// `u8` feature then indexes it with no bounds check, and the value's address is one addressing mode
