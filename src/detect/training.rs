@@ -7,8 +7,9 @@
 //! training point that its features read (the longer of the views' windows), and recomputes a
 //! view's rows when a model is fitted ([`TrainingValues::rows`]), through the live path's own
 //! [`FeatureWindow`]. The recomputed rows are the ones the live path computed, but for the
-//! rounding of the window's running sums (the live window has summed since the series' first
-//! point, the recomputed one since the oldest value kept): a unit test bounds the difference.
+//! rounding of the window's running sums (both count them again every `window` points, the live
+//! window counting from the series' first point, the recomputed one from the oldest value kept, so
+//! their recounts fall on different points): a unit test bounds the difference.
 //!
 //! The values are kept as `f64`, as the live window sees them: `f32` would halve the buffer
 //! (12 KB a series) but quantise a series whose moves are small beside its level (a gauge near
