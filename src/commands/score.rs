@@ -13,7 +13,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::evaluate::roc_auc;
-use crate::forest::{Contamination, Forest, ForestError, ForestParams, available_threads};
+use crate::forest::{Contamination, Forest, ForestError, ForestParams, available_threads, start_workers};
 use crate::table::{TableError, TableSpec, read_table};
 
 /// Arguments of `score`.
@@ -110,6 +110,12 @@ pub fn run(args: &ScoreArgs) -> Result<(), ScoreError> {
     };
     // Refuse bad parameters before spending time on the file.
     params.validate()?;
+    // The helper threads start while the table is read, so they are parked and ready to share the
+    // fit and the scoring; a thread started at the fit would arrive after most of it (see
+    // `forest::workers`).
+    if args.threads.is_none_or(|threads| threads.get() > 1) {
+        start_workers();
+    }
     let spec = match &args.label_column {
         Some(name) => TableSpec { label_column: name.clone(), label_required: true },
         None => TableSpec::default(),

@@ -23,16 +23,18 @@ mod matrix;
 pub mod persist;
 mod rng;
 mod score;
+mod workers;
 
 use std::borrow::Cow;
 use std::num::NonZeroUsize;
 use std::ops::Range;
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{LazyLock, Mutex, PoisonError};
 use std::thread;
 
 pub use layout::{MAX_FEATURES, MAX_SAMPLE_SIZE, average_path_length, height_limit};
 pub use matrix::Matrix;
+pub use workers::start as start_workers;
 
 use build::TreeGrower;
 use layout::{Node, NodeTable};
@@ -197,9 +199,9 @@ fn average_path_table(sample_size: usize) -> Cow<'static, [f64]> {
     }
 }
 
-/// Below this many sampled rows (trees × ψ) per thread, fitting stays on fewer threads: about 8 ms of
-/// work on one core, which a thread's start and join no longer outweigh on a loaded machine.
-const MIN_TREE_ROWS_PER_THREAD: usize = 128 * 1024;
+/// Below this many sampled rows (trees × ψ) per thread, fitting stays on fewer threads: about
+/// 0.2 ms of work on one core, several times what waking a parked helper costs (see `workers`).
+const MIN_TREE_ROWS_PER_THREAD: usize = 8 * 1024;
 
 /// The machine's cores: the default for fitting and batch scoring.
 pub fn available_threads() -> NonZeroUsize {
@@ -231,9 +233,8 @@ impl Forest {
         let sample_size = params.sample_size.unwrap_or(256).min(data.rows());
         let max_depth = height_limit(sample_size);
 
-        // A default forest (100 trees, ψ = 256) fits in about a millisecond on one core. Measured on a
-        // busy 2-core machine, a second thread made that 2–5× slower (median wall time: the helper
-        // waits for a core, and joining waits for it), so only forests several times larger are split.
+        // A default forest (100 trees, ψ = 256) fits in about 0.6 ms on one core: short enough that
+        // only helpers already parked can share it, not threads started for it (see `workers`).
         let threads = threads.get().min(params.trees * sample_size / MIN_TREE_ROWS_PER_THREAD).max(1);
         let grown = if threads == 1 {
             grow_run(data, sample_size, max_depth, params.seed, 0..params.trees)
@@ -397,31 +398,25 @@ fn grow_run(data: &Matrix, sample_size: usize, max_depth: u32, seed: u64, trees:
     GrownTrees { nodes, offsets, heights }
 }
 
-/// Grows trees `0..trees` on `threads` threads, the calling one included. Threads claim runs of a
-/// few trees from a shared counter, so a thread the operating system starts late (a busy machine)
-/// takes fewer trees instead of delaying the others. Each tree has its own random stream, so the
-/// forest does not depend on which thread grew which tree.
+/// Grows trees `0..trees` on the calling thread and up to `threads` parked helpers (see
+/// [`workers`]). Threads claim runs of a few trees from a shared counter, so a helper that wakes
+/// late (a busy machine) takes fewer trees, or none, instead of delaying the others. Each tree has
+/// its own random stream, so the forest does not depend on which thread grew which tree.
 fn grow_shared(trees: usize, threads: usize, grow: impl Fn(Range<usize>) -> GrownTrees + Sync) -> GrownTrees {
     const TREES_PER_CLAIM: usize = 4;
     let next = AtomicUsize::new(0);
-    let claim = || {
-        let mut mine = Vec::new();
+    let grown = Mutex::new(Vec::with_capacity(trees.div_ceil(TREES_PER_CLAIM)));
+    workers::share(threads_nonzero(threads), &|| {
         loop {
             let first = next.fetch_add(TREES_PER_CLAIM, Ordering::Relaxed);
             if first >= trees {
-                return mine;
+                return;
             }
-            mine.push((first, grow(first..(first + TREES_PER_CLAIM).min(trees))));
+            let run = grow(first..(first + TREES_PER_CLAIM).min(trees));
+            grown.lock().unwrap_or_else(PoisonError::into_inner).push((first, run));
         }
-    };
-    let mut runs = thread::scope(|scope| {
-        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(claim)).collect();
-        let mut runs = claim();
-        for helper in helpers {
-            runs.extend(helper.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
-        }
-        runs
     });
+    let mut runs = grown.into_inner().unwrap_or_else(PoisonError::into_inner);
     runs.sort_unstable_by_key(|&(first, _)| first);
     let mut all = GrownTrees {
         nodes: Vec::with_capacity(runs.iter().map(|(_, run)| run.nodes.len()).sum()),

@@ -15,11 +15,11 @@
 use std::cell::RefCell;
 use std::num::NonZeroUsize;
 use std::sync::{Mutex, PoisonError};
-use std::thread;
 
 use super::Forest;
 use super::heap::HeapForest;
 use super::layout::{Feature, Features, WINDOW, leaf_parts};
+use super::workers;
 
 /// Rows walked in lock-step: enough independent walks to hide load latency, few enough to keep
 /// their state in registers.
@@ -55,9 +55,9 @@ const CHUNK_BYTES: usize = 16 * 1024;
 /// stays within the first-level TLB.
 const MAX_CHUNK_ROWS: usize = 128;
 
-/// Below this much work (rows × trees) per thread, starting a thread costs more than it saves on a
-/// loaded machine: about 10 ms on one core.
-const MIN_ROW_TREES_PER_THREAD: usize = 2 << 20;
+/// Below this much work (rows × trees) per thread, a batch stays on fewer threads: about 2.5 ms on
+/// one core, enough to pay for a parked helper's wake-up (see `workers`) even when it is slow.
+const MIN_ROW_TREES_PER_THREAD: usize = 512 * 1024;
 
 /// Blocks per thread when a batch is split over threads: enough that a thread starting late takes
 /// fewer of them, few enough that claiming them costs nothing.
@@ -368,13 +368,7 @@ impl Forest {
                 score_block(rows, sums);
             }
         };
-        thread::scope(|scope| {
-            // The calling thread scores too: one thread fewer to start.
-            for _ in 1..threads {
-                scope.spawn(claim_and_score);
-            }
-            claim_and_score();
-        });
+        workers::share(NonZeroUsize::new(threads).unwrap_or(NonZeroUsize::MIN), &claim_and_score);
         scores
     }
 }
