@@ -200,8 +200,8 @@ fn average_path_table(sample_size: usize) -> Cow<'static, [f64]> {
 }
 
 /// Below this many sampled rows (trees × ψ) per thread, fitting stays on fewer threads: about
-/// 0.2 ms of work on one core, several times what waking a parked helper costs (see `workers`).
-const MIN_TREE_ROWS_PER_THREAD: usize = 8 * 1024;
+/// 0.1 ms of work on one core, several times what waking a parked helper costs (see `workers`).
+const MIN_TREE_ROWS_PER_THREAD: usize = 4 * 1024;
 
 /// The machine's cores: the default for fitting and batch scoring.
 pub fn available_threads() -> NonZeroUsize {
