@@ -40,7 +40,8 @@ pub struct ScoreArgs {
     /// The column holding labels (1 = anomaly); it is not a feature. Named explicitly, it must exist.
     #[arg(long)]
     pub label_column: Option<String>,
-    /// Threads for fitting and scoring (default: every core).
+    /// Threads for fitting and scoring (default: every core). 1 keeps all the work on one thread;
+    /// above 1, up to that many helper threads share it with the calling one.
     #[arg(long)]
     pub threads: Option<std::num::NonZeroUsize>,
     /// Print a one-line report on stdout.
