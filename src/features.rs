@@ -41,7 +41,62 @@ const ZSCORE_CAP: f64 = 50.0;
 /// with it when it left the running sums: they are then counted again from the window.
 const DOMINANT_RATIO: f64 = 1024.0;
 
-/// The last `capacity` values of a series and their running sums.
+/// A series' features over its last `capacity` values: the rolling statistics of a
+/// [`RollingWindow`] and the robust z-score of a [`RollingMedian`] of the last [`ROBUST_POINTS`].
+#[derive(Debug, Clone)]
+pub struct FeatureWindow {
+    rolling: RollingWindow,
+    recent: RollingMedian,
+}
+
+impl FeatureWindow {
+    /// A window over the last `capacity` points (at least 2).
+    pub fn new(capacity: usize) -> Self {
+        Self { rolling: RollingWindow::new(capacity), recent: RollingMedian::new() }
+    }
+
+    /// Points the window holds when full.
+    pub fn capacity(&self) -> usize {
+        self.rolling.capacity
+    }
+
+    /// Points before a point that its features read: the window's, or the robust z-score's
+    /// [`ROBUST_POINTS`] when more. Features recomputed from a series' values must start this
+    /// many points earlier to equal the live ones.
+    pub fn lookback(&self) -> usize {
+        Self::lookback_for(self.capacity())
+    }
+
+    /// The [`lookback`](Self::lookback) of a window over `capacity` points.
+    pub fn lookback_for(capacity: usize) -> usize {
+        capacity.max(2).max(ROBUST_POINTS)
+    }
+
+    /// Points currently in the window.
+    pub fn len(&self) -> usize {
+        self.rolling.values.len()
+    }
+
+    /// Whether the window holds no point yet.
+    pub fn is_empty(&self) -> bool {
+        self.rolling.values.is_empty()
+    }
+
+    /// Adds `value` and returns its features, or `None` while fewer than two earlier points exist
+    /// (no spread to compare against yet). Non-finite values are not added and give `None`.
+    pub fn push(&mut self, value: f64) -> Option<[f32; FEATURE_COUNT]> {
+        if !value.is_finite() {
+            return None;
+        }
+        let robust_zscore = self.recent.robust_zscore(value);
+        self.recent.push(value);
+        self.rolling.push(value, robust_zscore)
+    }
+}
+
+/// The last `capacity` values of a series and their running sums: every feature but the robust
+/// z-score, which a caller computing the features of several windows over the same values (a
+/// fit's two views) reads once from one [`RollingMedian`].
 ///
 /// The sums are of each value's offset from `shift`, a recent mean of the window: plain sums of
 /// squares lose a series' spread when its level is far above it (a gauge near 1e9 moving by tens:
@@ -51,7 +106,7 @@ const DOMINANT_RATIO: f64 = 1024.0;
 /// dwarfed the rest leaves (a spike 1e8 times the level would otherwise erase the other values'
 /// contribution for good).
 #[derive(Debug, Clone)]
-pub struct FeatureWindow {
+pub(crate) struct RollingWindow {
     values: VecDeque<f64>,
     capacity: usize,
     shift: f64,
@@ -59,13 +114,11 @@ pub struct FeatureWindow {
     sum_of_squares: f64,
     /// Points to add before the sums are counted again.
     until_recount: usize,
-    /// The last [`ROBUST_POINTS`] values, for the robust z-score.
-    recent: RollingMedian,
 }
 
-impl FeatureWindow {
+impl RollingWindow {
     /// A window over the last `capacity` points (at least 2).
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         let capacity = capacity.max(2);
         Self {
             values: VecDeque::with_capacity(capacity + 1),
@@ -74,44 +127,18 @@ impl FeatureWindow {
             sum: 0.0,
             sum_of_squares: 0.0,
             until_recount: capacity,
-            recent: RollingMedian::new(ROBUST_POINTS),
         }
     }
 
-    /// Points the window holds when full.
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
-    /// Points before a point that its features read: the window's, or the robust z-score's
-    /// [`ROBUST_POINTS`] when more. Features recomputed from a series' values must start this
-    /// many points earlier to equal the live ones.
-    pub fn lookback(&self) -> usize {
-        self.capacity.max(ROBUST_POINTS)
-    }
-
-    /// Points currently in the window.
-    pub fn len(&self) -> usize {
-        self.values.len()
-    }
-
-    /// Whether the window holds no point yet.
-    pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
-    }
-
-    /// Adds `value` and returns its features, or `None` while fewer than two earlier points exist
-    /// (no spread to compare against yet). Non-finite values are not added and give `None`.
-    pub fn push(&mut self, value: f64) -> Option<[f32; FEATURE_COUNT]> {
-        if !value.is_finite() {
-            return None;
-        }
-        let features = self.features_of(value);
+    /// Adds a finite `value` and returns its features, with `robust_zscore` (the value's, from
+    /// the values before it) as the last: `None` while fewer than two earlier points exist, or
+    /// without a robust z-score.
+    pub(crate) fn push(&mut self, value: f64, robust_zscore: Option<f64>) -> Option<[f32; FEATURE_COUNT]> {
+        let features = robust_zscore.and_then(|robust_zscore| self.features_of(value, robust_zscore));
         if self.values.is_empty() {
             self.shift = value;
         }
         self.values.push_back(value);
-        self.recent.push(value);
         let offset = value - self.shift;
         self.sum += offset;
         self.sum_of_squares += offset * offset;
@@ -144,7 +171,7 @@ impl FeatureWindow {
         self.until_recount = self.capacity;
     }
 
-    fn features_of(&self, value: f64) -> Option<[f32; FEATURE_COUNT]> {
+    fn features_of(&self, value: f64, robust_zscore: f64) -> Option<[f32; FEATURE_COUNT]> {
         let n = self.values.len();
         if n < 2 {
             return None;
@@ -161,7 +188,6 @@ impl FeatureWindow {
         // Relative floor: a perfectly flat window still gives a finite, meaningful z-score.
         let scale = std.max(mean.abs() * 1e-6).max(1e-12);
         let zscore = (deviation / scale).clamp(-ZSCORE_CAP, ZSCORE_CAP);
-        let robust_zscore = self.recent.robust_zscore(value)?;
         let features = [value, mean, std, delta, zscore, robust_zscore];
         let narrowed = features.map(|f| f as f32);
         narrowed.iter().all(|f| f.is_finite()).then_some(narrowed)
@@ -173,21 +199,23 @@ impl FeatureWindow {
 /// hundred nanoseconds at 100), and the median and MAD are then read without selecting
 /// ([`RollingMedian::robust_zscore`]).
 #[derive(Debug, Clone)]
-struct RollingMedian {
+pub(crate) struct RollingMedian {
     arrival: VecDeque<f64>,
     sorted: Vec<f64>,
     capacity: usize,
 }
 
 impl RollingMedian {
-    fn new(capacity: usize) -> Self {
+    /// Empty, for the last [`ROBUST_POINTS`] values.
+    pub(crate) fn new() -> Self {
+        let capacity = ROBUST_POINTS;
         Self { arrival: VecDeque::with_capacity(capacity + 1), sorted: Vec::with_capacity(capacity + 1), capacity }
     }
 
     /// Adds a finite `value`, dropping the oldest beyond the capacity: one shift of the sorted
     /// values between where the oldest was and where `value` goes. Values are ordered by
     /// `total_cmp`, so a value that leaves is found again bit for bit (-0.0 and 0.0 included).
-    fn push(&mut self, value: f64) {
+    pub(crate) fn push(&mut self, value: f64) {
         let insert_at = self.sorted.partition_point(|x| x.total_cmp(&value).is_lt());
         self.arrival.push_back(value);
         let leaving = if self.arrival.len() > self.capacity { self.arrival.pop_front() } else { None };
@@ -213,7 +241,7 @@ impl RollingMedian {
     /// How far `value` lies from the values' median, in units of 1.4826 × their MAD (floored at
     /// [`MAD_RANGE_FLOOR`] of their range, and relative to the median's size for a flat series),
     /// capped at ±[`ZSCORE_CAP`]; `None` without values.
-    fn robust_zscore(&self, value: f64) -> Option<f64> {
+    pub(crate) fn robust_zscore(&self, value: f64) -> Option<f64> {
         let median = median_of_sorted(&self.sorted)?;
         let mad = median_absolute_deviation(&self.sorted, median)?;
         let range = self.sorted.last()? - self.sorted.first()?;

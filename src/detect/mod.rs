@@ -457,7 +457,18 @@ impl SeriesDetector {
 
     fn fit(&mut self, params: &DetectorParams, now_ms: i64) {
         let generation = self.model.as_ref().map_or(0, |model| model.info.generation) + 1;
-        let rows = self.training.rows(params.window);
+        // Both views' rows in one pass over the training values (their robust z-scores are the
+        // same, counted once).
+        let (rows, long_rows) = match self.long.as_ref().map(|long| long.window.capacity()) {
+            Some(long_window) => {
+                let [rows, long_rows] = self.training.rows_of_views([params.window, long_window]);
+                (rows, Some(long_rows))
+            }
+            None => {
+                let [rows] = self.training.rows_of_views([params.window]);
+                (rows, None)
+            }
+        };
         let info = ModelInfo { trained_at_ms: now_ms, rows: rows.len() / FEATURE_COUNT, generation };
         let Some(mut model) = Model::fit(rows, params, self.seed.wrapping_add(generation), info) else {
             return;
@@ -470,10 +481,9 @@ impl SeriesDetector {
         // The long view is refitted with the short one, on the same training points' features
         // over its own window (as many rows: both windows give features from a series' third
         // point).
-        if let Some(long) = self.long.as_mut()
+        if let (Some(long), Some(rows)) = (self.long.as_mut(), long_rows)
             && !self.training.is_empty()
         {
-            let rows = self.training.rows(long.window.capacity());
             let info = ModelInfo { rows: rows.len() / FEATURE_COUNT, ..info };
             let seed = self.seed.wrapping_add(generation) ^ LONG_SEED_OFFSET;
             if let Some(model) = Model::fit(rows, params, seed, info) {
