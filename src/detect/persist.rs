@@ -251,7 +251,7 @@ mod tests {
         let info = copy.import_model(&bytes, 7).unwrap();
         assert_eq!(info.generation, 7);
         let (a, b) = (source.model.as_ref().unwrap(), copy.model.as_ref().unwrap());
-        let row = [0.5, 0.1, 0.6, 0.02, 0.7];
+        let row = [0.5, 0.1, 0.6, 0.02, 0.7, 0.4];
         assert_eq!(a.anomaly_score(&row, 0.25), b.anomaly_score(&row, 0.25));
         // The long window's forest travels with it.
         let long = metadata.long.as_ref().expect("the long window's model is in the file");
@@ -305,7 +305,7 @@ mod tests {
         first_format[8] = 1;
         let mut reader = SeriesDetector::new(&off, 9);
         assert_eq!(reader.import_model(&first_format, 3).unwrap().generation, 3);
-        let row = [0.5, 0.1, 0.6, 0.02, 0.7];
+        let row = [0.5, 0.1, 0.6, 0.02, 0.7, 0.4];
         let score = |d: &SeriesDetector| d.model.as_ref().unwrap().anomaly_score(&row, 0.25);
         assert_eq!(score(&reader), score(&short_only));
         let mut claims_long = bytes.clone();

@@ -3,13 +3,17 @@
 //! A model is fitted on the features of the series' last `training_points` points. Those rows
 //! used to be kept as they were computed (`[f32; FEATURE_COUNT]`, 20 bytes a point), one buffer
 //! per view: 57.6 KB each at the defaults, 115 KB with the long window on. [`TrainingValues`]
-//! keeps the values instead (8 bytes a point), plus the `window` points before the oldest
-//! training point that its features read (the longer of the views' windows), and recomputes a
-//! view's rows when a model is fitted ([`TrainingValues::rows`]), through the live path's own
-//! [`FeatureWindow`]. The recomputed rows are the ones the live path computed, but for the
-//! rounding of the window's running sums (both count them again every `window` points, the live
-//! window counting from the series' first point, the recomputed one from the oldest value kept, so
-//! their recounts fall on different points): a unit test bounds the difference.
+//! keeps the values instead (8 bytes a point), plus the points before the oldest training point
+//! that its features read (the longest of the views' lookbacks: a window, or the robust
+//! z-score's 100 values), and recomputes the views' rows when a model is fitted
+//! ([`TrainingValues::rows_of_views`]), through the parts the live path's [`FeatureWindow`] is
+//! made of: a `RollingWindow` per view, and one `RollingMedian` whose robust z-scores serve both
+//! views (the same in each, and most of a refit's recount when counted per view). The
+//! recomputed rows are the ones the live path computed, but for the rounding of the window's
+//! running sums (both count them again every `window` points, the live window counting from the
+//! series' first point, the recomputed one from the oldest value kept, so their recounts fall on
+//! different points): a unit test bounds the difference. The robust z-score's median and MAD are
+//! exact, so that column is the live one bit for bit.
 //!
 //! The values are kept as `f64`, as the live window sees them: `f32` would halve the buffer
 //! (12 KB a series) but quantise a series whose moves are small beside its level (a gauge near
@@ -20,7 +24,7 @@
 
 use std::collections::VecDeque;
 
-use crate::features::{FEATURE_COUNT, FeatureWindow};
+use crate::features::{FEATURE_COUNT, FeatureWindow, RollingMedian, RollingWindow};
 
 /// The values of the last `training_points` training points (every point but the series' first
 /// two), and of the `lookback` points before them that their windows read.
@@ -86,23 +90,42 @@ impl TrainingValues {
         (1..=self.rows).contains(&points).then(|| self.values[self.values.len() - points])
     }
 
-    /// The training points' features over a `window`-point window, row-major, oldest first: the
-    /// rows the live path computed for them. A value whose features were not finite gave no
-    /// row live and gives none here.
+    /// The training points' features over a `window`-point window, row-major, oldest first.
+    #[cfg(test)]
     pub(crate) fn rows(&self, window: usize) -> Vec<f32> {
+        let [rows] = self.rows_of_views([window]);
+        rows
+    }
+
+    /// The training points' features over each of `windows` (a fit's views), one row-major
+    /// buffer per window, oldest row first: the rows the live path computed for them. A value
+    /// whose features were not finite gave no row live and gives none here. The robust z-score,
+    /// the same in every window, is computed once for all of them: it is most of a recount's cost.
+    pub(crate) fn rows_of_views<const VIEWS: usize>(&self, windows: [usize; VIEWS]) -> [Vec<f32>; VIEWS] {
         let first_row = self.values.len() - self.rows;
-        let mut features = FeatureWindow::new(window);
-        let mut rows = Vec::with_capacity(self.rows * FEATURE_COUNT);
-        // The points before the first row's window have no bearing on it.
-        let start = first_row.saturating_sub(features.capacity());
+        // Each window starts one lookback (its window, or the robust z-score's values) before the
+        // first row: the points before have no bearing on it.
+        let mut views = windows.map(|window| {
+            let start = first_row.saturating_sub(FeatureWindow::lookback_for(window));
+            (start, RollingWindow::new(window), Vec::with_capacity(self.rows * FEATURE_COUNT))
+        });
+        let start = views.iter().map(|(start, ..)| *start).min().unwrap_or(first_row);
+        let mut recent = RollingMedian::new();
         for (position, &value) in self.values.iter().enumerate().skip(start) {
-            if let Some(row) = features.push(value)
-                && position >= first_row
-            {
-                rows.extend_from_slice(&row);
+            let robust_zscore = if position >= first_row { recent.robust_zscore(value) } else { None };
+            recent.push(value);
+            for (view_start, rolling, rows) in &mut views {
+                if position < *view_start {
+                    continue;
+                }
+                if let Some(row) = rolling.push(value, robust_zscore)
+                    && position >= first_row
+                {
+                    rows.extend_from_slice(&row);
+                }
             }
         }
-        rows
+        views.map(|(_, _, rows)| rows)
     }
 
     /// Values the buffer has room for.
@@ -129,7 +152,7 @@ mod tests {
         window: usize,
         training_points: usize,
         lookback: usize,
-    ) -> (Vec<[f32; 5]>, TrainingValues) {
+    ) -> (Vec<[f32; FEATURE_COUNT]>, TrainingValues) {
         let mut live = FeatureWindow::new(window);
         let mut kept = TrainingValues::new(training_points, lookback);
         let mut rows = Vec::new();
@@ -145,7 +168,7 @@ mod tests {
     /// running sums' rounding, after narrowing to `f32` (whose own step is 6e-8).
     const TOLERANCE: f32 = 1e-5;
 
-    fn assert_close(recomputed: &[f32], live: &[[f32; 5]]) {
+    fn assert_close(recomputed: &[f32], live: &[[f32; FEATURE_COUNT]]) {
         assert_eq!(recomputed.len(), live.len() * FEATURE_COUNT);
         for (row, (got, want)) in recomputed.chunks(FEATURE_COUNT).zip(live).enumerate() {
             for f in 0..FEATURE_COUNT {
@@ -177,7 +200,7 @@ mod tests {
         let (live, kept) = live_and_kept(20_000, 10, 2_880, 200);
         let rows = kept.rows(10);
         assert_close(&rows, &live[live.len() - 2_880..]);
-        let identical = rows.chunks(5).zip(&live[live.len() - 2_880..]).filter(|(a, b)| a == b).count();
+        let identical = rows.chunks(FEATURE_COUNT).zip(&live[live.len() - 2_880..]).filter(|(a, b)| a == b).count();
         assert!(identical > 2_000, "{identical} of 2,880 rows identical");
     }
 
@@ -220,5 +243,28 @@ mod tests {
         }
         assert_eq!((kept.len(), rows.len()), (59, 57));
         assert_eq!(kept.rows(10), rows.concat());
+    }
+
+    #[test]
+    fn the_recomputed_robust_zscore_is_the_live_one_with_a_short_window() {
+        // The window (10 points) is shorter than the robust z-score's values (100): the buffer
+        // keeps the window's lookback, and the first training rows read the same 100 values live
+        // and recomputed.
+        let lookback = FeatureWindow::new(10).lookback();
+        let (live, kept) = live_and_kept(2_000, 10, 300, lookback);
+        let robust = |row: &[f32]| row[FEATURE_COUNT - 1];
+        let recomputed: Vec<f32> = kept.rows(10).chunks(FEATURE_COUNT).map(robust).collect();
+        let live: Vec<f32> = live[live.len() - 300..].iter().map(|row| robust(row)).collect();
+        assert_eq!(recomputed, live);
+    }
+
+    #[test]
+    fn both_views_in_one_pass_are_each_view_alone() {
+        // One robust z-score for both windows changes no row of either.
+        for n in [5, 150, 3_000] {
+            let (_, kept) = live_and_kept(n, 10, 300, 200);
+            let [short, long] = kept.rows_of_views([10, 200]);
+            assert_eq!((short, long), (kept.rows(10), kept.rows(200)), "n {n}");
+        }
     }
 }

@@ -152,11 +152,20 @@ fn remove(path: &Path) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::schema::NO_FEATURES;
+    use super::super::schema::fixtures::first_version_batch;
     use super::*;
     use crate::engine::SeriesKey;
 
     fn row(timestamp_ms: i64) -> PointRow {
-        PointRow { timestamp_ms, value: 1.0, features: None, anomaly_score: None, severity: 0, model_version: None }
+        PointRow {
+            timestamp_ms,
+            value: 1.0,
+            features: NO_FEATURES,
+            anomaly_score: None,
+            severity: 0,
+            model_version: None,
+        }
     }
 
     fn setup(days: &[i64], files_per_day: i64) -> (tempfile::TempDir, Datasets, SeriesKey) {
@@ -222,5 +231,27 @@ mod tests {
         assert!(!recover_partition(&partition).unwrap());
         assert_eq!(Datasets::partition_files(&partition).unwrap().len(), 2);
         assert_eq!(std::fs::read_dir(&partition).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn a_day_written_partly_by_the_first_version_reads_and_compacts_without_loss() {
+        // The day of an upgrade: a part file of the first version (five features), then one of
+        // the current schema.
+        let (_dir, datasets, key) = setup(&[], 0);
+        let partition = datasets.series_directory(&key, DatasetKind::History).join(super::super::partition_name(0));
+        write_batch_atomically(&partition, "part-000.parquet", &first_version_batch(0)).unwrap();
+        let mut current = row(60_000);
+        current.features = PointRow::features_from(Some([1.0, 0.5, 0.1, 0.5, 5.0, 3.0]));
+        write_batch_atomically(&partition, "part-001.parquet", &rows_to_batch(&[current]).unwrap()).unwrap();
+        let before = datasets.read_series(&key, DatasetKind::History, 0, i64::MAX).unwrap();
+        assert_eq!(before.len(), 3);
+        assert_eq!(before[1].features, [Some(0.75), Some(0.5), Some(0.1), Some(0.25), Some(2.5), None]);
+        assert_eq!(before[2], current);
+        // Compacted the next day: one file of the current schema, every row and feature kept.
+        let report = maintain(&datasets, 10 * DAY_MS, DAY_MS + 5_000).unwrap();
+        assert_eq!((report.files_compacted, report.compacted_files_written), (2, 1));
+        let files = Datasets::partition_files(&partition).unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(datasets.read_series(&key, DatasetKind::History, 0, i64::MAX).unwrap(), before);
     }
 }

@@ -31,7 +31,7 @@ pub(crate) use atomic::list_files;
 pub use atomic::{is_hidden, remove_stale_temporaries, sync_directory, write_batch_atomically, write_bytes_atomically};
 pub use config::{DatasetsConfig, RawDatasetsConfig};
 pub use name::{decode_name, encode_name};
-pub use schema::{PointRow, point_schema, read_rows, rows_to_batch};
+pub use schema::{NO_FEATURES, PointRow, point_schema, read_rows, rows_to_batch};
 
 use crate::engine::SeriesKey;
 

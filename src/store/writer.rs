@@ -173,7 +173,7 @@ impl DatasetWriter {
             buffer.pending.push(PointRow {
                 timestamp_ms: point.timestamp_ms,
                 value: point.value,
-                features,
+                features: PointRow::features_from(features),
                 anomaly_score: point.anomaly_score,
                 severity: point.severity,
                 model_version: point.model_version,
@@ -420,7 +420,7 @@ mod tests {
         let rows = &pending.0[0].1;
         assert_eq!(rows.iter().map(|r| r.timestamp_ms).collect::<Vec<_>>(), [4000, 5000, 6000]);
         // Features saw the points before 4000: the window was warm.
-        assert!(rows.iter().all(|r| r.features.is_some()));
+        assert!(rows.iter().all(|r| r.complete_features().is_some()));
         assert!(writer.take_pending().is_empty());
     }
 
