@@ -168,7 +168,7 @@ impl Pool {
             .count();
         // Wait (briefly) for the helpers to start. Linux puts a new thread on its parent's core, where
         // it does not run while the parent is busy (measured: 1.5 ms late behind a busy parent); once
-        // it has run and parked, waking it places it on an idle core.
+        // it has run and parked, a wake-up can place it on an idle core.
         let deadline = Instant::now() + STARTUP_WAIT;
         let mut state = shared.lock();
         while state.started < spawned {
@@ -202,6 +202,8 @@ impl Pool {
             return false;
         }
         state.offers_made += 1;
+        // A helper's panic from a job whose caller unwound with its own panic was never taken.
+        state.panic = None;
         let borrowed: *const (dyn Fn() + Sync + '_) = work;
         // SAFETY: only the trait object's lifetime bound changes (the same fat pointer); the
         // `ErasedWork` invariant keeps every use of it within this borrow.
@@ -350,6 +352,26 @@ mod tests {
         let message = outcome.expect_err("the helper's panic was lost");
         assert_eq!(message.downcast_ref::<&str>(), Some(&"helper failed"));
         assert_eq!(run_pieces(&pool, 1, 8, Duration::ZERO).len(), 8);
+    }
+
+    #[test]
+    fn a_helpers_panic_under_a_caller_that_panicked_too_does_not_reach_the_next_job() {
+        let pool = Pool::new(1);
+        let caller = thread::current().id();
+        let helper_panicked = AtomicBool::new(false);
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+            pool.share(1, &|| {
+                if thread::current().id() == caller {
+                    assert!(wait_for(&helper_panicked), "the helper never joined");
+                    panic!("caller failed");
+                }
+                helper_panicked.store(true, Ordering::Release);
+                panic!("helper failed");
+            });
+        }));
+        assert_eq!(outcome.expect_err("no panic").downcast_ref::<&str>(), Some(&"caller failed"));
+        // The next job's caller must not inherit the helper's panic.
+        assert_eq!(run_pieces(&pool, 1, 8, Duration::from_micros(100)).len(), 8);
     }
 
     #[test]
