@@ -334,21 +334,27 @@ mod tests {
         });
     }
 
+    /// Shares one job on a one-helper pool: the calling thread runs `caller`, the helper that
+    /// joins runs `helper`. Returns how `share` ended.
+    fn share_split(pool: &Pool, caller: impl Fn() + Sync, helper: impl Fn() + Sync) -> thread::Result<()> {
+        let caller_id = thread::current().id();
+        panic::catch_unwind(AssertUnwindSafe(|| {
+            pool.share(1, &|| if thread::current().id() == caller_id { caller() } else { helper() });
+        }))
+    }
+
     #[test]
     fn a_helpers_panic_reaches_the_caller_and_the_pool_keeps_working() {
         let pool = Pool::new(1);
-        let caller = thread::current().id();
         let helper_entered = AtomicBool::new(false);
-        let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-            pool.share(1, &|| {
-                if thread::current().id() == caller {
-                    assert!(wait_for(&helper_entered), "the helper never joined");
-                } else {
-                    helper_entered.store(true, Ordering::Release);
-                    panic!("helper failed");
-                }
-            });
-        }));
+        let outcome = share_split(
+            &pool,
+            || assert!(wait_for(&helper_entered), "the helper never joined"),
+            || {
+                helper_entered.store(true, Ordering::Release);
+                panic!("helper failed");
+            },
+        );
         let message = outcome.expect_err("the helper's panic was lost");
         assert_eq!(message.downcast_ref::<&str>(), Some(&"helper failed"));
         assert_eq!(run_pieces(&pool, 1, 8, Duration::ZERO).len(), 8);
@@ -357,18 +363,18 @@ mod tests {
     #[test]
     fn a_helpers_panic_under_a_caller_that_panicked_too_does_not_reach_the_next_job() {
         let pool = Pool::new(1);
-        let caller = thread::current().id();
         let helper_panicked = AtomicBool::new(false);
-        let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-            pool.share(1, &|| {
-                if thread::current().id() == caller {
-                    assert!(wait_for(&helper_panicked), "the helper never joined");
-                    panic!("caller failed");
-                }
+        let outcome = share_split(
+            &pool,
+            || {
+                assert!(wait_for(&helper_panicked), "the helper never joined");
+                panic!("caller failed");
+            },
+            || {
                 helper_panicked.store(true, Ordering::Release);
                 panic!("helper failed");
-            });
-        }));
+            },
+        );
         assert_eq!(outcome.expect_err("no panic").downcast_ref::<&str>(), Some(&"caller failed"));
         // The next job's caller must not inherit the helper's panic.
         assert_eq!(run_pieces(&pool, 1, 8, Duration::from_micros(100)).len(), 8);
@@ -377,19 +383,19 @@ mod tests {
     #[test]
     fn the_callers_panic_waits_for_the_helpers_inside() {
         let pool = Pool::new(1);
-        let caller = thread::current().id();
         let (helper_entered, helper_left) = (AtomicBool::new(false), AtomicBool::new(false));
-        let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-            pool.share(1, &|| {
-                if thread::current().id() == caller {
-                    assert!(wait_for(&helper_entered), "the helper never joined");
-                    panic!("caller failed");
-                }
+        let outcome = share_split(
+            &pool,
+            || {
+                assert!(wait_for(&helper_entered), "the helper never joined");
+                panic!("caller failed");
+            },
+            || {
                 helper_entered.store(true, Ordering::Release);
                 thread::sleep(Duration::from_millis(30));
                 helper_left.store(true, Ordering::Release);
-            });
-        }));
+            },
+        );
         assert!(outcome.is_err());
         // `share` unwound only once the helper had left the closure it borrowed.
         assert!(helper_left.load(Ordering::Acquire));
