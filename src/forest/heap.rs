@@ -15,6 +15,10 @@
 //! - each bottom slot holds the leaf's path length (depth + c(size)) as the model's own scoring
 //!   computes it, so a row adds the same `f64` values in the same tree order: the scores are
 //!   bit-identical to the compact walk's (a test checks it).
+//! - thresholds and the rows' values are compared as *order keys* (`order_key`): unsigned integers
+//!   that order finite floats as their values do. A step is then an integer compare whose borrow is
+//!   added into `2i` by one add-with-carry, where a float compare needs its flag turned into a
+//!   register first: the walk takes about 0.73× the time (http, one core: 297 → 217 ms).
 
 use super::Forest;
 use super::layout::leaf_parts;
@@ -38,8 +42,9 @@ struct HeapTree {
     /// The split feature of internal position `i` (1-based; 0 for the unused slot 0 and for
     /// positions below a leaf).
     features: [u8; SLOTS],
-    /// The threshold of internal position `i`; +∞ below a leaf, so every walk goes left there.
-    thresholds: [f32; SLOTS],
+    /// The order key of internal position `i`'s threshold; +∞'s below a leaf, so every walk goes
+    /// left there.
+    threshold_keys: [u32; SLOTS],
     /// The path length of the leaf each bottom slot stands for (0 for slots no walk reaches).
     path_lengths: [f64; SLOTS],
     /// The tree's height: every walk takes exactly this many steps.
@@ -60,7 +65,7 @@ impl HeapForest {
         }
         let blank = HeapTree {
             features: [0; SLOTS],
-            thresholds: [f32::INFINITY; SLOTS],
+            threshold_keys: [order_key(f32::INFINITY); SLOTS],
             path_lengths: [0.0; SLOTS],
             height: 0,
         };
@@ -85,7 +90,7 @@ impl HeapForest {
                     None if level == height => return None,
                     None => {
                         tree.features[position] = node.feature as u8;
-                        tree.thresholds[position] = node.threshold;
+                        tree.threshold_keys[position] = order_key(node.threshold);
                         let left = usize::from(node.left);
                         pending.push((left, 2 * position, level + 1));
                         pending.push((left + 1, 2 * position + 1, level + 1));
@@ -97,7 +102,7 @@ impl HeapForest {
     }
 
     /// Adds each row's path length through every tree to `sums`, for `rows` copied into padded rows
-    /// (one sum per row), tree after tree.
+    /// by [`copy_keys`] (one sum per row), tree after tree.
     pub(super) fn accumulate(&self, rows: &[PaddedRow], sums: &mut [f64]) {
         for tree in &self.trees {
             match tree.height {
@@ -143,10 +148,107 @@ fn walk<const H: u32, const N: usize>(tree: &HeapTree, rows: &[PaddedRow; N]) ->
     let mut at = [1usize; N];
     for _ in 0..H {
         for (row, at) in rows.iter().zip(at.iter_mut()) {
-            let x = row.0[usize::from(tree.features[*at & (SLOTS - 1)])];
-            *at = 2 * *at + usize::from(x > tree.thresholds[*at & (SLOTS - 1)]);
+            let value_key = row.0[usize::from(tree.features[*at & (SLOTS - 1)])].to_bits();
+            *at = step(*at, tree.threshold_keys[*at & (SLOTS - 1)], value_key);
         }
     }
     // The bottom level starts at 2^H: the slot is the choices below it.
     at.map(|at| (at - (1 << H)) & (SLOTS - 1))
+}
+
+/// An unsigned key that orders finite floats as their values do: `a > b` exactly when
+/// `order_key(a) > order_key(b)`. A non-negative float's bits order like its value, so they only
+/// gain the top bit; a negative float's bits order backwards, so they are inverted. −0.0 is made
+/// +0.0 first, as the two are equal as floats.
+#[inline(always)]
+pub(super) fn order_key(value: f32) -> u32 {
+    let bits = (value + 0.0).to_bits();
+    if bits >> 31 == 1 { !bits } else { bits | 1 << 31 }
+}
+
+/// Copies a row's values into a padded row as order keys, kept in the `f32`s' bits: the complete
+/// trees' walk reads them back with `to_bits`, and no other walk reads these rows.
+#[inline(always)]
+pub(super) fn copy_keys(row: &[f32], padded: &mut PaddedRow) {
+    for (to, &value) in padded.0.iter_mut().zip(row) {
+        *to = f32::from_bits(order_key(value));
+    }
+}
+
+/// One step down a complete tree: from position `at` to its right child `2·at + 1` when the row's
+/// value is above the threshold (as order keys), else to its left child `2·at`.
+#[inline(always)]
+fn step(at: usize, threshold_key: u32, value_key: u32) -> usize {
+    // `threshold_key − value_key` borrows exactly when the value is above the threshold. On x86-64
+    // the borrow goes straight into `at + at` by one add-with-carry; written as `2 * at + (value >
+    // threshold)`, the compiler turns the flag into a register first (`setb`, then `lea`).
+    #[cfg(target_arch = "x86_64")]
+    {
+        let (_, goes_right) = threshold_key.overflowing_sub(value_key);
+        let mut next = 0;
+        let _ = std::arch::x86_64::_addcarry_u64(u8::from(goes_right), at as u64, at as u64, &mut next);
+        next as usize
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        2 * at + usize::from(value_key > threshold_key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Floats at the edges of the order: signed zeros, the smallest subnormals and normals, the
+    /// extremes and the infinities.
+    const EDGES: [f32; 12] = [
+        0.0,
+        -0.0,
+        f32::MIN_POSITIVE,
+        -f32::MIN_POSITIVE,
+        1e-45,
+        -1e-45,
+        1.0,
+        -1.0,
+        f32::MAX,
+        f32::MIN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+    ];
+
+    #[test]
+    fn order_keys_order_the_edges_as_their_values() {
+        for a in EDGES {
+            for b in EDGES {
+                assert_eq!(order_key(a) > order_key(b), a > b, "{a:e} against {b:e}");
+                assert_eq!(order_key(a) == order_key(b), a == b, "{a:e} against {b:e}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_step_goes_right_only_above_the_threshold() {
+        for (at, threshold, value, next) in
+            [(1, 0.5, 0.5, 2), (1, 0.5, 0.6, 3), (7, -0.0, 0.0, 14), (127, -2.0, 3.0, 255)]
+        {
+            assert_eq!(step(at, order_key(threshold), order_key(value)), next, "{value} against {threshold} at {at}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn order_keys_order_finite_floats_as_their_values(a in any::<f32>(), b in any::<f32>()) {
+            prop_assume!(a.is_finite() && b.is_finite());
+            prop_assert_eq!(order_key(a) > order_key(b), a > b);
+            prop_assert_eq!(order_key(a) == order_key(b), a == b);
+        }
+
+        #[test]
+        fn a_step_is_twice_the_position_plus_the_comparison(at in 1usize..256, a in any::<f32>(), b in any::<f32>()) {
+            prop_assume!(a.is_finite() && b.is_finite());
+            prop_assert_eq!(step(at, order_key(a), order_key(b)), 2 * at + usize::from(b > a));
+        }
+    }
 }
