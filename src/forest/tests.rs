@@ -121,6 +121,27 @@ fn fit_does_not_depend_on_thread_count() {
 }
 
 #[test]
+fn runs_grown_apart_and_appended_in_tree_order_equal_one_run() {
+    // What `TreeRun::shared` does with the claims of several threads, in a fixed order: runs of
+    // different lengths, one of them grown after trees of another claim in the same vectors.
+    let data = cloud(600, 3, 4);
+    let run = TreeRun { data: &data, sample_size: 64, max_depth: height_limit(64), seed: 21 };
+    let whole = run.trees(0..10);
+    let (early, late) = (run.trees(0..4), run.trees(4..10));
+    let mut shuffled = run.trees(8..10);
+    let mut grower = TreeGrower::new(&data, 64, height_limit(64));
+    for tree in 4..8 {
+        run.grow(&mut grower, tree, &mut shuffled);
+    }
+    let mut appended = GrownTrees::with_room(10, 0);
+    appended.append(&early, 0..4);
+    appended.append(&shuffled, 2..6);
+    appended.append(&late, 4..6);
+    assert_eq!((appended.offsets, appended.heights), (whole.offsets, whole.heights));
+    assert_eq!(appended.nodes, whole.nodes);
+}
+
+#[test]
 fn batch_and_single_row_scores_agree() {
     let data = cloud(100, 3, 7);
     let forest = Forest::fit(&data, &params(2)).unwrap();
