@@ -66,7 +66,7 @@ pub struct DetectorParams {
     /// default, 300, lifts the Microsoft KPIs' NAB score by about 3 points and SMD's low-FP score
     /// by about 3 over no second forest, and beats 200 on low FP (README, Detection quality); it
     /// doubles the detector's CPU per point (two forests score every point and fit at every
-    /// refit) and adds about 40 KiB of memory per series (a second model; the training values are
+    /// refit) and adds about 74 KiB of memory per series (a second model; the training values are
     /// shared).
     pub long_window: usize,
     /// Trees per model. The default, 100, scores above 50 on SMD (1.4 points standard, the mean
