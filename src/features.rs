@@ -25,7 +25,7 @@ pub const ROBUST_POINTS: usize = 100;
 
 /// The MAD times this estimates a normal distribution's standard deviation, so the robust
 /// z-score reads like the z-score on well-behaved data.
-const MAD_TO_STD: f64 = 1.4826;
+pub(crate) const MAD_TO_STD: f64 = 1.4826;
 
 /// The MAD is floored at this share of its values' range: a series that sits on one value most of
 /// the time (a counter's rate of 0, a gauge at its ceiling) has a MAD of 0, and every move off
@@ -47,12 +47,27 @@ const DOMINANT_RATIO: f64 = 1024.0;
 pub struct FeatureWindow {
     rolling: RollingWindow,
     recent: RollingMedian,
+    /// The median and MAD of the values before the last one pushed, read by the detector's surge
+    /// rule: computed for the robust z-score anyway.
+    center_before_last: Option<RobustCenter>,
+}
+
+/// Where the last [`ROBUST_POINTS`] values before a point sit: their median and median absolute
+/// deviation (MAD), and how many there were.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RobustCenter {
+    /// The values' median.
+    pub median: f64,
+    /// The median of their absolute deviations from it.
+    pub mad: f64,
+    /// How many values (at most [`ROBUST_POINTS`]).
+    pub values: usize,
 }
 
 impl FeatureWindow {
     /// A window over the last `capacity` points (at least 2).
     pub fn new(capacity: usize) -> Self {
-        Self { rolling: RollingWindow::new(capacity), recent: RollingMedian::new() }
+        Self { rolling: RollingWindow::new(capacity), recent: RollingMedian::new(), center_before_last: None }
     }
 
     /// Points the window holds when full.
@@ -86,11 +101,19 @@ impl FeatureWindow {
     /// (no spread to compare against yet). Non-finite values are not added and give `None`.
     pub fn push(&mut self, value: f64) -> Option<[f32; FEATURE_COUNT]> {
         if !value.is_finite() {
+            self.center_before_last = None;
             return None;
         }
-        let robust_zscore = self.recent.robust_zscore(value);
+        self.center_before_last = self.recent.center();
+        let robust_zscore = self.center_before_last.map(|center| self.recent.robust_zscore_around(value, center));
         self.recent.push(value);
         self.rolling.push(value, robust_zscore)
+    }
+
+    /// The median and MAD of the values before the last one [`push`](Self::push)ed (`None` when
+    /// it was not finite, or had no value before it).
+    pub fn center_before_last(&self) -> Option<RobustCenter> {
+        self.center_before_last
     }
 }
 
@@ -242,11 +265,22 @@ impl RollingMedian {
     /// [`MAD_RANGE_FLOOR`] of their range, and relative to the median's size for a flat series),
     /// capped at ±[`ZSCORE_CAP`]; `None` without values.
     pub(crate) fn robust_zscore(&self, value: f64) -> Option<f64> {
+        Some(self.robust_zscore_around(value, self.center()?))
+    }
+
+    /// [`robust_zscore`](Self::robust_zscore) with the values' [`center`](Self::center) at hand.
+    fn robust_zscore_around(&self, value: f64, center: RobustCenter) -> f64 {
+        let RobustCenter { median, mad, .. } = center;
+        let range = self.sorted.last().zip(self.sorted.first()).map_or(0.0, |(last, first)| last - first);
+        let scale = (MAD_TO_STD * mad.max(MAD_RANGE_FLOOR * range)).max(median.abs() * 1e-6).max(1e-12);
+        ((value - median) / scale).clamp(-ZSCORE_CAP, ZSCORE_CAP)
+    }
+
+    /// The values' median and MAD; `None` without values.
+    pub(crate) fn center(&self) -> Option<RobustCenter> {
         let median = median_of_sorted(&self.sorted)?;
         let mad = median_absolute_deviation(&self.sorted, median)?;
-        let range = self.sorted.last()? - self.sorted.first()?;
-        let scale = (MAD_TO_STD * mad.max(MAD_RANGE_FLOOR * range)).max(median.abs() * 1e-6).max(1e-12);
-        Some(((value - median) / scale).clamp(-ZSCORE_CAP, ZSCORE_CAP))
+        Some(RobustCenter { median, mad, values: self.sorted.len() })
     }
 }
 

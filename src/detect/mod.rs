@@ -16,8 +16,8 @@
 //!   range, so every point beyond it lands in the same edge leaf); this term restores that.
 //!
 //! A second forest of the series' own sees the same features over a long window
-//! (`long_window` points, 200 by default, against the short `window`'s 10): a point that is
-//! ordinary against the last ten but not against the last two hundred (a slow drift's end, a
+//! (`long_window` points, 300 by default, against the short `window`'s 10): a point that is
+//! ordinary against the last ten but not against the last three hundred (a slow drift's end, a
 //! burst in a bursty series) shows there. It is scored with the same two parts and calibrated
 //! on its own; the exported score is the larger of the two calibrated scores.
 //!
@@ -26,8 +26,11 @@
 //! series repeats daily or weekly, the deviation from the same time a period ago. The raw score
 //! is the largest of the four.
 //!
-//! That raw score is then calibrated against the series' own recent scores and quieted for a few
-//! points after an alarm (the `calibrate` module), keeping 1.0 as the boundary.
+//! That raw score is then calibrated against the series' own recent scores (the `calibrate`
+//! module), keeping 1.0 as the boundary. Beside the calibrated scores, not divided by anything, a
+//! surge term scores a value far above its recent median that has lasted an hour by the data's
+//! clock (the `surge` module): calibration would otherwise hide the second of two incidents a
+//! few days apart. The largest is exported, quieted for a few points after an alarm.
 //!
 //! Above 1 is anomalous, the convention vmanomaly users already alert on. A point that deviates
 //! from its window's mean by less than the signal's `min_deviation` is never above 1: on
@@ -39,6 +42,7 @@ mod persist;
 pub use persist::{MODEL_FORMAT_VERSION, ModelFileError, ModelMetadata, read_metadata};
 mod calibrate;
 mod history;
+mod surge;
 mod training;
 
 pub use history::Season;
@@ -49,6 +53,7 @@ use serde::{Deserialize, Deserializer};
 
 use self::calibrate::Calibration;
 use self::history::{RecentRange, StepClock};
+use self::surge::SurgeRun;
 use self::training::TrainingValues;
 use crate::features::{FEATURE_COUNT, FeatureWindow};
 use crate::forest::{Contamination, Forest, ForestParams, Matrix};
@@ -109,6 +114,17 @@ pub struct DetectorParams {
     pub seasonal_z: f64,
     /// The autocorrelation at a day or a week that makes the series seasonal.
     pub seasonal_min_autocorrelation: f64,
+    /// A value this many robust standard deviations above the median of the 100 values before it
+    /// scores 1.0 beside the calibrated score, once it has lasted `surge_duration` (0: off); see
+    /// the `surge` module. The default, 5, lifts the Microsoft KPIs' NAB scores from 57.7 / 50.0 /
+    /// 62.0 to 74.5 / 64.2 / 79.9 (means over detector seeds 0–2) and leaves SMD's and the
+    /// synthetic corpus' unchanged (README, Detection quality, round 8).
+    pub surge_z: f64,
+    /// How long, by the data's clock, every point of a surge must have been at `surge_z` before
+    /// it scores: one point of hourly data, sixty of minute data. Shorter spans page on the blips
+    /// of minute-level machine metrics (SMD 77.9 / 67.9 at 30 minutes, 75.8 / 63.4 at 15).
+    #[serde(deserialize_with = "duration_text")]
+    pub surge_duration: Duration,
 }
 
 /// Reads a duration written as the rest of the file writes them (`72h`, `3d`, `0`).
@@ -137,6 +153,8 @@ impl Default for DetectorParams {
             extreme_tolerance: 0.1,
             seasonal_z: 4.0,
             seasonal_min_autocorrelation: 0.6,
+            surge_z: 5.0,
+            surge_duration: Duration::from_secs(3600),
         }
     }
 }
@@ -173,6 +191,7 @@ impl DetectorParams {
                 "extreme_tolerance: must be at least 0",
             ),
             (self.seasonal_z >= 0.0 && self.seasonal_z.is_finite(), "seasonal_z: must be at least 0"),
+            (self.surge_z >= 0.0 && self.surge_z.is_finite(), "surge_z: must be at least 0"),
             (
                 self.seasonal_min_autocorrelation > 0.0 && self.seasonal_min_autocorrelation <= 1.0,
                 "seasonal_min_autocorrelation: must be in (0, 1]",
@@ -325,6 +344,8 @@ pub struct SeriesDetector {
     recent_range: RecentRange,
     /// The second forest over the long window (`None` when `long_window` is 0).
     long: Option<LongView>,
+    /// The points in a row, up to now, at the surge bar.
+    surge: SurgeRun,
 }
 
 impl SeriesDetector {
@@ -345,6 +366,7 @@ impl SeriesDetector {
             clock: StepClock::default(),
             recent_range: RecentRange::default(),
             long,
+            surge: SurgeRun::default(),
         }
     }
 
@@ -365,6 +387,7 @@ impl SeriesDetector {
         let features = self.window.push(value);
         // The long window takes every value the short one takes, as in `warm_up`.
         let long_features = self.long.as_mut().and_then(|long| long.window.push(value));
+        let surge_score = self.surge_score(params, value);
         let Some(features) = features else {
             self.learn(params, value, None);
             return Some(Observation { timestamp_ms, value, anomaly_score: None });
@@ -381,7 +404,7 @@ impl SeriesDetector {
             .map(|raw| raw.max(self.history_score(params, value)));
         let anomaly_score = anomaly_score.map(|raw| {
             let score = self.calibration.calibrate(raw, params.calibration_points, params.calibration_quantile);
-            let score = long_score.map_or(score, |long| score.max(long));
+            let score = long_score.map_or(score, |long| score.max(long)).max(surge_score);
             let score = if deviation < min_deviation { score.min(1.0) } else { score };
             self.calibration.quiet(score, params.quiet_points)
         });
@@ -425,6 +448,18 @@ impl SeriesDetector {
             self.clock.record(timestamp_ms - last);
         }
         self.last_timestamp_ms = Some(timestamp_ms);
+    }
+
+    /// The surge term of the value just pushed into the window (0 when the rule is off or the
+    /// value is not a lasting surge); see the `surge` module. Every point counts towards a run,
+    /// scored or not, so a run's length is the data's.
+    fn surge_score(&mut self, params: &DetectorParams, value: f64) -> f64 {
+        if params.surge_z == 0.0 {
+            return 0.0;
+        }
+        let zscore = self.window.center_before_last().and_then(|center| surge::surge_zscore(value, center));
+        let needed = self.clock.points_in(params.surge_duration.as_millis());
+        self.surge.score(zscore, params.surge_z, needed)
     }
 
     /// The larger of the new-extreme and seasonal terms for `value`, from the training set's
@@ -594,12 +629,16 @@ mod tests {
         assert_eq!(p.validate().unwrap_err(), "detector.seasonal_min_autocorrelation: must be in (0, 1]");
         let p = DetectorParams { extreme_tolerance: -1.0, ..DetectorParams::default() };
         assert_eq!(p.validate().unwrap_err(), "detector.extreme_tolerance: must be at least 0");
+        let p = DetectorParams { surge_z: f64::NAN, ..DetectorParams::default() };
+        assert_eq!(p.validate().unwrap_err(), "detector.surge_z: must be at least 0");
     }
 
     #[test]
     fn the_extreme_horizon_reads_as_a_duration() {
-        let p: DetectorParams = serde_yaml_ng::from_str("extreme_horizon: 12h\nseasonal_z: 0").unwrap();
+        let p: DetectorParams =
+            serde_yaml_ng::from_str("extreme_horizon: 12h\nseasonal_z: 0\nsurge_duration: 30m").unwrap();
         assert_eq!(p.extreme_horizon, Duration::from_secs(12 * 3600));
+        assert_eq!(p.surge_duration, Duration::from_secs(30 * 60));
         assert_eq!(p.seasonal_z, 0.0);
         let error = serde_yaml_ng::from_str::<DetectorParams>("extreme_horizon: soon").unwrap_err().to_string();
         assert!(error.contains("soon"), "{error}");
@@ -789,6 +828,38 @@ mod tests {
                 assert_eq!(a.anomaly_score(&row, 0.25), b.anomaly_score(&row, 0.25), "row {row:?}");
             }
         }
+    }
+
+    /// A crash count: about 20 an interval, with a burst to 400 every `every` points.
+    fn bursty(i: usize, every: usize) -> f64 {
+        let noise = ((i * 7919) % 101) as f64 / 10.0;
+        if i % every == every - 1 { 400.0 + noise } else { 15.0 + noise }
+    }
+
+    /// The score of a burst after 400 points of bursts every 30 points, at `step_ms`.
+    fn burst_score(p: &DetectorParams, step_ms: i64) -> f64 {
+        let mut detector = SeriesDetector::new(p, 9);
+        let mut last = 0.0;
+        for i in 0..420 {
+            let value = if i == 419 { 420.0 } else { bursty(i, 30) };
+            last = detector.observe(p, 0.0, i as i64 * step_ms, value).unwrap().anomaly_score.unwrap_or(0.0);
+        }
+        last
+    }
+
+    const HOUR: i64 = 3_600_000;
+
+    #[test]
+    fn a_surge_of_an_hour_pages_even_when_the_series_often_bursts() {
+        let with = DetectorParams::default();
+        let without = DetectorParams { surge_z: 0.0, ..DetectorParams::default() };
+        // Hourly: a burst is an hour long. Calibration has learnt that this series bursts and
+        // divides the model's score by its last bursts'; the surge term is not divided.
+        let (paged, hidden) = (burst_score(&with, HOUR), burst_score(&without, HOUR));
+        assert!(hidden <= 1.0, "calibrated only: {hidden}");
+        assert!(paged > 1.0, "with the surge term: {paged}");
+        // By the minute, one point of a burst is a one-minute blip: the term waits for an hour.
+        assert_eq!(burst_score(&with, 60_000), burst_score(&without, 60_000));
     }
 
     #[test]
