@@ -3,9 +3,9 @@
 //!
 //! Calibration (the `calibrate` module) divides a series' scores by the top of its last
 //! `calibration_points` raw scores, which keeps bursty series quiet. On a series whose bursts are
-//! all incidents it also hides the second incident in that span: on an hourly crash count one
-//! burst sets the divisor for the next four days, and the Microsoft KPIs' labelled bursts of 20
-//! times the usual level then exported 0.2–0.4 (README, Detection quality, round 8). The surge term
+//! all incidents it also hides the second incident in that span: on an hourly crash count two
+//! bursts set the divisor for the next four days, and the Microsoft KPIs' labelled bursts of 10 to
+//! 200 times the usual level then exported 0.22–0.53 (README, Detection quality, round 8). The surge term
 //! is exported beside the calibrated score, not divided by it.
 //!
 //! The surge is measured against the median and MAD of the [`ROBUST_POINTS`] values before the
@@ -23,7 +23,7 @@ use crate::features::{MAD_TO_STD, ROBUST_POINTS, RobustCenter};
 /// The MAD is floored at this share of the median's size: with a MAD of 1 ms on a latency of
 /// 100 ms, 5 robust standard deviations would be 7% of the level, not a surge. At 0.2 a surge at
 /// `surge_z` 5 is at least 1.5 times the median above it.
-pub(crate) const MEDIAN_SHARE_FLOOR: f64 = 0.2;
+const MEDIAN_SHARE_FLOOR: f64 = 0.2;
 
 /// Values needed before the median and MAD are trusted: half the robust window.
 const MIN_VALUES: usize = ROBUST_POINTS / 2;
