@@ -5,8 +5,8 @@
 //! `calibration_points` raw scores, which keeps bursty series quiet. On a series whose bursts are
 //! all incidents it also hides the second incident in that span: on an hourly crash count two
 //! bursts set the divisor for the next four days, and the Microsoft KPIs' labelled bursts of 10 to
-//! 200 times the usual level then exported 0.22–0.53 (README, Detection quality, round 8). The surge term
-//! is exported beside the calibrated score, not divided by it.
+//! 200 times the usual level then exported 0.22–0.53 (README, Detection quality, round 8). The
+//! surge term is exported beside the calibrated score, not divided by it.
 //!
 //! The surge is measured against the median and MAD of the [`ROBUST_POINTS`] values before the
 //! point (the robust z-score column's), with the MAD floored at [`MEDIAN_SHARE_FLOOR`] of the
