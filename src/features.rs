@@ -62,6 +62,27 @@ pub struct RobustCenter {
     pub mad: f64,
     /// How many values (at most [`ROBUST_POINTS`]).
     pub values: usize,
+    /// When the median is 0 (a series at 0 most of the time: a latency in hours without calls, a
+    /// rare error's count), where the values above 0 sit; `None` for any other median, or when no
+    /// value is above 0. A median of 0 measures nothing there, so the surge rule measures against
+    /// these instead.
+    pub above_zero: Option<AboveZeroCenter>,
+}
+
+/// The median and MAD of the values above 0 of a window whose median is 0, how many there are,
+/// and the smallest difference between two of them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AboveZeroCenter {
+    /// Their median.
+    pub median: f64,
+    /// The median of their absolute deviations from it.
+    pub mad: f64,
+    /// How many there are.
+    pub values: usize,
+    /// The smallest difference between two distinct ones (0 when all are equal): the data's
+    /// resolution, 1 for a count. Counts of 1, 1, 1, 2 have a MAD of 0, and a 3 is not 14 standard
+    /// deviations above them; a spread below the resolution is not a spread.
+    pub step: f64,
 }
 
 impl FeatureWindow {
@@ -280,7 +301,20 @@ impl RollingMedian {
     pub(crate) fn center(&self) -> Option<RobustCenter> {
         let median = median_of_sorted(&self.sorted)?;
         let mad = median_absolute_deviation(&self.sorted, median)?;
-        Some(RobustCenter { median, mad, values: self.sorted.len() })
+        let above_zero = if median == 0.0 { self.above_zero_center() } else { None };
+        Some(RobustCenter { median, mad, values: self.sorted.len(), above_zero })
+    }
+
+    /// The [`AboveZeroCenter`] of the values above 0 (`None` without any): a suffix of the
+    /// sorted values, so their median and MAD are read as the whole window's are, and the step is
+    /// one pass over at most [`ROBUST_POINTS`] values (only on a series whose median is 0).
+    fn above_zero_center(&self) -> Option<AboveZeroCenter> {
+        let above = &self.sorted[self.sorted.partition_point(|&x| x <= 0.0)..];
+        let median = median_of_sorted(above)?;
+        let mad = median_absolute_deviation(above, median)?;
+        let step =
+            above.windows(2).map(|pair| pair[1] - pair[0]).filter(|&gap| gap > 0.0).fold(f64::INFINITY, f64::min);
+        Some(AboveZeroCenter { median, mad, values: above.len(), step: if step.is_finite() { step } else { 0.0 } })
     }
 }
 
@@ -499,6 +533,58 @@ mod tests {
         assert!((f64::from(robust_zscore) - 1.0 / (MAD_TO_STD * 0.5)).abs() < 1e-6, "{robust_zscore}");
     }
 
+    /// The window's [`AboveZeroCenter`] after `series`, counted plainly: the values above 0 of
+    /// the last [`ROBUST_POINTS`], sorted; their median, MAD and smallest positive difference.
+    fn two_pass_above_zero(series: &[f64]) -> Option<AboveZeroCenter> {
+        let median = |values: &mut Vec<f64>| {
+            values.sort_by(f64::total_cmp);
+            let n = values.len();
+            if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 }
+        };
+        let last = &series[series.len().saturating_sub(ROBUST_POINTS)..];
+        let mut above: Vec<f64> = last.iter().copied().filter(|&v| v > 0.0).collect();
+        if above.is_empty() {
+            return None;
+        }
+        let center = median(&mut above);
+        let mut deviations: Vec<f64> = above.iter().map(|v| (v - center).abs()).collect();
+        let mad = median(&mut deviations);
+        let step = above
+            .windows(2)
+            .map(|pair| pair[1] - pair[0])
+            .filter(|&gap| gap > 0.0)
+            .fold(0.0, |least: f64, gap| if least == 0.0 { gap } else { least.min(gap) });
+        Some(AboveZeroCenter { median: center, mad, values: above.len(), step })
+    }
+
+    #[test]
+    fn a_window_mostly_at_zero_has_the_center_of_its_values_above_zero() {
+        // 60 hours without calls and 40 with latencies of 630–990 ms.
+        let mut median = RollingMedian::new();
+        for i in 0..100 {
+            median.push(if i % 5 < 3 { 0.0 } else { 600.0 + f64::from(i * 10 % 400) });
+        }
+        let center = median.center().unwrap();
+        assert_eq!((center.median, center.mad), (0.0, 0.0));
+        let above = center.above_zero.unwrap();
+        assert_eq!(above.values, 40);
+        assert_eq!((above.median, above.step), (780.0, 10.0));
+        // Counts of 1 and 2 (MAD 0) have a step of 1; one repeated value has none.
+        let mut counts = RollingMedian::new();
+        for i in 0..100 {
+            counts.push([0.0, 0.0, 1.0, 0.0, 1.0, 2.0, 0.0][i % 7]);
+        }
+        let above = counts.center().unwrap().above_zero.unwrap();
+        assert_eq!((above.median, above.mad, above.step), (1.0, 0.0, 1.0));
+        let mut ones = RollingMedian::new();
+        [0.0, 0.0, 1.0].into_iter().for_each(|v| ones.push(v));
+        assert_eq!(ones.center().unwrap().above_zero.unwrap().step, 0.0);
+        // Any other median: none.
+        let mut busy = RollingMedian::new();
+        [0.0, 5.0, 7.0].into_iter().for_each(|v| busy.push(v));
+        assert_eq!(busy.center().unwrap().above_zero, None);
+    }
+
     #[test]
     fn lookback_covers_the_robust_values() {
         assert_eq!(FeatureWindow::new(10).lookback(), ROBUST_POINTS);
@@ -513,6 +599,20 @@ mod tests {
         ) {
             let series: Vec<f64> = series.into_iter().map(|v| f64::from(v) / 8.0).collect();
             assert_robust_zscore_matches_two_pass(&series, capacity);
+        }
+
+        #[test]
+        fn above_zero_center_matches_the_two_pass_count(
+            series in proptest::collection::vec(proptest::prop_oneof![3 => proptest::strategy::Just(0i32), 1 => -3i32..40], 1..250),
+        ) {
+            let series: Vec<f64> = series.into_iter().map(|v| f64::from(v) / 4.0).collect();
+            let mut median = RollingMedian::new();
+            for (i, &value) in series.iter().enumerate() {
+                median.push(value);
+                let center = median.center().unwrap();
+                let expected = if center.median == 0.0 { two_pass_above_zero(&series[..=i]) } else { None };
+                proptest::prop_assert_eq!(center.above_zero, expected, "after point {}", i);
+            }
         }
     }
 }

@@ -11,7 +11,12 @@
 //! The surge is measured against the median and MAD of the [`ROBUST_POINTS`] values before the
 //! point (the robust z-score column's), with the MAD floored at [`MEDIAN_SHARE_FLOOR`] of the
 //! median's size, so a series whose spread is tiny against its level (a steady latency) needs a
-//! move of a sizeable share of that level. It must have lasted `surge_duration` by the data's
+//! move of a sizeable share of that level. A series at 0 most of the time (a dependency's latency
+//! in hours without calls, a rare error's count) has a median of 0, which measures nothing; it is
+//! measured against its values above 0 instead, once there are [`MIN_VALUES_ABOVE_ZERO`], with
+//! the MAD also floored at their resolution (1 for a count). On the Microsoft KPIs this catches
+//! latency spikes of four to eight times the usual level on two dependencies that are idle most
+//! hours, which the median of 0 hid (README, Detection quality, round 9). It must have lasted `surge_duration` by the data's
 //! clock (every point since it began at `surge_z` or more): on hourly data one point is an hour;
 //! on minute data sixty points in a row, which keeps the rule from paging on the blips that
 //! minute-level machine metrics are full of (SMD scored lower with shorter durations).
@@ -28,13 +33,22 @@ const MEDIAN_SHARE_FLOOR: f64 = 0.2;
 /// Values needed before the median and MAD are trusted: half the robust window.
 const MIN_VALUES: usize = ROBUST_POINTS / 2;
 
+/// Values above 0 needed before a window whose median is 0 is measured against them: a tenth of
+/// the robust window. With fewer, the window's median (0) and MAD stand.
+const MIN_VALUES_ABOVE_ZERO: usize = ROBUST_POINTS / 10;
+
 /// How far above its recent median `value` lies, in robust standard deviations (the MAD, floored
-/// at [`MEDIAN_SHARE_FLOOR`] of the median, times 1.4826); `None` when the values before it are
-/// too few, or all equal to a median of 0 (no scale to measure in).
+/// at [`MEDIAN_SHARE_FLOOR`] of the median, times 1.4826); for a window whose median is 0, how
+/// far above the median of its values above 0 (their MAD floored at that share and at their
+/// resolution too). `None` when the values before it are too few, or have no scale to measure in
+/// (all 0, or 0 but for a few).
 pub(crate) fn surge_zscore(value: f64, center: RobustCenter) -> Option<f64> {
-    let RobustCenter { median, mad, values } = center;
-    let scale = MAD_TO_STD * mad.max(MEDIAN_SHARE_FLOOR * median.abs());
-    (values >= MIN_VALUES && scale > 0.0).then(|| (value - median) / scale)
+    let (median, spread) = match center.above_zero {
+        Some(above) if above.values >= MIN_VALUES_ABOVE_ZERO => (above.median, above.mad.max(above.step)),
+        _ => (center.median, center.mad),
+    };
+    let scale = MAD_TO_STD * spread.max(MEDIAN_SHARE_FLOOR * median.abs());
+    (center.values >= MIN_VALUES && scale > 0.0).then(|| (value - median) / scale)
 }
 
 /// How many points in a row, up to the current one, have been at the surge bar.
@@ -64,9 +78,21 @@ impl SurgeRun {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::features::AboveZeroCenter;
 
     fn center(median: f64, mad: f64) -> RobustCenter {
-        RobustCenter { median, mad, values: ROBUST_POINTS }
+        RobustCenter { median, mad, values: ROBUST_POINTS, above_zero: None }
+    }
+
+    /// A window of 100 values, 0 at the median, with `above` values above 0 centered on
+    /// `median` with a MAD of `mad` and a resolution of `step`.
+    fn mostly_zero(above: usize, median: f64, mad: f64, step: f64) -> RobustCenter {
+        RobustCenter {
+            median: 0.0,
+            mad: 0.0,
+            values: ROBUST_POINTS,
+            above_zero: Some(AboveZeroCenter { median, mad, values: above, step }),
+        }
     }
 
     #[test]
@@ -88,8 +114,25 @@ mod tests {
     fn no_scale_or_too_few_values_measure_nothing() {
         assert_eq!(surge_zscore(5.0, center(0.0, 0.0)), None, "a series of zeros");
         assert!(surge_zscore(5.0, center(3.0, 0.0)).is_some(), "a flat non-zero level has the median's share");
-        let few = RobustCenter { median: 1.0, mad: 1.0, values: MIN_VALUES - 1 };
+        let few = RobustCenter { median: 1.0, mad: 1.0, values: MIN_VALUES - 1, above_zero: None };
         assert_eq!(surge_zscore(50.0, few), None);
+    }
+
+    #[test]
+    fn a_series_mostly_at_zero_is_measured_against_its_values_above_zero() {
+        // A latency of about 700 ms (MAD 60) in the 40 hours of 100 that had calls: 3,000 ms is a
+        // surge, 1,000 ms is not.
+        let idle_most_hours = mostly_zero(40, 700.0, 60.0, 0.5);
+        let z = surge_zscore(3_000.0, idle_most_hours).unwrap();
+        assert!((z - 2_300.0 / (MAD_TO_STD * 140.0)).abs() < 1e-9, "MAD floored at 0.2 × 700: {z}");
+        assert!(surge_zscore(1_000.0, idle_most_hours).unwrap() < 5.0);
+        // Counts of 1 and 2 (MAD 0, resolution 1): a 3 is 1.35 robust deviations, not 6.7.
+        let rare_errors = mostly_zero(30, 1.0, 0.0, 1.0);
+        let z = surge_zscore(3.0, rare_errors).unwrap();
+        assert!((z - 2.0 / MAD_TO_STD).abs() < 1e-12, "{z}");
+        assert!(surge_zscore(12.0, rare_errors).unwrap() > 5.0);
+        // Fewer than a tenth of the values above 0: the median of 0 stands, with no scale.
+        assert_eq!(surge_zscore(3_000.0, mostly_zero(MIN_VALUES_ABOVE_ZERO - 1, 700.0, 60.0, 0.5)), None);
     }
 
     #[test]
