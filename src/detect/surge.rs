@@ -16,10 +16,12 @@
 //! measured against its values above 0 instead, once there are [`MIN_VALUES_ABOVE_ZERO`], with
 //! the MAD also floored at their resolution (1 for a count). On the Microsoft KPIs this catches
 //! latency spikes of four to eight times the usual level on two dependencies that are idle most
-//! hours, which the median of 0 hid (README, Detection quality, round 9). It must have lasted `surge_duration` by the data's
-//! clock (every point since it began at `surge_z` or more): on hourly data one point is an hour;
-//! on minute data sixty points in a row, which keeps the rule from paging on the blips that
-//! minute-level machine metrics are full of (SMD scored lower with shorter durations).
+//! hours, which the median of 0 hid (README, Detection quality, round 9).
+//!
+//! A surge must have lasted `surge_duration` by the data's clock (every point since it began at
+//! `surge_z` or more): on hourly data one point is an hour; on minute data sixty points in a row,
+//! which keeps the rule from paging on the blips that minute-level machine metrics are full of
+//! (SMD scored lower with shorter durations).
 //!
 //! [`ROBUST_POINTS`]: crate::features::ROBUST_POINTS
 
