@@ -379,7 +379,7 @@ fn page_links(total: usize, page: Page, params: &BTreeMap<String, String>) -> St
     if page.offset > 0 {
         links.push_str(&link_to(page.offset.saturating_sub(page.limit), "previous"));
     }
-    if page.offset + page.limit < total {
+    if page.offset.saturating_add(page.limit) < total {
         links.push_str(&link_to(page.offset + page.limit, "next"));
     }
     links
@@ -550,6 +550,11 @@ mod tests {
         assert!(html.contains("3–4 of 5 incidents."), "{html}");
         assert!(html.contains("limit=2&amp;offset=0&amp;sort=starts_at\">previous</a>"), "{html}");
         assert!(html.contains("limit=2&amp;offset=4&amp;sort=starts_at\">next</a>"), "{html}");
+        // An offset far past the end: an empty page with a way back, no overflow.
+        let far = format!("/incidents?sort=starts_at&offset={}&format=html", usize::MAX);
+        let (status, html) = call(&app, Method::GET, &far, vec![], "*/*").await;
+        assert_eq!(status, StatusCode::OK, "{html}");
+        assert!(html.contains("previous</a>") && !html.contains("next</a>"), "{html}");
         for bad in ["/incidents?limit=0", "/incidents?limit=1001", "/incidents?offset=-1", "/incidents?limit=ten"] {
             let (status, body) = call(&app, Method::GET, bad, vec![], "*/*").await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");

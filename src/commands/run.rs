@@ -47,11 +47,27 @@ pub struct RunArgs {
     pub web_config_file: Option<PathBuf>,
 }
 
+/// The paths the daemon serves besides the telemetry path (`web::router`, `web::retrain`,
+/// `alerts::routes`): the telemetry path may be none of them and lie under none of them.
+const SERVED_PATHS: [&str; 6] = ["/-", "/services", "/logs", "/alerts", "/incidents", "/retrain"];
+
+/// A telemetry path is a plain path of letters, digits and `-._~`, so that the router takes it
+/// as written (`:name`, `{name}` and `*` would make it a pattern, or a route it refuses with a
+/// panic), and does not collide with a path the daemon serves.
 fn parse_telemetry_path(text: &str) -> Result<String, String> {
-    if text.starts_with('/') && text.len() > 1 && !text.starts_with("/-/") && text != "/services" && text != "/logs" {
-        Ok(text.to_owned())
-    } else {
-        Err(format!("{text:?}: must start with '/' and not clash with /, /-/…, /services or /logs"))
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-._~/".contains(c);
+    if !text.starts_with('/') || text.len() < 2 || !text.chars().all(plain) || text.contains("//") {
+        return Err(format!(
+            "{text:?}: must be a path such as /metrics: '/' then segments of letters, digits and -._~"
+        ));
+    }
+    let trimmed = text.trim_end_matches('/');
+    let clash = SERVED_PATHS
+        .iter()
+        .find(|&&served| trimmed == served || trimmed.strip_prefix(served).is_some_and(|rest| rest.starts_with('/')));
+    match clash {
+        Some(served) => Err(format!("{text:?}: clashes with {served}, which the daemon serves itself")),
+        None => Ok(text.to_owned()),
     }
 }
 
@@ -248,5 +264,35 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn telemetry_paths_are_plain_and_apart_from_the_daemons_own() {
+        for good in ["/metrics", "/probe/metrics", "/custom-metrics_v2.txt", "/metrics/", "/logsx", "/incidents2"] {
+            assert_eq!(parse_telemetry_path(good).as_deref(), Ok(good));
+        }
+        for bad in ["", "/", "metrics", "/:metrics", "/x{", "/a/{id}", "/a*b", "/a b", "/a?b", "//metrics", "/é"] {
+            let message = parse_telemetry_path(bad).unwrap_err();
+            assert!(message.contains("must be a path"), "{bad:?}: {message}");
+        }
+        for taken in [
+            "/-/ready",
+            "/-",
+            "/services",
+            "/logs",
+            "/logs/",
+            "/alerts",
+            "/incidents",
+            "/incidents/1/ack",
+            "/retrain/x",
+        ] {
+            let message = parse_telemetry_path(taken).unwrap_err();
+            assert!(message.contains("which the daemon serves itself"), "{taken:?}: {message}");
+        }
     }
 }

@@ -118,8 +118,17 @@ pub fn parse_time(parameter: &'static str, text: &str, now_ms: i64) -> Result<i6
     })
 }
 
+/// The longest `before` or `after` taken: ten years, beyond any log retention, and short enough
+/// that a window around any time [`parse_time`] takes stays far inside `i64` milliseconds.
+const MAX_WINDOW_SIDE: Duration = Duration::from_secs(3650 * 86_400);
+
 fn parse_window_duration(parameter: &'static str, text: &str) -> Result<Duration, LogsError> {
-    parse_duration(text.trim()).map_err(|_| bad(parameter, format!("{text:?} is not a duration such as 5m or 90s")))
+    let duration = parse_duration(text.trim())
+        .map_err(|_| bad(parameter, format!("{text:?} is not a duration such as 5m or 90s")))?;
+    if duration > MAX_WINDOW_SIDE {
+        return Err(bad(parameter, format!("{text:?} is too long: at most 3650d")));
+    }
+    Ok(duration)
 }
 
 impl LogParams {
@@ -154,7 +163,9 @@ impl LogParams {
                     Some(text) => parse_window_duration("after", text)?,
                     None => settings.default_after,
                 };
-                (time_ms - before.as_millis() as i64, time_ms + after.as_millis() as i64)
+                // Saturating: the configured defaults are not bounded by `MAX_WINDOW_SIDE`.
+                let side_ms = |side: Duration| i64::try_from(side.as_millis()).unwrap_or(i64::MAX);
+                (time_ms.saturating_sub(side_ms(before)), time_ms.saturating_add(side_ms(after)))
             }
         };
         if from_ms >= to_ms {
@@ -228,6 +239,10 @@ mod tests {
             .to_query(&settings, NOW)
             .unwrap();
         assert_eq!((query.from_ms, query.to_ms), (NOW - 60_000, NOW));
+        let query = params(&[("service", "a"), ("time", "1790000000000"), ("before", "3650d")])
+            .to_query(&settings, NOW)
+            .unwrap();
+        assert_eq!(query.from_ms, NOW - 3650 * 86_400_000);
         let query = params(&[("service", "a"), ("from", "1000"), ("to", "2000"), ("level", "warn"), ("limit", "5000")])
             .to_query(&settings, NOW)
             .unwrap();
@@ -239,13 +254,16 @@ mod tests {
     #[test]
     fn mistakes_name_the_parameter() {
         let settings = LogsSettings::default();
-        let cases: [(&[(&str, &str)], &str); 9] = [
+        let cases: [(&[(&str, &str)], &str); 11] = [
             (&[("time", "1")], "service: required"),
             (&[("service", "a"), ("time", "soon")], "time: \"soon\" is not a time"),
             (&[("service", "a"), ("from", "2000"), ("to", "1000")], "from: the window is empty"),
             (&[("service", "a"), ("from", "2000")], "to: required with from"),
             (&[("service", "a"), ("time", "1"), ("from", "1"), ("to", "2")], "time: give either"),
             (&[("service", "a"), ("before", "5 minutes")], "before: \"5 minutes\" is not a duration"),
+            // Beyond `i64` milliseconds once added to the time: refused, not wrapped or a panic.
+            (&[("service", "a"), ("after", "9223372036854775807ms")], "after: \"9223372036854775807ms\" is too long"),
+            (&[("service", "a"), ("before", "3651d")], "before: \"3651d\" is too long"),
             (&[("service", "a"), ("level", "loud")], "level: \"loud\""),
             (&[("service", "a"), ("limit", "5001")], "limit: \"5001\""),
             (&[("service", "a"), ("order", "random")], "order: \"random\""),

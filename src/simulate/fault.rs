@@ -13,7 +13,7 @@ use super::SimulateError;
 use super::logs::format_timestamp;
 
 /// Longest fault accepted: a week is already more than any demo needs.
-const MAX_FAULT_SECONDS: f64 = 7.0 * 86_400.0;
+pub(crate) const MAX_FAULT_SECONDS: f64 = 7.0 * 86_400.0;
 
 /// The kinds of fault, named in JSON as `cpu_spike`, `memory_leak`, `latency` and `error_burst`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

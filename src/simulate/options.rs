@@ -114,6 +114,10 @@ impl FleetOptions {
         if self.fault_duration.is_zero() {
             return invalid("--fault-duration", "must be longer than zero".into());
         }
+        // Each scheduled fault is injected as the control API's are, which refuses longer ones.
+        if self.fault_duration.as_secs_f64() > super::fault::MAX_FAULT_SECONDS {
+            return invalid("--fault-duration", "must be at most 7d, the longest fault the fleet takes".into());
+        }
         Ok(())
     }
 }
@@ -143,5 +147,16 @@ mod tests {
     fn base_port_range_must_fit() {
         let options = FleetOptions { services: 10, base_port: 65530, ..FleetOptions::default() };
         assert!(options.validate().is_err());
+    }
+
+    #[test]
+    fn a_fault_duration_the_fleet_would_refuse_is_refused_at_start() {
+        let week = Duration::from_secs(7 * 86_400);
+        let options = FleetOptions { fault_duration: week, ..FleetOptions::default() };
+        assert!(options.validate().is_ok());
+        let options = FleetOptions { fault_duration: week + Duration::from_secs(1), ..FleetOptions::default() };
+        let error = options.validate().unwrap_err();
+        assert!(error.is_usage_error());
+        assert!(error.to_string().contains("--fault-duration") && error.to_string().contains("7d"), "{error}");
     }
 }
