@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use crate::classify::{AnomalyLevels, Direction, Thresholds};
 use crate::detect::DetectorParams;
-use crate::source::{SourceConfig, parse_duration};
+use crate::source::{MAX_RANGE_POINTS, SourceConfig, parse_duration};
 use crate::store::{DatasetsConfig, RawDatasetsConfig};
 
 /// Why a configuration was refused. The message names the file and the key.
@@ -260,6 +260,18 @@ impl TryFrom<RawConfig> for Config {
             return Err(invalid("service_grace", "must be at least the interval"));
         }
         let backfill = duration("backfill", &raw.backfill)?;
+        // `source.validate` above has checked the step.
+        let step = duration("source.step", &raw.source.step)?;
+        let backfill_points = backfill.as_millis() / step.as_millis().max(1);
+        if backfill_points > MAX_RANGE_POINTS as u128 {
+            return Err(invalid(
+                "backfill",
+                format!(
+                    "{} at source.step {} is {backfill_points} points a series: at most {MAX_RANGE_POINTS}",
+                    raw.backfill, raw.source.step
+                ),
+            ));
+        }
         raw.detector.validate().map_err(|message| invalid_in("detector", message))?;
         raw.anomaly_levels.validate().map_err(|problem| invalid("anomaly_levels", problem))?;
         raw.alerts.validate().map_err(|(key, problem)| invalid(key, problem))?;
@@ -392,6 +404,12 @@ mod tests {
             ("source:\n  url: http://x\nsignals:\n  9cpu:\n    query: up\n", "config: signals.9cpu: a signal name"),
             ("source:\n  url: http://x\ndetector:\n  trees: 0\n", "config: detector.trees: must be at least 1"),
             ("source:\n  url: ''\n", "config: source.url: must not be empty"),
+            // Durations past a century, and backfills of more points than a range is split for.
+            ("source:\n  url: http://x\nbackfill: 5215w\n", "config: backfill: duration \"5215w\" is out of range"),
+            (
+                "source:\n  url: http://x\n  step: 1ms\nbackfill: 3000w\n",
+                "config: backfill: 3000w at source.step 1ms is 1814400000000 points a series: at most 10000000",
+            ),
         ];
         for (text, expected) in cases {
             let message = parse(text).unwrap_err().to_string();

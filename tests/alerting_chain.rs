@@ -242,6 +242,12 @@ async fn error_burst_reaches_slack_once_with_its_logs_and_resolves() {
         client.get(format!("{exporter_url}/incidents?format=json")).send().await.unwrap().json().await.unwrap();
     assert!(resolved, "incidents of {target} not resolved: {all:#}\nexporter:\n{}", log());
 
+    // A method the route does not take: the daemon's JSON error shape, not the framework's empty 405.
+    let wrong_method = client.get(format!("{exporter_url}/alerts")).send().await.unwrap();
+    assert_eq!(wrong_method.status(), reqwest::StatusCode::METHOD_NOT_ALLOWED);
+    let error: serde_json::Value = wrong_method.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "method_not_allowed", "{error}");
+
     // No other service alerted, and Alertmanager posted nothing for any service.
     let others: Vec<&serde_json::Value> =
         all["incidents"].as_array().unwrap().iter().filter(|i| i["service"] != target.as_str()).collect();

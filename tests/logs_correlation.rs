@@ -119,6 +119,7 @@ async fn error_burst_template_ranks_first_at_the_fault_time() {
         (&*format!("/logs?service={service}&from=2000&to=1000"), StatusCode::BAD_REQUEST, "from:"),
         (&*format!("/logs?service={service}&from=0&to=90000000000"), StatusCode::BAD_REQUEST, "logs.max_window"),
         ("/logs?service=../../etc", StatusCode::NOT_FOUND, "../../etc"),
+        (&*format!("/logs?service={service}&befor=1h"), StatusCode::BAD_REQUEST, "unknown field `befor`"),
     ] {
         let (got, body, _) = get(&app, uri, "text/html").await;
         assert_eq!(got, status, "{uri}: {body}");

@@ -74,6 +74,14 @@ fn default_queue() -> usize {
     1000
 }
 
+/// The largest queue taken: far more notifications than Slack's one post a second drains in a
+/// day, and within what the channel can hold (a larger one panicked at start).
+const MAX_QUEUE: usize = 100_000;
+
+/// The longest spacing taken between two posts: beyond an hour, notifications would wait longer
+/// than the incidents they describe.
+const MAX_MIN_INTERVAL_MS: u64 = 3_600_000;
+
 impl SlackConfig {
     /// The webhook URL, from the file or the environment; the error names where it looked.
     pub fn webhook_url(&self) -> Result<String, String> {
@@ -95,8 +103,14 @@ impl SlackConfig {
         if self.severities.is_empty() {
             return Err(("alerts.slack.severities".into(), "name at least one severity".into()));
         }
-        if self.queue == 0 {
-            return Err(("alerts.slack.queue".into(), "must be at least 1".into()));
+        if !(1..=MAX_QUEUE).contains(&self.queue) {
+            return Err(("alerts.slack.queue".into(), format!("{}: must be 1 to {MAX_QUEUE}", self.queue)));
+        }
+        if self.min_interval_ms > MAX_MIN_INTERVAL_MS {
+            return Err((
+                "alerts.slack.min_interval_ms".into(),
+                format!("{}: must be at most {MAX_MIN_INTERVAL_MS} (an hour)", self.min_interval_ms),
+            ));
         }
         Ok(())
     }
@@ -442,6 +456,19 @@ mod tests {
 
     fn config() -> SlackConfig {
         serde_yaml_ng::from_str("min_interval_ms: 200").unwrap()
+    }
+
+    #[test]
+    fn queue_and_spacing_out_of_range_are_refused_naming_the_key() {
+        assert!(config().validate().is_ok());
+        for (yaml, key) in [
+            ("queue: 0", "alerts.slack.queue"),
+            ("queue: 2305843009213693952", "alerts.slack.queue"),
+            ("min_interval_ms: 3600001", "alerts.slack.min_interval_ms"),
+        ] {
+            let config: SlackConfig = serde_yaml_ng::from_str(yaml).unwrap();
+            assert_eq!(config.validate().unwrap_err().0, key, "{yaml}");
+        }
     }
 
     #[test]

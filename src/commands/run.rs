@@ -227,7 +227,10 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         // Retraining needs the admin role, on top of the reader role every route needs.
         app = app.merge(retrain_routes(trainer).route_layer(authenticator.require(Role::Admin)));
     }
-    let app = app.layer(authenticator.require(Role::Reader)).merge(crate::alerts::routes(alerts_state, &authenticator));
+    let app = app
+        .layer(authenticator.require(Role::Reader))
+        .merge(crate::alerts::routes(alerts_state, &authenticator))
+        .layer(axum::middleware::map_response(crate::web::error::json_client_errors));
     let server = serve_listener(app, listener, web_config.as_ref(), async move {
         let _ = server_stop.wait_for(|stopped| *stopped).await;
     });

@@ -163,6 +163,12 @@ impl Default for DetectorParams {
 /// The longest rolling window accepted: 10,000 points is 42 hours at a 15 s step.
 const MAX_WINDOW: usize = 10_000;
 
+/// The most trees a series' model takes (the default is 100).
+const MAX_SERIES_TREES: usize = 1_000;
+
+/// The most points a series keeps to train on, or to calibrate against: each is kept per series.
+const MAX_SERIES_POINTS: usize = 100_000;
+
 impl DetectorParams {
     /// Checks the parameters; the message names the key under `detector.`.
     pub fn validate(&self) -> Result<(), String> {
@@ -174,12 +180,17 @@ impl DetectorParams {
             (self.long_window != 1, "long_window: must be 0 (off) or at least 2"),
             (self.long_window <= MAX_WINDOW, "long_window: must be at most 10000"),
             (self.trees >= 1, "trees: must be at least 1"),
+            // Per series, like the windows: a typo's million trees would exhaust memory at the
+            // first fits rather than be refused here.
+            (self.trees <= MAX_SERIES_TREES, "trees: must be at most 1000"),
             (
                 (1..=crate::forest::MAX_SAMPLE_SIZE).contains(&self.sample_size),
                 "sample_size: must be between 1 and 32768",
             ),
             (self.min_training_points >= 2, "min_training_points: must be at least 2"),
             (self.training_points >= self.min_training_points, "training_points: must be at least min_training_points"),
+            (self.training_points <= MAX_SERIES_POINTS, "training_points: must be at most 100000"),
+            (self.calibration_points <= MAX_SERIES_POINTS, "calibration_points: must be at most 100000"),
             (self.retrain_every_points >= 1, "retrain_every_points: must be at least 1"),
             (self.contamination > 0.0 && self.contamination <= 0.5, "contamination: must be in (0, 0.5]"),
             (self.range_tolerance >= 0.0 && self.range_tolerance.is_finite(), "range_tolerance: must be at least 0"),
@@ -632,6 +643,13 @@ mod tests {
         assert_eq!(p.validate().unwrap_err(), "detector.extreme_tolerance: must be at least 0");
         let p = DetectorParams { surge_z: f64::NAN, ..DetectorParams::default() };
         assert_eq!(p.validate().unwrap_err(), "detector.surge_z: must be at least 0");
+        // Sizes kept per series are bounded, so a typo is refused rather than run out of memory.
+        let p = DetectorParams { trees: 1_000_000_000, ..DetectorParams::default() };
+        assert_eq!(p.validate().unwrap_err(), "detector.trees: must be at most 1000");
+        let p = DetectorParams { training_points: 100_001, ..DetectorParams::default() };
+        assert_eq!(p.validate().unwrap_err(), "detector.training_points: must be at most 100000");
+        let p = DetectorParams { calibration_points: usize::MAX, ..DetectorParams::default() };
+        assert_eq!(p.validate().unwrap_err(), "detector.calibration_points: must be at most 100000");
     }
 
     #[test]

@@ -139,8 +139,8 @@ impl ForestParams {
         if self.trees == 0 {
             return invalid("trees", "must be at least 1");
         }
-        if self.trees > u32::MAX as usize {
-            return invalid("trees", "too many");
+        if self.trees > MAX_TREES {
+            return invalid("trees", &format!("must be at most {MAX_TREES}"));
         }
         match self.sample_size {
             Some(0) => return invalid("sample-size", "must be at least 1"),
@@ -198,6 +198,10 @@ fn average_path_table(sample_size: usize) -> Cow<'static, [f64]> {
         Cow::Owned((0..=sample_size).map(average_path_length).collect())
     }
 }
+
+/// The most trees a forest takes: a thousand times the default, far past where more trees change
+/// the scores, and small enough that a mistyped count is refused instead of reserving gigabytes.
+pub const MAX_TREES: usize = 100_000;
 
 /// Below this many sampled rows (trees × ψ) per thread, fitting stays on fewer threads: about
 /// 0.1 ms of work on one core, several times what waking a parked helper costs (see `workers`).

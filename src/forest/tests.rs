@@ -187,6 +187,9 @@ fn invalid_parameters_are_refused_by_name() {
         other => panic!("expected {name} to be refused, got {other:?}"),
     };
     refuse(ForestParams { trees: 0, ..params(0) }, "trees");
+    // Refused before anything is reserved for them (4,294,967,295 trees reserved 20 GiB).
+    refuse(ForestParams { trees: MAX_TREES + 1, ..params(0) }, "trees");
+    refuse(ForestParams { trees: u32::MAX as usize, ..params(0) }, "trees");
     refuse(ForestParams { sample_size: Some(0), ..params(0) }, "sample-size");
     refuse(ForestParams { sample_size: Some(MAX_SAMPLE_SIZE + 1), ..params(0) }, "sample-size");
     refuse(ForestParams { contamination: Contamination::Fraction(0.0), ..params(0) }, "contamination");

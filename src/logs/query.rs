@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::LogsError;
 use super::config::LogsSettings;
 use super::record::{Level, parse_log_timestamp_ms};
-use crate::source::parse_duration;
+use crate::source::{InvalidDuration, parse_duration};
 
 /// Default number of lines in an answer.
 pub const DEFAULT_LIMIT: usize = 200;
@@ -65,7 +65,10 @@ impl LogQuery {
 }
 
 /// The `/logs` query string, as sent: every value is text, checked by [`LogParams::to_query`].
+/// An unknown parameter is refused, as `/incidents` refuses one: `befor=1h` silently showing the
+/// default window would be a mistake without a message.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogParams {
     /// Required: the service.
     pub service: Option<String>,
@@ -123,12 +126,13 @@ pub fn parse_time(parameter: &'static str, text: &str, now_ms: i64) -> Result<i6
 const MAX_WINDOW_SIDE: Duration = Duration::from_secs(3650 * 86_400);
 
 fn parse_window_duration(parameter: &'static str, text: &str) -> Result<Duration, LogsError> {
-    let duration = parse_duration(text.trim())
-        .map_err(|_| bad(parameter, format!("{text:?} is not a duration such as 5m or 90s")))?;
-    if duration > MAX_WINDOW_SIDE {
-        return Err(bad(parameter, format!("{text:?} is too long: at most 3650d")));
+    match parse_duration(text.trim()) {
+        Ok(duration) if duration <= MAX_WINDOW_SIDE => Ok(duration),
+        Ok(_) | Err(InvalidDuration::TooLong(_)) => Err(bad(parameter, format!("{text:?} is too long: at most 3650d"))),
+        Err(InvalidDuration::Malformed(_)) => {
+            Err(bad(parameter, format!("{text:?} is not a duration such as 5m or 90s")))
+        }
     }
-    Ok(duration)
 }
 
 impl LogParams {

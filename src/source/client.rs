@@ -10,7 +10,7 @@ use tracing::debug;
 
 use super::config::CheckedSource;
 use super::response::{self, InstantVector, LabelValues, RangeMatrix};
-use super::split::{merge_chunks, split_range};
+use super::split::{MAX_RANGE_POINTS, merge_chunks, range_points, split_range};
 use super::{SourceConfig, SourceError};
 
 /// A client for one Prometheus-compatible HTTP API.
@@ -119,6 +119,13 @@ impl PrometheusClient {
         let (start_ms, end_ms) = (epoch_ms(start), epoch_ms(end));
         if end_ms < start_ms {
             return Err(SourceError::InvalidArgument(format!("end {end_ms}ms is before start {start_ms}ms")));
+        }
+        let points = range_points(start_ms, end_ms, step_ms);
+        if points > i128::from(MAX_RANGE_POINTS) {
+            return Err(SourceError::InvalidArgument(format!(
+                "{points} points from {start_ms}ms to {end_ms}ms every {step_ms}ms: at most {MAX_RANGE_POINTS}; \
+                 use a coarser step or a shorter range"
+            )));
         }
         let endpoint = self.endpoint(&["api", "v1", "query_range"]);
         let chunks = split_range(start_ms, end_ms, step_ms);
@@ -264,6 +271,20 @@ mod tests {
         let err = read_secret("bearer_token_file", &path).unwrap_err();
         assert!(err.to_string().starts_with("source.bearer_token_file: cannot read"), "{err}");
         assert!(read_secret("bearer_token_file", &dir.path().join("missing")).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_range_of_too_many_points_is_refused_before_any_request() {
+        // Nothing listens on port 9: a request would fail with a connection error instead.
+        let client = PrometheusClient::new(&SourceConfig::new("http://127.0.0.1:9")).unwrap();
+        let start = UNIX_EPOCH;
+        let end = UNIX_EPOCH + Duration::from_secs(100_000_000);
+        let error = client.query_range("up", start, end, Duration::from_secs(1)).await.unwrap_err();
+        assert!(matches!(error, SourceError::InvalidArgument(_)), "{error}");
+        assert!(
+            error.to_string().contains("100000001 points") && error.to_string().contains("at most 10000000"),
+            "{error}"
+        );
     }
 
     #[test]

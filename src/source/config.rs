@@ -168,15 +168,24 @@ fn invalid(key: &'static str, problem: String) -> SourceError {
 
 /// A duration string that [`parse_duration`] refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration {text:?}: expected a number and a unit (ms, s, m, h, d, w), such as \"10s\" or \"1h30m\"")]
-pub struct InvalidDuration {
-    text: String,
+pub enum InvalidDuration {
+    /// Not a duration at all.
+    #[error("invalid duration {0:?}: expected a number and a unit (ms, s, m, h, d, w), such as \"10s\" or \"1h30m\"")]
+    Malformed(String),
+    /// Longer than [`MAX_DURATION`].
+    #[error("duration {0:?} is out of range: at most 36500d (100 years)")]
+    TooLong(String),
 }
+
+/// The longest duration taken: 100 years. Durations are added to and compared with epoch
+/// milliseconds as `i64` (a retention, a training window, a log window); up to here that
+/// arithmetic cannot wrap, and no retention or window needs more.
+pub const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
 
 /// Parses a Prometheus-style duration: one or more `<integer><unit>` groups with units `ms`, `s`,
 /// `m`, `h`, `d` and `w`, largest first (`"1h30m"`, `"10s"`, `"250ms"`). `"0"` alone means zero.
 pub fn parse_duration(text: &str) -> Result<Duration, InvalidDuration> {
-    let fail = || InvalidDuration { text: text.to_owned() };
+    let fail = || InvalidDuration::Malformed(text.to_owned());
     match text {
         "0" => return Ok(Duration::ZERO),
         "" => return Err(fail()),
@@ -205,7 +214,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, InvalidDuration> {
         total_ms = number.checked_mul(unit_ms).and_then(|ms| total_ms.checked_add(ms)).ok_or_else(fail)?;
         rest = &rest[unit_len..];
     }
-    Ok(Duration::from_millis(total_ms))
+    let duration = Duration::from_millis(total_ms);
+    if duration > MAX_DURATION {
+        return Err(InvalidDuration::TooLong(text.to_owned()));
+    }
+    Ok(duration)
 }
 
 #[cfg(test)]
@@ -226,6 +239,15 @@ mod tests {
     fn malformed_durations_are_refused() {
         for text in ["", "10", "s", "1.5s", "-1s", "10 s", "1m1h", "1s1s", "10sec", "99999999999999999999s", "1y"] {
             assert!(parse_duration(text).is_err(), "{text:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn durations_past_a_century_are_refused_as_out_of_range() {
+        assert_eq!(parse_duration("36500d"), Ok(MAX_DURATION));
+        for text in ["36500d1ms", "5215w", "18446744073709551615ms"] {
+            assert_eq!(parse_duration(text), Err(InvalidDuration::TooLong(text.to_owned())));
+            assert!(parse_duration(text).unwrap_err().to_string().contains("out of range"), "{text}");
         }
     }
 

@@ -31,7 +31,7 @@ mod split;
 mod tests;
 
 pub use client::PrometheusClient;
-pub use config::{BasicAuthConfig, InvalidDuration, SourceConfig, parse_duration};
+pub use config::{BasicAuthConfig, InvalidDuration, MAX_DURATION, SourceConfig, parse_duration};
 pub use error::SourceError;
 pub use response::{InstantVector, LabelValues, Labels, Point, RangeMatrix, Sample, Series, Warnings};
-pub use split::{Chunk, MAX_POINTS_PER_QUERY, split_range};
+pub use split::{Chunk, MAX_POINTS_PER_QUERY, MAX_RANGE_POINTS, range_points, split_range};

@@ -12,6 +12,19 @@ use super::response::{Labels, RangeMatrix, Series};
 /// The most evaluation points per series that one range query asks for.
 pub const MAX_POINTS_PER_QUERY: i64 = 11_000;
 
+/// The most evaluation points per series one range is split for: 910 queries, nearly five years
+/// at a 15-second step. A longer range is a mistake (a step of 1ms, a start in 1970), and asking
+/// for it would reserve gigabytes and send queries for hours.
+pub const MAX_RANGE_POINTS: i64 = 10_000_000;
+
+/// How many evaluation points `[start_ms, end_ms]` has at `step_ms` (0 for an empty range).
+pub fn range_points(start_ms: i64, end_ms: i64, step_ms: i64) -> i128 {
+    if end_ms < start_ms || step_ms <= 0 {
+        return 0;
+    }
+    (i128::from(end_ms) - i128::from(start_ms)) / i128::from(step_ms) + 1
+}
+
 /// One range query's bounds, in milliseconds since the epoch, both inclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Chunk {

@@ -73,6 +73,11 @@ impl RawDatasetsConfig {
         if training_window.is_zero() || training_window > retention {
             return Err(("training_window".into(), "must be positive and at most the retention".into()));
         }
+        // The schedule looks for due series once a minute (`train::run_schedule`): a shorter
+        // spacing would silently mean every minute.
+        if !retrain_every.is_zero() && retrain_every < Duration::from_secs(60) {
+            return Err(("retrain_every".into(), "must be 0s (never) or at least 1m".into()));
+        }
         if self.path.as_os_str().is_empty() {
             return Err(("path".into(), "must not be empty".into()));
         }
@@ -108,5 +113,16 @@ mod tests {
         assert_eq!(raw.validate(Path::new(".")).unwrap_err().0, "retention");
         let raw = RawDatasetsConfig { flush_interval: "soon".into(), ..Default::default() };
         assert_eq!(raw.validate(Path::new(".")).unwrap_err().0, "flush_interval");
+        let raw = RawDatasetsConfig { retrain_every: "30s".into(), ..Default::default() };
+        assert_eq!(raw.validate(Path::new(".")).unwrap_err().0, "retrain_every");
+        // Past a century the duration itself is refused: it once wrapped to a negative retention
+        // and deleted every earlier day.
+        let raw = RawDatasetsConfig { retention: "18446744073709551615ms".into(), ..Default::default() };
+        let (key, problem) = raw.validate(Path::new(".")).unwrap_err();
+        assert_eq!(key, "retention");
+        assert!(problem.contains("out of range"), "{problem}");
+        assert!(
+            RawDatasetsConfig { retrain_every: "0s".into(), ..Default::default() }.validate(Path::new(".")).is_ok()
+        );
     }
 }
