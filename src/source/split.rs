@@ -42,8 +42,8 @@ pub fn split_range(start_ms: i64, end_ms: i64, step_ms: i64) -> Vec<Chunk> {
         return Vec::new();
     }
     // i128: the span times the step count can overflow i64 for absurd inputs.
-    let (start, end, step) = (i128::from(start_ms), i128::from(end_ms), i128::from(step_ms));
-    let last_index = (end - start) / step;
+    let (start, step) = (i128::from(start_ms), i128::from(step_ms));
+    let last_index = range_points(start_ms, end_ms, step_ms) - 1;
     let points_per_chunk = i128::from(MAX_POINTS_PER_QUERY);
     let mut chunks = Vec::with_capacity(usize::try_from(last_index / points_per_chunk + 1).unwrap_or(0));
     let mut first_index = 0;
