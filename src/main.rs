@@ -60,5 +60,9 @@ fn run_daemon(args: commands::run::RunArgs) -> Result<(), (u8, anyhow::Error)> {
         .enable_all()
         .build()
         .map_err(|e| (1, anyhow::anyhow!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(commands::run::run(args)).map_err(|e| (e.exit_code(), e.into()))
+    let outcome = runtime.block_on(commands::run::run(args));
+    // A blocking task still running (a bcrypt check for a request the shutdown gave up on) is
+    // not waited for: everything worth keeping was flushed before `run` returned.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    outcome.map_err(|e| (e.exit_code(), e.into()))
 }

@@ -23,6 +23,9 @@ use crate::web::router::{AppState, router};
 use crate::web::serve::serve_listener;
 use crate::web::web_config::{WebConfig, WebError};
 
+/// How long open requests may run on after SIGTERM before the daemon stops waiting for them.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How often the incidents journal is compacted (and old resolved incidents dropped); once at
 /// start too, which folds the files of every notification since the last run into one.
 const INCIDENT_COMPACTION_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -218,7 +221,8 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         }
     });
 
-    let mut server_stop = stop_rx;
+    let mut server_stop = stop_rx.clone();
+    let mut drain_stop = stop_rx;
     // Every route, the probes included, needs at least the reader role when basic auth is on,
     // as exporter-toolkit does; the alerting routes carry their own roles (Webhook for
     // `POST /alerts`, Admin to acknowledge or resolve), so they are merged after that layer.
@@ -231,9 +235,24 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         .layer(authenticator.require(Role::Reader))
         .merge(crate::alerts::routes(alerts_state, &authenticator))
         .layer(axum::middleware::map_response(crate::web::error::json_client_errors));
-    let server = serve_listener(app, listener, web_config.as_ref(), async move {
+    let serving = serve_listener(app, listener, web_config.as_ref(), async move {
         let _ = server_stop.wait_for(|stopped| *stopped).await;
     });
+    // The graceful shutdown waits for open requests; one that does not end (a client that never
+    // reads its answer, a login queued behind slow bcrypt checks) must not keep the daemon from
+    // stopping, nor the history it still holds from being flushed below.
+    let server = async move {
+        tokio::select! {
+            served = serving => served,
+            () = async move {
+                let _ = drain_stop.wait_for(|stopped| *stopped).await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => {
+                tracing::warn!(grace_seconds = SHUTDOWN_GRACE.as_secs(), "requests still open after the stop signal: closing them");
+                Ok(())
+            }
+        }
+    };
     let signals = async {
         shutdown_signal().await;
         info!("shutting down");

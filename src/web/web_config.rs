@@ -15,7 +15,7 @@
 //!     X-Frame-Options: deny
 //!     X-Content-Type-Options: nosniff
 //! basic_auth_users:                # absent or empty: auth is off and every request is admin
-//!   alice: $2y$10$...              # bcrypt hash (htpasswd -nBC 10 alice)
+//!   alice: $2y$10$...              # bcrypt hash (htpasswd -nBC 10 alice), cost 4–16
 //!   prometheus: $2y$10$...
 //! # our extensions
 //! admin_users: [alice]             # absent: every basic-auth user is admin
@@ -434,6 +434,12 @@ fn validate_http(raw: RawHttpServerConfig) -> Result<HeaderMap, KeyProblem> {
     Ok(headers)
 }
 
+/// The bcrypt costs a hash may have. Below 4 bcrypt cannot verify at all. Above 16 a login
+/// would take seconds to minutes (cost 31: days), and logins are checked one at a time (see
+/// `auth`), so one such user would stall every other uncached login, the probes' included, and
+/// hold up shutdown: a typo (`-C 31` for `-C 13`) we refuse at load.
+const BCRYPT_COSTS: std::ops::RangeInclusive<u32> = 4..=16;
+
 fn validate_users(
     basic_auth_users: BTreeMap<String, String>,
     admin_users: Option<Vec<String>>,
@@ -445,8 +451,20 @@ fn validate_users(
             return Err(key_problem(&key, "a user name must be non-empty and without ':'"));
         }
         // The hash itself is a secret worth keeping out of logs: say what is wrong, not what it is.
-        if bcrypt::HashParts::from_str(hash).is_err() {
+        let Ok(parts) = bcrypt::HashParts::from_str(hash) else {
             return Err(key_problem(&key, "not a bcrypt hash (expected $2y$..., as `htpasswd -nBC 10 USER` prints)"));
+        };
+        let cost = parts.get_cost();
+        if !BCRYPT_COSTS.contains(&cost) {
+            return Err(key_problem(
+                &key,
+                format!(
+                    "bcrypt cost {cost}: expected {}–{} (logins are checked one at a time, each \
+                     in 2^cost rounds: cost 10 takes tens of milliseconds, 16 seconds)",
+                    BCRYPT_COSTS.start(),
+                    BCRYPT_COSTS.end(),
+                ),
+            ));
         }
     }
     let admins: Option<BTreeSet<String>> = match admin_users {
@@ -602,6 +620,27 @@ mod tests {
         let text = error_text("basic_auth_users:\n  alice: hunter2\n");
         assert!(text.contains("basic_auth_users.alice: not a bcrypt hash"), "{text}");
         assert!(!text.contains("hunter2"));
+    }
+
+    #[test]
+    fn a_bcrypt_cost_that_would_stall_every_login_is_refused() {
+        // The same hash with its cost field changed: bcrypt's range is 4–31, ours 4–16.
+        let tail = "QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi";
+        for cost in ["03", "17", "31", "99"] {
+            let text = error_text(&format!("basic_auth_users:\n  bob: $2y${cost}${tail}\n"));
+            assert!(
+                text.contains(&format!(
+                    "basic_auth_users.bob: bcrypt cost {}: expected 4–16",
+                    cost.trim_start_matches('0')
+                )),
+                "{text}"
+            );
+        }
+        for cost in ["04", "10", "16"] {
+            let yaml = format!("basic_auth_users:\n  bob: $2y${cost}${tail}\n");
+            let config: WebConfig = parse(&yaml).unwrap();
+            assert!(config.basic_auth_enabled());
+        }
     }
 
     #[test]
