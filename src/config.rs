@@ -348,6 +348,13 @@ impl Config {
         // `datasets.path` is relative to the config file's directory.
         if let Some(base) = path.parent() {
             config.datasets.path = base.join(&config.datasets.path);
+            // Checked at load, not when the daemon first writes there: the incidents journal
+            // lives under it even with `enabled: false`, and `check-config` should catch what
+            // `run` would trip on.
+            if config.datasets.path.exists() && !config.datasets.path.is_dir() {
+                let problem = format!("{}: not a directory", config.datasets.path.display());
+                return Err(invalid("datasets.path", problem));
+            }
             if let Some(dir) = &mut config.alerts.incidents_dir {
                 *dir = base.join(&*dir);
             }
@@ -376,6 +383,18 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("anomaly-exporter.yml");
         let config = Config::load(&path).unwrap();
         assert!(config.signals.iter().any(|s| s.name == "latency"));
+    }
+
+    #[test]
+    fn a_datasets_path_that_is_a_file_is_refused_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let config_file = dir.path().join("ae.yml");
+        std::fs::write(&config_file, "source: {url: \"http://127.0.0.1:9\"}\ndatasets: {path: store}\n").unwrap();
+        // Absent, it is made later; a directory is fine.
+        assert!(Config::load(&config_file).is_ok());
+        std::fs::write(dir.path().join("store"), "not a directory").unwrap();
+        let text = Config::load(&config_file).unwrap_err().to_string();
+        assert!(text.starts_with("config: datasets.path: ") && text.ends_with("store: not a directory"), "{text}");
     }
 
     #[test]

@@ -81,6 +81,9 @@ impl RawDatasetsConfig {
         if self.path.as_os_str().is_empty() {
             return Err(("path".into(), "must not be empty".into()));
         }
+        if self.path.as_os_str().as_encoded_bytes().contains(&0) {
+            return Err(("path".into(), "must not contain a NUL byte".into()));
+        }
         Ok(DatasetsConfig {
             enabled: self.enabled,
             path: base.join(&self.path),
@@ -109,6 +112,8 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
+        let raw = RawDatasetsConfig { path: "a\0b".into(), ..Default::default() };
+        assert_eq!(raw.validate(Path::new(".")).unwrap_err(), ("path".into(), "must not contain a NUL byte".into()));
         let raw = RawDatasetsConfig { retention: "2h".into(), ..Default::default() };
         assert_eq!(raw.validate(Path::new(".")).unwrap_err().0, "retention");
         let raw = RawDatasetsConfig { flush_interval: "soon".into(), ..Default::default() };
