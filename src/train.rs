@@ -174,11 +174,20 @@ pub struct JobStatus {
     pub errors: Vec<String>,
 }
 
+/// `service="checkout" signal=any`, as a user typed the query, not as Rust prints an `Option`.
+fn describe_filter(service: Option<&str>, signal: Option<&str>) -> String {
+    let part = |name: &str, value: Option<&str>| match value {
+        Some(value) => format!("{name}={value:?}"),
+        None => format!("{name}=any"),
+    };
+    format!("{} {}", part("service", service), part("signal", signal))
+}
+
 /// Why a job was refused.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SubmitError {
     /// No series matches.
-    #[error("no series with a dataset matches service={service:?} signal={signal:?}")]
+    #[error("no series with a dataset matches {}", describe_filter(service.as_deref(), signal.as_deref()))]
     NoSeries {
         /// The service asked for.
         service: Option<String>,
@@ -473,7 +482,9 @@ mod tests {
         ));
         trainer.table().busy.insert(key.clone(), 41);
         assert_eq!(trainer.submit(Some("a"), None, "api"), Err(SubmitError::Busy(1, 41)));
-        assert!(matches!(trainer.submit(Some("b"), None, "api"), Err(SubmitError::NoSeries { .. })));
+        let refused = trainer.submit(Some("b"), None, "api").unwrap_err();
+        assert!(matches!(refused, SubmitError::NoSeries { .. }));
+        assert_eq!(refused.to_string(), "no series with a dataset matches service=\"b\" signal=any");
         trainer.table().busy.clear();
         assert_eq!(trainer.submit(Some("a"), None, "api").unwrap().job, 1);
     }
