@@ -382,6 +382,8 @@ pub struct DatasetMetrics {
     pub files_written: Counter,
     /// Flushes that failed (retried at the next flush).
     pub flush_errors: Counter,
+    /// Unwritten rows dropped because too many were held (the datasets stayed unwritable).
+    pub rows_dropped: Counter,
     /// Duration of flushes.
     pub flush_duration: Histogram,
     /// Part files merged away by compaction.
@@ -402,6 +404,7 @@ impl Default for DatasetMetrics {
             rows_written: Family::default(),
             files_written: Counter::default(),
             flush_errors: Counter::default(),
+            rows_dropped: Counter::default(),
             flush_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             files_compacted: Counter::default(),
             partitions_deleted: Counter::default(),
@@ -417,6 +420,11 @@ impl DatasetMetrics {
         own.register("dataset_rows_written", "Rows written to the datasets, by dataset", self.rows_written.clone());
         own.register("dataset_files_written", "Parquet files written by dataset flushes", self.files_written.clone());
         own.register("dataset_flush_errors", "Dataset flushes that failed and were retried", self.flush_errors.clone());
+        own.register(
+            "dataset_rows_dropped",
+            "Unwritten dataset rows dropped because the datasets stayed unwritable for too long",
+            self.rows_dropped.clone(),
+        );
         own.register_with_unit(
             "dataset_flush_duration",
             "Duration of dataset flushes",
@@ -424,6 +432,11 @@ impl DatasetMetrics {
             self.flush_duration.clone(),
         );
         own.register("dataset_files_compacted", "Part files merged away by compaction", self.files_compacted.clone());
+        own.register(
+            "dataset_files_set_aside",
+            "Dataset part files that could not be read, renamed *.unreadable and skipped",
+            crate::store::FILES_SET_ASIDE.clone(),
+        );
         own.register(
             "dataset_partitions_deleted",
             "Day partitions deleted by retention",

@@ -45,3 +45,48 @@ fn invalid_config_exits_2_naming_the_key_without_starting() {
     assert_eq!(code, Some(2));
     assert!(stderr.contains("web.config.file /nonexistent/web.yml"), "{stderr}");
 }
+
+/// Kills the daemon when the test ends, passing or not.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_second_process_on_the_same_datasets_exits_2_naming_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("anomaly-exporter.yml");
+    // Prometheus is not needed: the lock is taken before the first query.
+    std::fs::write(&config, "source:\n  url: http://127.0.0.1:9\n").unwrap();
+    let config = config.to_str().unwrap();
+    let first = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_anomaly-exporter"))
+            .args(["run", "--config.file", config, "--web.listen-address", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let lock = dir.path().join("datasets").join(".lock");
+    let holder = format!("pid {}", first.0.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::read_to_string(&lock).map_or(true, |text| text.trim() != holder) {
+        assert!(std::time::Instant::now() < deadline, "the first daemon never took the lock");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (code, _, stderr) = anomaly_exporter(&["run", "--config.file", config, "--web.listen-address", "127.0.0.1:0"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("is in use by another anomaly-exporter"), "{stderr}");
+    assert!(stderr.contains(&holder), "{stderr}");
+    let (code, _, stderr) = anomaly_exporter(&["train", "--config.file", config]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains(&holder) && stderr.contains("POST /retrain"), "{stderr}");
+    // Once the first is gone, however it ended, the directory is free again.
+    drop(first);
+    let (code, _, stderr) = anomaly_exporter(&["train", "--config.file", config]);
+    assert!(!stderr.contains("in use"), "{code:?}: {stderr}");
+}

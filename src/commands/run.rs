@@ -100,9 +100,12 @@ pub enum RunError {
     /// The server failed while running.
     #[error("web server failed: {0}")]
     Serve(WebError),
-    /// The datasets directory (`datasets.path`) could not be opened.
-    #[error("config: datasets.path: {0}")]
+    /// The datasets directory (`datasets.path`) could not be opened, or another process has it.
+    #[error("datasets.path: {0}")]
     Datasets(#[from] crate::store::StoreError),
+    /// The incidents directory could not be opened, or another process has it.
+    #[error("alerts.incidents_dir: {0}")]
+    IncidentsDirectory(crate::store::StoreError),
 }
 
 impl RunError {
@@ -113,7 +116,8 @@ impl RunError {
             | RunError::Source(_)
             | RunError::WebConfig(_)
             | RunError::Listen { .. }
-            | RunError::Datasets(_) => 2,
+            | RunError::Datasets(_)
+            | RunError::IncidentsDirectory(_) => 2,
             RunError::Serve(_) | RunError::Incidents(_) => 1,
         }
     }
@@ -141,6 +145,9 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let config = Arc::new(config);
     let authenticator = Authenticator::new(web_config.as_ref()).map_err(RunError::WebConfig)?;
     let client = PrometheusClient::new(&config.source)?;
+    // Held until `run` returns: a second daemon on the same directories stops here, before it
+    // has read or written anything.
+    let _directory_locks = lock_directories(&config)?;
     let snapshot = Arc::new(SnapshotCell::default());
     let mut registry = Registry::default();
     let metrics = SelfMetrics::register(&mut registry);
@@ -265,6 +272,21 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         let _ = task.await;
     }
     served.map_err(RunError::Serve)
+}
+
+/// Locks the directories this daemon writes: the datasets root when datasets are on, and the
+/// incidents directory (the webhook is always served) unless that lock already covers it, as it
+/// does by default (`<datasets>/incidents`).
+fn lock_directories(config: &Config) -> Result<Vec<crate::store::DirectoryLock>, RunError> {
+    let mut locks = Vec::new();
+    if config.datasets.enabled {
+        locks.push(crate::store::lock_directory(&config.datasets.path)?);
+    }
+    let incidents = config.alerts.incidents_dir_in(&config.datasets.path);
+    if !(config.datasets.enabled && incidents.starts_with(&config.datasets.path)) {
+        locks.push(crate::store::lock_directory(&incidents).map_err(RunError::IncidentsDirectory)?);
+    }
+    Ok(locks)
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -36,8 +36,19 @@ pub enum TrainCommandError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// `datasets.path` does not exist or cannot be read (exit 2).
-    #[error("config: datasets.path: {0}")]
+    #[error("datasets.path: {0}")]
     Datasets(StoreError),
+    /// A daemon holds the datasets (exit 2): both would number their models alike.
+    #[error(
+        "datasets.path: {path} is in use by a running anomaly-exporter ({holder}): retrain through it \
+         (POST /retrain) or stop it first"
+    )]
+    InUse {
+        /// The datasets root.
+        path: PathBuf,
+        /// The lock's holder, `pid N`.
+        holder: String,
+    },
     /// Nothing matches the flags (exit 2).
     #[error("no series with a dataset under {path} matches{flags}")]
     NoSeries {
@@ -76,6 +87,11 @@ pub fn run(args: &TrainArgs) -> Result<(), TrainCommandError> {
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "no datasets directory (has the daemon run?)"),
         }));
     }
+    // Held until the models are written.
+    let _lock = crate::store::lock_directory(root).map_err(|error| match error {
+        StoreError::Locked { path, holder } => TrainCommandError::InUse { path, holder },
+        other => TrainCommandError::Datasets(other),
+    })?;
     let datasets = Datasets::new(root);
     let keys = select_series(&datasets, args.service.as_deref(), args.signal.as_deref())
         .map_err(TrainCommandError::Datasets)?;

@@ -14,13 +14,19 @@
 //! A crash before 2 leaves the parts and a stale hidden file (dropped by the next pass); after 2,
 //! [`recover_partition`] finishes steps 3–5 on the next pass. Between 3 and 4 a reader can see
 //! the day with fewer rows for an instant, never the same row twice: the choice we document.
+//! A manifest whose merged file is gone (neither hidden nor visible: removed by hand, or lost
+//! by a file system that did not keep it) deletes nothing: the parts it names are then the only
+//! copy of their rows.
+//!
+//! A partition the pass cannot maintain (a directory it may not write, say) is logged and
+//! counted, and the pass goes on with the others: one bad day must not stop retention for all.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::{info, warn};
 
-use super::{DAY_MS, DatasetKind, Datasets, PointRow, StoreError, read_rows, rows_to_batch, sync_directory};
+use super::{DAY_MS, DatasetKind, Datasets, PointRow, StoreError, read_part, rows_to_batch, sync_directory};
 use super::{is_hidden, remove_stale_temporaries, write_batch_atomically};
 
 const COMPACTED_HIDDEN: &str = "_compacted.parquet";
@@ -37,6 +43,8 @@ pub struct MaintenanceReport {
     pub compacted_files_written: u64,
     /// Interrupted compactions finished.
     pub compactions_recovered: u64,
+    /// Partitions the pass failed on (logged; retried at the next pass).
+    pub partitions_failed: u64,
 }
 
 /// Runs retention and compaction over every series at `now_ms`.
@@ -47,20 +55,18 @@ pub fn maintain(datasets: &Datasets, retention_ms: i64, now_ms: i64) -> Result<M
     let oldest_kept_day = (now_ms - retention_ms).div_euclid(DAY_MS);
     for key in datasets.series()? {
         for kind in [DatasetKind::History, DatasetKind::Anomalies] {
-            for (day, partition) in datasets.partitions(&key, kind)? {
-                if day < oldest_kept_day {
-                    std::fs::remove_dir_all(&partition)
-                        .map_err(|source| StoreError::Io { path: partition.clone(), source })?;
-                    report.partitions_deleted += 1;
+            let partitions = match datasets.partitions(&key, kind) {
+                Ok(partitions) => partitions,
+                Err(error) => {
+                    warn!(%error, service = %key.service, signal = %key.signal, "dataset not maintained this pass");
+                    report.partitions_failed += 1;
                     continue;
                 }
-                report.compactions_recovered += u64::from(recover_partition(&partition)?);
-                if day < today {
-                    let merged = compact_partition(&partition)?;
-                    if merged > 0 {
-                        report.files_compacted += merged as u64;
-                        report.compacted_files_written += 1;
-                    }
+            };
+            for (day, partition) in partitions {
+                if let Err(error) = maintain_partition(&partition, day, oldest_kept_day, today, &mut report) {
+                    warn!(%error, partition = %partition.display(), "partition not maintained this pass");
+                    report.partitions_failed += 1;
                 }
             }
         }
@@ -69,6 +75,30 @@ pub fn maintain(datasets: &Datasets, retention_ms: i64, now_ms: i64) -> Result<M
         info!(?report, "datasets maintained");
     }
     Ok(report)
+}
+
+/// Retention, recovery and compaction of one day partition.
+fn maintain_partition(
+    partition: &Path,
+    day: i64,
+    oldest_kept_day: i64,
+    today: i64,
+    report: &mut MaintenanceReport,
+) -> Result<(), StoreError> {
+    if day < oldest_kept_day {
+        std::fs::remove_dir_all(partition).map_err(|source| StoreError::Io { path: partition.to_owned(), source })?;
+        report.partitions_deleted += 1;
+        return Ok(());
+    }
+    report.compactions_recovered += u64::from(recover_partition(partition)?);
+    if day < today {
+        let merged = compact_partition(partition)?;
+        if merged > 0 {
+            report.files_compacted += merged as u64;
+            report.compacted_files_written += 1;
+        }
+    }
+    Ok(())
 }
 
 /// The current time in ms since the epoch.
@@ -80,31 +110,66 @@ pub fn now_ms() -> i64 {
 /// returns whether there was one to finish.
 pub fn recover_partition(partition: &Path) -> Result<bool, StoreError> {
     remove_stale_temporaries(partition)?;
+    let finished = finish_compaction(partition)?;
+    match finished {
+        Finished::NoManifest => {}
+        Finished::Completed => {
+            warn!(partition = %partition.display(), "finished a compaction interrupted by a crash");
+        }
+        Finished::MergedFileMissing => warn!(
+            partition = %partition.display(),
+            "an interrupted compaction's merged file is missing: its parts are kept, and merged again next pass"
+        ),
+    }
+    Ok(finished != Finished::NoManifest)
+}
+
+/// What [`finish_compaction`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Finished {
+    /// No compaction was under way (a stale hidden merged file, if any, was dropped).
+    NoManifest,
+    /// Steps 3–5 are done.
+    Completed,
+    /// The manifest named a merged file that is neither hidden nor visible: nothing deleted.
+    MergedFileMissing,
+}
+
+/// Steps 3–5 of a compaction whose manifest is written: delete the parts it replaces, make the
+/// merged file visible, delete the manifest.
+fn finish_compaction(partition: &Path) -> Result<Finished, StoreError> {
     let manifest = partition.join(MANIFEST);
     let hidden = partition.join(COMPACTED_HIDDEN);
     let Ok(text) = std::fs::read_to_string(&manifest) else {
         if hidden.exists() {
             remove(&hidden)?;
         }
-        return Ok(false);
+        return Ok(Finished::NoManifest);
     };
     let mut lines = text.lines();
     let target = lines.next().unwrap_or_default();
-    for part in lines {
+    let target_is_valid = !target.is_empty() && !is_hidden(target) && !target.contains('/');
+    let merged_exists = hidden.exists() || (target_is_valid && partition.join(target).exists());
+    if !merged_exists {
+        // The parts are the only copy of their rows: deleting them now would lose the day.
+        remove(&manifest)?;
+        sync_directory(partition)?;
+        return Ok(Finished::MergedFileMissing);
+    }
+    for part in lines.filter(|part| *part != target) {
         let path = partition.join(part);
         if path.exists() {
             remove(&path)?;
         }
     }
-    if hidden.exists() && !target.is_empty() && !is_hidden(target) {
+    if hidden.exists() && target_is_valid {
         let final_path = partition.join(target);
         std::fs::rename(&hidden, &final_path).map_err(|source| StoreError::Io { path: final_path, source })?;
     }
     sync_directory(partition)?;
     remove(&manifest)?;
     sync_directory(partition)?;
-    warn!(partition = %partition.display(), "finished a compaction interrupted by a crash");
-    Ok(true)
+    Ok(Finished::Completed)
 }
 
 /// Merges a partition's part files into one; returns how many were merged (0: nothing to do).
@@ -114,12 +179,22 @@ pub fn compact_partition(partition: &Path) -> Result<usize, StoreError> {
         return Ok(0);
     }
     let mut rows: Vec<PointRow> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
     for part in &parts {
-        rows.extend(read_rows(part)?);
+        let part_rows = read_part(part)?;
+        // A part set aside as unreadable is no longer there to be replaced.
+        if part.exists()
+            && let Some(name) = part.file_name().and_then(|n| n.to_str())
+        {
+            names.push(name.to_owned());
+            rows.extend(part_rows);
+        }
+    }
+    if names.len() < 2 {
+        return Ok(0);
     }
     rows.sort_by_key(|r| r.timestamp_ms);
     rows.dedup_by_key(|r| r.timestamp_ms);
-    let names: Vec<String> = parts.iter().filter_map(|p| Some(p.file_name()?.to_str()?.to_owned())).collect();
     // Sorts after the parts it replaces and names itself: `part-<first part's stamp>-compacted`.
     let stem = names[0].trim_end_matches(".parquet");
     let target = format!("{stem}-compacted.parquet");
@@ -127,8 +202,8 @@ pub fn compact_partition(partition: &Path) -> Result<usize, StoreError> {
     let manifest: String =
         std::iter::once(target.as_str()).chain(names.iter().map(String::as_str)).collect::<Vec<_>>().join("\n");
     write_text_atomically(&partition.join(MANIFEST), &manifest)?;
-    recover_partition(partition)?;
-    Ok(parts.len())
+    finish_compaction(partition)?;
+    Ok(names.len())
 }
 
 fn write_text_atomically(path: &Path, text: &str) -> Result<(), StoreError> {
@@ -152,6 +227,7 @@ fn remove(path: &Path) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::read_rows;
     use super::super::schema::NO_FEATURES;
     use super::super::schema::fixtures::first_version_batch;
     use super::*;
@@ -220,6 +296,42 @@ mod tests {
         assert_eq!(files, [partition.join("part-000-compacted.parquet")]);
         assert_eq!(read_rows(&files[0]).unwrap().len(), 30);
         assert!(!partition.join(MANIFEST).exists() && !partition.join(COMPACTED_HIDDEN).exists());
+    }
+
+    #[test]
+    fn a_manifest_whose_merged_file_is_gone_deletes_no_part() {
+        let (_dir, datasets, key) = setup(&[5], 3);
+        let partition = datasets.partitions(&key, DatasetKind::History).unwrap()[0].1.clone();
+        std::fs::write(
+            partition.join(MANIFEST),
+            "part-000-compacted.parquet\npart-000.parquet\npart-001.parquet\npart-002.parquet",
+        )
+        .unwrap();
+        assert!(recover_partition(&partition).unwrap());
+        assert_eq!(Datasets::partition_files(&partition).unwrap().len(), 3, "the parts are the only copy");
+        assert!(!partition.join(MANIFEST).exists());
+        assert_eq!(datasets.read_series(&key, DatasetKind::History, 0, i64::MAX).unwrap().len(), 30);
+        // The next pass merges them as any finished day.
+        let report = maintain(&datasets, 10 * DAY_MS, 6 * DAY_MS).unwrap();
+        assert_eq!((report.files_compacted, report.compacted_files_written), (3, 1));
+        assert_eq!(datasets.read_series(&key, DatasetKind::History, 0, i64::MAX).unwrap().len(), 30);
+    }
+
+    #[test]
+    fn one_partition_that_fails_does_not_stop_the_pass_for_the_others() {
+        let (_dir, datasets, key) = setup(&[3, 4, 5], 2);
+        let partitions = datasets.partitions(&key, DatasetKind::History).unwrap();
+        // A directory where the hidden merged file would be: the pass cannot clear it.
+        std::fs::create_dir(partitions[0].1.join(COMPACTED_HIDDEN)).unwrap();
+        // A damaged part: set aside, and the day's other part left alone (nothing to merge).
+        std::fs::write(partitions[1].1.join("part-009.parquet"), b"not parquet").unwrap();
+        std::fs::remove_file(partitions[1].1.join("part-001.parquet")).unwrap();
+        let report = maintain(&datasets, 100 * DAY_MS, 10 * DAY_MS).unwrap();
+        assert_eq!(report.partitions_failed, 1);
+        assert_eq!((report.files_compacted, report.compacted_files_written), (2, 1), "day 5 still compacted");
+        assert!(partitions[1].1.join("part-009.parquet.unreadable").exists());
+        assert_eq!(Datasets::partition_files(&partitions[1].1).unwrap().len(), 1);
+        assert_eq!(Datasets::partition_files(&partitions[2].1).unwrap().len(), 1);
     }
 
     #[test]

@@ -18,6 +18,7 @@
 
 mod atomic;
 mod config;
+mod lock;
 pub mod maintain;
 mod name;
 mod schema;
@@ -30,6 +31,7 @@ use std::path::{Path, PathBuf};
 pub(crate) use atomic::list_files;
 pub use atomic::{is_hidden, remove_stale_temporaries, sync_directory, write_batch_atomically, write_bytes_atomically};
 pub use config::{DatasetsConfig, RawDatasetsConfig};
+pub use lock::{DirectoryLock, LOCK_FILE, lock_directory};
 pub use name::{decode_name, encode_name};
 pub use schema::{NO_FEATURES, PointRow, point_schema, read_rows, rows_to_batch};
 
@@ -57,6 +59,17 @@ pub enum StoreError {
     /// Columns that are not the point schema.
     #[error("schema: {0}")]
     Schema(String),
+    /// Another process holds the directory's lock (see [`lock_directory`]).
+    #[error(
+        "{path} is in use by another anomaly-exporter ({holder}): two processes on one directory would \
+         write every row twice and delete each other's files; stop the other one or give this one its own path"
+    )]
+    Locked {
+        /// The directory.
+        path: PathBuf,
+        /// What the lock file says of its holder (`pid N`).
+        holder: String,
+    },
 }
 
 /// Which of a series' datasets.
@@ -168,7 +181,7 @@ impl Datasets {
                 continue;
             }
             for file in Self::partition_files(&partition)? {
-                for row in read_rows(&file)? {
+                for row in read_part(&file)? {
                     if (from_ms..to_ms).contains(&row.timestamp_ms) {
                         rows.entry(row.timestamp_ms).or_insert(row);
                     }
@@ -180,16 +193,33 @@ impl Datasets {
 
     /// The newest timestamp in a series' history, reading only its newest partition.
     pub fn last_timestamp(&self, key: &SeriesKey) -> Result<Option<i64>, StoreError> {
+        Ok(self.last_timestamp_until(key, i64::MAX)?.newest)
+    }
+
+    /// The newest timestamp in a series' history at or before `until_ms`, reading partitions
+    /// newest first until one holds such a row, and what it passed over after `until_ms`.
+    ///
+    /// Rows after `until_ms` are rows dated in the future when `until_ms` is now: written while
+    /// the clock was ahead. Taken as the series' last point they would make the writer drop every
+    /// new point until the clock caught up, and the backfill start after them.
+    pub fn last_timestamp_until(&self, key: &SeriesKey, until_ms: i64) -> Result<LastTimestamp, StoreError> {
+        let mut found = LastTimestamp::default();
         for (_, partition) in self.partitions(key, DatasetKind::History)?.into_iter().rev() {
-            let mut newest = None;
             for file in Self::partition_files(&partition)? {
-                newest = read_rows(&file)?.iter().map(|r| r.timestamp_ms).max().max(newest);
+                for timestamp in read_part(&file)?.iter().map(|r| r.timestamp_ms) {
+                    if timestamp <= until_ms {
+                        found.newest = found.newest.max(Some(timestamp));
+                    } else {
+                        found.rows_after += 1;
+                        found.newest_after = found.newest_after.max(Some(timestamp));
+                    }
+                }
             }
-            if newest.is_some() {
-                return Ok(newest);
+            if found.newest.is_some() {
+                break;
             }
         }
-        Ok(None)
+        Ok(found)
     }
 
     /// Bytes in every file under the root (what the `dataset_bytes` gauge reports).
@@ -205,6 +235,50 @@ impl Datasets {
             Ok(total)
         }
         walk(&self.root)
+    }
+}
+
+/// What [`Datasets::last_timestamp_until`] found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LastTimestamp {
+    /// The newest timestamp at or before the limit.
+    pub newest: Option<i64>,
+    /// Rows dated after the limit (read while looking for it).
+    pub rows_after: u64,
+    /// The newest of those.
+    pub newest_after: Option<i64>,
+}
+
+/// The suffix a part file that cannot be read is renamed with (see [`read_part`]).
+pub const UNREADABLE_SUFFIX: &str = ".unreadable";
+
+/// Part files set aside as unreadable since the process started (a self-metric).
+pub static FILES_SET_ASIDE: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
+    std::sync::LazyLock::new(Default::default);
+
+/// A part file's rows. A file that is not readable Parquet of the point schema (damaged on disk,
+/// or another program's file dropped into the tree) is set aside, renamed `<name>.unreadable`
+/// beside where it was, and read as no rows: kept for inspection (renaming it back retries it),
+/// but no longer able to stop the daemon's start, every later maintenance pass or a training
+/// job. Errors of the file system (permissions, a full disk) are returned as they are: those
+/// are not the file's fault, and setting it aside would hide data that is still good.
+pub fn read_part(path: &Path) -> Result<Vec<PointRow>, StoreError> {
+    match read_rows(path) {
+        Ok(rows) => Ok(rows),
+        Err(error @ (StoreError::Parquet { .. } | StoreError::Schema(_))) => {
+            let mut aside = path.as_os_str().to_owned();
+            aside.push(UNREADABLE_SUFFIX);
+            let aside = PathBuf::from(aside);
+            std::fs::rename(path, &aside).map_err(|source| StoreError::Io { path: path.to_owned(), source })?;
+            FILES_SET_ASIDE.inc();
+            tracing::error!(
+                file = %aside.display(),
+                %error,
+                "unreadable dataset file set aside; its rows are skipped (rename it back to read it again)"
+            );
+            Ok(Vec::new())
+        }
+        Err(other) => Err(other),
     }
 }
 
@@ -269,6 +343,60 @@ mod tests {
         }
         assert_eq!(parse_partition("date=2024-02-30"), None);
         assert_eq!(parse_partition("day=2024-02-01"), None);
+    }
+
+    fn write_day(datasets: &Datasets, key: &SeriesKey, file: &str, timestamps: &[i64]) -> PathBuf {
+        let rows: Vec<PointRow> = timestamps
+            .iter()
+            .map(|&timestamp_ms| PointRow {
+                timestamp_ms,
+                value: 1.0,
+                features: NO_FEATURES,
+                anomaly_score: None,
+                severity: 0,
+                model_version: None,
+            })
+            .collect();
+        let partition = datasets.series_directory(key, DatasetKind::History).join(partition_name(timestamps[0]));
+        write_batch_atomically(&partition, file, &rows_to_batch(&rows).unwrap()).unwrap();
+        partition
+    }
+
+    #[test]
+    fn rows_dated_after_now_are_passed_over_for_the_last_timestamp_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let datasets = Datasets::new(dir.path());
+        let key = SeriesKey { service: "a".into(), signal: "cpu".into() };
+        let now = 10 * DAY_MS + 1000;
+        write_day(&datasets, &key, "part-1.parquet", &[9 * DAY_MS, 9 * DAY_MS + 5]);
+        write_day(&datasets, &key, "part-2.parquet", &[10 * DAY_MS, now + 60_000]);
+        write_day(&datasets, &key, "part-3.parquet", &[40 * DAY_MS, 40 * DAY_MS + 7]);
+        let found = datasets.last_timestamp_until(&key, now).unwrap();
+        assert_eq!(
+            found,
+            LastTimestamp { newest: Some(10 * DAY_MS), rows_after: 3, newest_after: Some(40 * DAY_MS + 7) }
+        );
+        // A partition wholly in the future and today's future row: the day before is not read.
+        assert_eq!(datasets.last_timestamp_until(&key, 10 * DAY_MS - 1).unwrap().newest, Some(9 * DAY_MS + 5));
+        assert_eq!(datasets.last_timestamp(&key).unwrap(), Some(40 * DAY_MS + 7));
+    }
+
+    #[test]
+    fn an_unreadable_part_is_set_aside_and_the_others_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let datasets = Datasets::new(dir.path());
+        let key = SeriesKey { service: "a".into(), signal: "cpu".into() };
+        let partition = write_day(&datasets, &key, "part-1.parquet", &[DAY_MS, DAY_MS + 1]);
+        let damaged = partition.join("part-2.parquet");
+        std::fs::write(&damaged, b"PAR1 torn by a disk").unwrap();
+        let set_aside_before = FILES_SET_ASIDE.get();
+        // Before, the newest partition's damaged file failed the daemon's start.
+        assert_eq!(datasets.last_timestamp(&key).unwrap(), Some(DAY_MS + 1));
+        assert!(FILES_SET_ASIDE.get() > set_aside_before);
+        assert!(!damaged.exists());
+        let kept = partition.join("part-2.parquet.unreadable");
+        assert_eq!(std::fs::read(&kept).unwrap(), b"PAR1 torn by a disk", "kept byte for byte");
+        assert_eq!(datasets.read_series(&key, DatasetKind::History, 0, i64::MAX).unwrap().len(), 2);
     }
 
     #[test]

@@ -7,6 +7,14 @@
 //! [`FeatureWindow`] per series, fed every point in order, so stored features are the ones the
 //! detector computed. Every `flush_interval` (and when the channel closes, at shutdown) the
 //! pending rows are written, one file per series and day, with the I/O in `spawn_blocking`.
+//!
+//! A flush that fails (a full disk, a directory made read-only) keeps its rows for the next one,
+//! but not without bound: past [`MAX_PENDING_ROWS`] the oldest unwritten rows of each series are
+//! dropped, counted in `anomaly_exporter_dataset_rows_dropped_total` and logged, so a datasets
+//! directory that stays unwritable costs a bounded amount of memory (about 150 bytes a row) while
+//! the detector goes on. A series that sends nothing for [`FORGET_IDLE_AFTER`] (a service scaled
+//! away, a label value that churns) has its feature window dropped too; only its last timestamp
+//! is kept, so a backfill that brings it back still writes no duplicate.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -79,8 +87,17 @@ impl StoreSink {
     }
 }
 
+/// Rows held for writing, over every series, beyond which the oldest are dropped (about 150 MB;
+/// at 10,000 series every 15 s, 25 minutes of a datasets directory that cannot be written).
+pub const MAX_PENDING_ROWS: usize = 1_000_000;
+
+/// How long a series may send nothing before its feature window is dropped.
+pub const FORGET_IDLE_AFTER: Duration = Duration::from_secs(3600);
+
 #[derive(Debug)]
 struct SeriesBuffer {
+    /// When the last point arrived, for [`DatasetWriter::forget_idle`].
+    last_arrival: Instant,
     window: FeatureWindow,
     /// Newest timestamp the feature window has seen.
     window_last_ms: Option<i64>,
@@ -124,6 +141,9 @@ pub struct DatasetWriter {
     datasets: Datasets,
     window_points: usize,
     series: HashMap<SeriesKey, SeriesBuffer>,
+    /// The newest accepted timestamp of series forgotten as idle: what their duplicates check
+    /// needs, without their feature windows.
+    forgotten: HashMap<SeriesKey, i64>,
 }
 
 impl DatasetWriter {
@@ -132,17 +152,9 @@ impl DatasetWriter {
     pub fn open(datasets: Datasets, window_points: usize, last_flushed: &HashMap<SeriesKey, i64>) -> Self {
         let series = last_flushed
             .iter()
-            .map(|(key, &last)| {
-                let buffer = SeriesBuffer {
-                    window: FeatureWindow::new(window_points),
-                    window_last_ms: None,
-                    accepted_last_ms: Some(last),
-                    pending: Vec::new(),
-                };
-                (key.clone(), buffer)
-            })
+            .map(|(key, &last)| (key.clone(), SeriesBuffer::new(window_points, Some(last))))
             .collect();
-        Self { datasets, window_points, series }
+        Self { datasets, window_points, series, forgotten: HashMap::new() }
     }
 
     /// The datasets written to.
@@ -155,12 +167,12 @@ impl DatasetWriter {
         let mut accepted = 0;
         for point in points {
             let window_points = self.window_points;
-            let buffer = self.series.entry(point.key).or_insert_with(|| SeriesBuffer {
-                window: FeatureWindow::new(window_points),
-                window_last_ms: None,
-                accepted_last_ms: None,
-                pending: Vec::new(),
-            });
+            let forgotten = &mut self.forgotten;
+            let buffer = self
+                .series
+                .entry(point.key)
+                .or_insert_with_key(|key| SeriesBuffer::new(window_points, forgotten.remove(key)));
+            buffer.last_arrival = Instant::now();
             if buffer.window_last_ms.is_some_and(|last| point.timestamp_ms <= last) {
                 continue;
             }
@@ -194,20 +206,55 @@ impl DatasetWriter {
         )
     }
 
-    /// Puts rows back after a failed flush, ahead of anything buffered since.
-    pub fn restore_pending(&mut self, pending: PendingRows) {
+    /// Puts rows back after a failed flush, ahead of anything buffered since; then, if more
+    /// than `max_rows` are pending, drops the oldest of each series in proportion to what it
+    /// holds (each keeps its newest share). Returns how many rows were dropped.
+    pub fn restore_pending(&mut self, pending: PendingRows, max_rows: usize) -> usize {
         for (key, mut rows) in pending.0 {
             if let Some(buffer) = self.series.get_mut(&key) {
                 rows.append(&mut buffer.pending);
                 buffer.pending = rows;
             }
         }
+        let total: usize = self.series.values().map(|b| b.pending.len()).sum();
+        if total <= max_rows {
+            return 0;
+        }
+        let mut dropped = 0;
+        for buffer in self.series.values_mut() {
+            let held = buffer.pending.len();
+            // Rounded down, so the total kept never exceeds `max_rows`.
+            let keep = (held as u128 * max_rows as u128 / total as u128) as usize;
+            buffer.pending.drain(..held - keep);
+            dropped += held - keep;
+        }
+        dropped
     }
 
-    /// Forgets series absent from the engine (their windows would only grow stale).
-    pub fn forget(&mut self, key: &SeriesKey) {
-        if self.series.get(key).is_some_and(|b| b.pending.is_empty()) {
-            self.series.remove(key);
+    /// Drops the feature windows of series that sent nothing for `idle` and hold nothing to
+    /// write, keeping their last timestamp; returns how many were dropped.
+    pub fn forget_idle(&mut self, idle: Duration) -> usize {
+        let before = self.series.len();
+        let forgotten = &mut self.forgotten;
+        self.series.retain(|key, buffer| {
+            let keep = !buffer.pending.is_empty() || buffer.last_arrival.elapsed() < idle;
+            if !keep && let Some(last) = buffer.accepted_last_ms {
+                forgotten.insert(key.clone(), last);
+            }
+            keep
+        });
+        before - self.series.len()
+    }
+}
+
+impl SeriesBuffer {
+    fn new(window_points: usize, accepted_last_ms: Option<i64>) -> Self {
+        SeriesBuffer {
+            last_arrival: Instant::now(),
+            window: FeatureWindow::new(window_points),
+            window_last_ms: None,
+            accepted_last_ms,
+            pending: Vec::new(),
         }
     }
 }
@@ -294,6 +341,10 @@ pub async fn run_writer(
             },
             _ = ticker.tick() => {
                 flush(&mut writer, &metrics).await;
+                let forgotten = writer.forget_idle(FORGET_IDLE_AFTER);
+                if forgotten > 0 {
+                    debug!(series = forgotten, "feature windows of idle series dropped");
+                }
                 if last_maintenance.is_none_or(|at| at.elapsed() >= maintenance_every) {
                     last_maintenance = Some(Instant::now());
                     let datasets = writer.datasets().clone();
@@ -326,7 +377,15 @@ async fn flush(writer: &mut DatasetWriter, metrics: &DatasetMetrics) {
             if !errors.is_empty() {
                 metrics.flush_errors.inc_by(errors.len() as u64);
                 warn!(failed_series = errors.len(), error = %errors[0], "dataset flush failed; retrying next flush");
-                writer.restore_pending(failed);
+                let dropped = writer.restore_pending(failed, MAX_PENDING_ROWS);
+                if dropped > 0 {
+                    metrics.rows_dropped.inc_by(dropped as u64);
+                    warn!(
+                        dropped,
+                        max_pending_rows = MAX_PENDING_ROWS,
+                        "datasets unwritable for too long: the oldest unwritten rows were dropped"
+                    );
+                }
             }
         }
         Err(error) => warn!(%error, "dataset flush task failed"),
@@ -359,12 +418,24 @@ pub async fn start(
         std::fs::create_dir_all(scan.root())
             .map_err(|source| StoreError::Io { path: scan.root().to_owned(), source })?;
         let mut last = HashMap::new();
+        let now = super::maintain::now_ms();
         for key in scan.series()? {
             // A partition a crash tore mid-compaction is repaired before it is read.
             for (_, partition) in scan.partitions(&key, DatasetKind::History)? {
                 super::maintain::recover_partition(&partition)?;
             }
-            if let Some(timestamp) = scan.last_timestamp(&key)? {
+            let found = scan.last_timestamp_until(&key, now)?;
+            if let Some(newest_after) = found.newest_after {
+                warn!(
+                    service = %key.service,
+                    signal = %key.signal,
+                    rows = found.rows_after,
+                    newest = %crate::calendar::format_rfc3339_ms(newest_after),
+                    "history has rows dated after now (written while the clock was ahead): they are kept, \
+                     and new points are written beside them"
+                );
+            }
+            if let Some(timestamp) = found.newest {
                 last.insert(key, timestamp);
             }
         }
@@ -422,6 +493,47 @@ mod tests {
         // Features saw the points before 4000: the window was warm.
         assert!(rows.iter().all(|r| r.complete_features().is_some()));
         assert!(writer.take_pending().is_empty());
+    }
+
+    #[test]
+    fn rows_held_through_failed_flushes_are_bounded_keeping_each_series_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        // The datasets root is a file: every write fails.
+        let root = dir.path().join("datasets");
+        std::fs::write(&root, b"").unwrap();
+        let datasets = Datasets::new(&root);
+        let mut writer = DatasetWriter::open(datasets.clone(), 5, &HashMap::new());
+        writer.accept((0..60).map(|i| point("a", i * 1000, 1.0)).collect());
+        writer.accept((0..20).map(|i| point("b", i * 1000, 1.0)).collect());
+        let (report, failed, errors) = write_pending(&datasets, writer.take_pending());
+        assert_eq!((report.files, failed.len(), errors.len()), (0, 80, 2));
+        assert_eq!(writer.restore_pending(failed, 40), 40);
+        let pending = writer.take_pending();
+        assert_eq!(pending.len(), 40);
+        for (key, rows) in &pending.0 {
+            let (kept, newest) = if key.service == "a" { (30, 59_000) } else { (10, 19_000) };
+            assert_eq!(rows.len(), kept, "{key:?}");
+            assert_eq!(rows.last().unwrap().timestamp_ms, newest, "{key:?}: the newest rows are kept");
+        }
+        // Under the bound nothing is dropped.
+        assert_eq!(writer.restore_pending(pending, 40), 0);
+        assert_eq!(writer.take_pending().len(), 40);
+    }
+
+    #[test]
+    fn an_idle_series_loses_its_window_but_not_its_duplicates_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = DatasetWriter::open(Datasets::new(dir.path()), 5, &HashMap::new());
+        writer.accept((0..6).map(|i| point("a", i * 1000, 1.0)).collect());
+        writer.accept(vec![point("b", 0, 1.0)]);
+        let _ = writer.take_pending();
+        writer.accept(vec![point("b", 1000, 1.0)]);
+        // "b" still holds a row to write, so only "a" is forgotten.
+        assert_eq!(writer.forget_idle(Duration::ZERO), 1);
+        assert_eq!(writer.series.len(), 1);
+        // "a" comes back with a backfill overlapping what it wrote: only the new point is taken.
+        assert_eq!(writer.accept(vec![point("a", 5000, 1.0), point("a", 6000, 1.0)]), 1);
+        assert_eq!(writer.forget_idle(Duration::from_secs(3600)), 0);
     }
 
     #[test]
