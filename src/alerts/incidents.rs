@@ -8,7 +8,7 @@
 //! is a duplicate and is not recorded twice.
 
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -329,6 +329,11 @@ struct Inner {
     /// Incidents not resolved, kept up to date by `apply` so that the gauge the webhook sets on
     /// every notification costs nothing, however many incidents are stored.
     open: usize,
+    /// The incident of every applied event, in the order the events were recorded. Each incident
+    /// keeps its own events in order; this interleaves them again, so that compaction and the
+    /// Slack notifier's replay see events across incidents in the order they happened (which
+    /// incident escalated an episode, which one resolved first).
+    recorded_order: Vec<String>,
 }
 
 impl Inner {
@@ -336,6 +341,7 @@ impl Inner {
         if matches!(event.kind, EventKind::Firing | EventKind::Resolved) {
             self.seen.insert((event.incident_id.clone(), event.kind));
         }
+        self.recorded_order.push(event.incident_id.clone());
         let incident = match self.incidents.entry(event.incident_id.clone()) {
             Entry::Occupied(entry) => entry.into_mut(),
             Entry::Vacant(entry) => {
@@ -352,6 +358,21 @@ impl Inner {
             (false, true) => self.open += 1,
             _ => {}
         }
+    }
+
+    /// The stored events in the order they were recorded, leaving out the incidents in `except`.
+    fn events_in_recorded_order(&self, except: &HashSet<String>) -> Vec<IncidentEvent> {
+        // The n-th time an incident appears in `recorded_order` stands for its n-th event.
+        let mut next_event: HashMap<&str, usize> = HashMap::new();
+        let mut events = Vec::with_capacity(self.recorded_order.len());
+        for id in self.recorded_order.iter().filter(|id| !except.contains(*id)) {
+            let index = next_event.entry(id.as_str()).or_default();
+            if let Some(event) = self.incidents.get(id).and_then(|incident| incident.events.get(*index)) {
+                events.push(event.clone());
+            }
+            *index += 1;
+        }
+        events
     }
 
     /// Whether an alert event says something new.
@@ -471,10 +492,11 @@ impl IncidentStore {
     }
 
     /// Rewrites the journal as one file, without the incidents resolved before
-    /// `now_ms − retention_ms` (by their last event). The compacted file is written (atomically)
-    /// before the files it replaces are removed, and it is named to sort right after the newest
-    /// of them: a crash in between leaves files that [`IncidentStore::open`] recognises as
-    /// replaced, so no event is lost or replayed twice. Webhooks wait for it (one lock).
+    /// `now_ms − retention_ms` (by their last event), keeping the other events in the order they
+    /// were recorded. The compacted file is written (atomically) before the files it replaces
+    /// are removed, and it is named to sort right after the newest of them: a crash in between
+    /// leaves files that [`IncidentStore::open`] recognises as replaced, so no event is lost or
+    /// replayed twice. Webhooks wait for it (one lock).
     pub fn compact(&self, retention_ms: i64, now_ms: i64) -> Result<Compaction, JournalError> {
         let mut inner = self.lock();
         let files = journal::list_files(&self.dir)?;
@@ -489,12 +511,8 @@ impl IncidentStore {
         if expired.is_empty() && files.len() == 1 {
             return Ok(Compaction::default());
         }
-        let kept: Vec<IncidentEvent> = inner
-            .incidents
-            .values()
-            .filter(|i| !expired.contains(&i.id))
-            .flat_map(|i| i.events.iter().cloned())
-            .collect();
+        // In recorded order, not grouped by incident: the Slack notifier replays them at start.
+        let kept = inner.events_in_recorded_order(&expired);
         let name = compacted_name(newest);
         journal::write_batch(&self.dir, &name, &kept)?;
         for id in &expired {
@@ -502,11 +520,18 @@ impl IncidentStore {
             inner.seen.remove(&(id.clone(), EventKind::Firing));
             inner.seen.remove(&(id.clone(), EventKind::Resolved));
         }
+        inner.recorded_order.retain(|id| !expired.contains(id));
         let replaced: Vec<&PathBuf> = files.iter().filter(|path| path.file_name() != Some(name.as_ref())).collect();
         for path in &replaced {
             journal::remove_file(path)?;
         }
         Ok(Compaction { incidents_pruned: expired.len(), files_replaced: replaced.len() })
+    }
+
+    /// Every stored event, in the order it was recorded (across restarts and compactions): what
+    /// the Slack notifier replays at start to learn which incidents it has posted.
+    pub fn events_in_recorded_order(&self) -> Vec<IncidentEvent> {
+        self.lock().events_in_recorded_order(&HashSet::new())
     }
 
     /// Incidents not resolved yet (firing or acknowledged).
@@ -693,6 +718,43 @@ mod tests {
         );
         assert_eq!(journal_names(dir.path()), compacted);
         assert!(IncidentStore::open(dir.path()).unwrap().list(&ListQuery::default()).is_empty());
+    }
+
+    #[test]
+    fn events_keep_their_recorded_order_across_incidents_through_compaction_and_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = IncidentStore::open(dir.path()).unwrap();
+        // Interleaved incidents whose ids sort in another order than they happened: z1 fires,
+        // old1 comes and goes around a1's firing, z1 resolves days later, a1 is acknowledged.
+        store.record_alerts(&[alert("z1", "checkout", "high", AlertStatus::Firing, 10)], 100).unwrap();
+        store.record_alerts(&[alert("old1", "checkout", "high", AlertStatus::Firing, 5)], 110).unwrap();
+        store.record_alerts(&[alert("a1", "checkout", "critical", AlertStatus::Firing, 20)], 120).unwrap();
+        store.record_alerts(&[alert("old1", "checkout", "high", AlertStatus::Resolved, 5)], 130).unwrap();
+        store.record_alerts(&[alert("z1", "checkout", "high", AlertStatus::Resolved, 10)], 10 * DAY_MS).unwrap();
+        store.act("a1-20", false, None, None, 10 * DAY_MS + 1).unwrap();
+        let order = |store: &IncidentStore| {
+            store.events_in_recorded_order().iter().map(|e| (e.incident_id.clone(), e.kind)).collect::<Vec<_>>()
+        };
+        let firing = |id: &str| (id.to_owned(), EventKind::Firing);
+        let resolved = |id: &str| (id.to_owned(), EventKind::Resolved);
+        let acknowledged = ("a1-20".to_owned(), EventKind::Acknowledged);
+        assert_eq!(
+            order(&store),
+            [
+                firing("z1-10"),
+                firing("old1-5"),
+                firing("a1-20"),
+                resolved("old1-5"),
+                resolved("z1-10"),
+                acknowledged.clone()
+            ]
+        );
+
+        // Retention 5 days at day 12 drops old1 only; the rest keeps its order on disk.
+        assert_eq!(store.compact(5 * DAY_MS, 12 * DAY_MS).unwrap().incidents_pruned, 1);
+        let expected = [firing("z1-10"), firing("a1-20"), resolved("z1-10"), acknowledged];
+        assert_eq!(order(&store), expected);
+        assert_eq!(order(&IncidentStore::open(dir.path()).unwrap()), expected);
     }
 
     #[test]

@@ -10,9 +10,25 @@
 //!
 //! Incoming webhooks return no message `ts`, so a resolution cannot edit the first message or
 //! post in its thread: it is a new message that names the same incident id.
+//!
+//! Which incidents a service's episode has posted is kept in memory, and a restart must not
+//! forget it: the RESOLVED of an incident posted before the restart would never be sent, and a
+//! new alert in an episode that had already paged would page again. So [`SlackNotifier::start`]
+//! rebuilds the episodes by replaying the recorded incident events, in their recorded order,
+//! through the same bookkeeping as live notifications (`Episodes::select_posts`), posting
+//! nothing. The journal records what Alertmanager said, not what Slack received, so the replay
+//! takes as posted every event the current `severities` and the episode rules would post. Where
+//! that guess is wrong it errs toward telling the on-call: a RESOLVED may come without its
+//! FIRING (the firing post failed or was dropped, Slack or that severity was configured only at
+//! the restart, or compaction dropped a long-resolved incident that had opened the episode), but
+//! the resolution of a posted incident of a configured severity is never lost. A severity
+//! removed from `severities` across a restart loses the resolutions of its incidents still
+//! firing, as it loses their firings from then on: posting those would post, on every restart,
+//! a RESOLVED for each open incident of a severity never posted (warnings, by default).
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -141,7 +157,11 @@ impl SlackMetrics {
     }
 
     fn count(&self, outcome: &str) {
-        self.notifications.get_or_create(&OutcomeLabels { outcome: outcome.to_owned() }).inc();
+        self.count_by(outcome, 1);
+    }
+
+    fn count_by(&self, outcome: &str, notifications: u64) {
+        self.notifications.get_or_create(&OutcomeLabels { outcome: outcome.to_owned() }).inc_by(notifications);
     }
 }
 
@@ -149,15 +169,29 @@ impl SlackMetrics {
 #[derive(Debug, Clone)]
 pub struct SlackNotifier {
     queue: mpsc::Sender<Vec<IncidentEvent>>,
-    /// Per service, what its current episode has posted.
-    episodes: Arc<std::sync::Mutex<std::collections::HashMap<String, Episode>>>,
+    episodes: Arc<Mutex<Episodes>>,
     severities: Vec<String>,
     metrics: SlackMetrics,
 }
 
 impl SlackNotifier {
-    /// Starts the posting task and returns its handle.
-    pub fn start(config: &SlackConfig, url: String, logs: Option<Arc<LogIndex>>, metrics: SlackMetrics) -> Self {
+    /// Starts the posting task and returns its handle. `recorded` is every incident event of
+    /// the journal in recorded order ([`super::IncidentStore::events_in_recorded_order`]): the
+    /// episodes open before a restart are rebuilt from it, without posting anything.
+    pub fn start(
+        config: &SlackConfig,
+        url: String,
+        logs: Option<Arc<LogIndex>>,
+        metrics: SlackMetrics,
+        recorded: &[IncidentEvent],
+    ) -> Self {
+        let episodes = Episodes::replay(recorded, &config.severities);
+        if !episodes.by_service.is_empty() {
+            tracing::info!(
+                services = episodes.by_service.len(),
+                "slack episodes still open before the restart: their resolutions will be posted"
+            );
+        }
         let (queue, receiver) = mpsc::channel(config.queue);
         let poster = Poster {
             client: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default(),
@@ -167,63 +201,19 @@ impl SlackNotifier {
             metrics: metrics.clone(),
         };
         tokio::spawn(poster.run(receiver));
-        Self { queue, severities: config.severities.clone(), metrics, episodes: Arc::default() }
+        Self { queue, severities: config.severities.clone(), metrics, episodes: Arc::new(Mutex::new(episodes)) }
     }
 
-    /// Queues the firing and resolved events of the configured severities, one message per
-    /// service and kind (Alertmanager groups by service, so a notification makes one message);
-    /// never waits.
-    ///
-    /// One page per episode: from a service's first posted incident until all its incidents
-    /// have resolved, a new firing incident is posted only when it is more severe than what
-    /// the episode already posted (an escalation), and a resolution only for posted incidents.
-    /// So the high alert that Alertmanager releases from inhibition when the critical one
-    /// resolves does not page again.
+    /// Queues the events of one notification that the episode rules select (one page per
+    /// episode unless an alert escalates, a resolution for each posted incident: see
+    /// `Episodes::select_posts`), one message per service and kind (Alertmanager groups by
+    /// service, so a notification makes one message); never waits.
     pub fn notify(&self, events: &[IncidentEvent]) {
-        let mut messages: Vec<Vec<IncidentEvent>> = Vec::new();
-        let mut episodes = self.episodes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Firing first: a notification that resolves one alert and releases another keeps the
-        // episode open.
-        let ordered = events
-            .iter()
-            .filter(|e| e.kind == EventKind::Firing)
-            .chain(events.iter().filter(|e| e.kind == EventKind::Resolved));
-        for event in ordered {
-            if !self.severities.contains(&event.severity) {
-                continue;
-            }
-            let episode = episodes.entry(event.service.clone()).or_default();
-            let post = match event.kind {
-                EventKind::Firing => {
-                    let escalates = episode.worst_posted.is_none_or(|worst| severity_rank(&event.severity) < worst);
-                    episode.open.insert(event.incident_id.clone());
-                    if escalates {
-                        episode.worst_posted = Some(severity_rank(&event.severity));
-                        episode.posted.insert(event.incident_id.clone());
-                    } else {
-                        self.metrics.count("suppressed");
-                    }
-                    escalates
-                }
-                _ => {
-                    episode.open.remove(&event.incident_id);
-                    let posted = episode.posted.remove(&event.incident_id);
-                    if episode.open.is_empty() {
-                        episodes.remove(&event.service);
-                    }
-                    posted
-                }
-            };
-            if !post {
-                continue;
-            }
-            match messages.iter_mut().find(|m| m[0].service == event.service && m[0].kind == event.kind) {
-                Some(message) => message.push(event.clone()),
-                None => messages.push(vec![event.clone()]),
-            }
+        let posts = self.episodes.lock().unwrap_or_else(PoisonError::into_inner).select_posts(events, &self.severities);
+        if posts.suppressed > 0 {
+            self.metrics.count_by("suppressed", posts.suppressed);
         }
-        drop(episodes);
-        for message in messages {
+        for message in posts.messages {
             if self.queue.try_send(message).is_err() {
                 self.metrics.count("dropped");
                 tracing::warn!("slack queue full: notification dropped");
@@ -232,15 +222,102 @@ impl SlackNotifier {
     }
 }
 
+/// Per service, its current episode: the bookkeeping that decides which incident events are
+/// posted. Live notifications and the replay at start both go through
+/// [`Episodes::select_posts`], so the two cannot drift apart.
+#[derive(Debug, Default)]
+struct Episodes {
+    by_service: HashMap<String, Episode>,
+}
+
 /// What a service's current episode has posted.
 #[derive(Debug, Default)]
 struct Episode {
     /// Its incidents not yet resolved.
-    open: std::collections::HashSet<String>,
+    open: HashSet<String>,
     /// Its incidents posted as firing and not yet posted as resolved.
-    posted: std::collections::HashSet<String>,
+    posted: HashSet<String>,
     /// The most severe rank posted (0 critical).
     worst_posted: Option<u8>,
+}
+
+/// What one notification's events come to.
+#[derive(Debug, Default)]
+struct Posts {
+    /// The events to post, one message per service and kind.
+    messages: Vec<Vec<IncidentEvent>>,
+    /// Firing events not posted because their episode had already posted one as severe.
+    suppressed: u64,
+}
+
+impl Episodes {
+    /// The episodes that `recorded` (incident events in recorded order) leaves open, as if each
+    /// of its notifications had gone through [`Episodes::select_posts`].
+    fn replay(recorded: &[IncidentEvent], severities: &[String]) -> Self {
+        let mut episodes = Self::default();
+        // The events of one notification share its reception time, and compaction merges the
+        // journal's files, so the reception time is what tells one notification from the next.
+        // Two notifications received within the same millisecond are replayed as one, which
+        // can only change the order of their firing and resolved events.
+        for notification in recorded.chunk_by(|a, b| a.received_at_ms == b.received_at_ms) {
+            episodes.select_posts(notification, severities);
+        }
+        episodes
+    }
+
+    /// Selects the firing and resolved events of one notification that are posted, and keeps
+    /// the episodes up to date. Other event kinds (operators' acknowledgements and hand
+    /// resolutions) are never posted: Alertmanager's resolution ends the episode.
+    ///
+    /// One page per episode: from a service's first posted incident until all its incidents
+    /// of the configured `severities` have resolved, a new firing incident is posted only when
+    /// it is more severe than what the episode already posted (an escalation), and a resolution
+    /// only for posted incidents. So the high alert that Alertmanager releases from inhibition
+    /// when the critical one resolves does not page again.
+    fn select_posts(&mut self, notification: &[IncidentEvent], severities: &[String]) -> Posts {
+        let mut posts = Posts::default();
+        // Firing first: a notification that resolves one alert and releases another keeps the
+        // episode open.
+        let ordered = notification
+            .iter()
+            .filter(|e| e.kind == EventKind::Firing)
+            .chain(notification.iter().filter(|e| e.kind == EventKind::Resolved));
+        for event in ordered {
+            if !severities.contains(&event.severity) {
+                continue;
+            }
+            let episode = self.by_service.entry(event.service.clone()).or_default();
+            let post = match event.kind {
+                EventKind::Firing => {
+                    let escalates = episode.worst_posted.is_none_or(|worst| severity_rank(&event.severity) < worst);
+                    episode.open.insert(event.incident_id.clone());
+                    if escalates {
+                        episode.worst_posted = Some(severity_rank(&event.severity));
+                        episode.posted.insert(event.incident_id.clone());
+                    } else {
+                        posts.suppressed += 1;
+                    }
+                    escalates
+                }
+                _ => {
+                    episode.open.remove(&event.incident_id);
+                    let posted = episode.posted.remove(&event.incident_id);
+                    if episode.open.is_empty() {
+                        self.by_service.remove(&event.service);
+                    }
+                    posted
+                }
+            };
+            if !post {
+                continue;
+            }
+            match posts.messages.iter_mut().find(|m| m[0].service == event.service && m[0].kind == event.kind) {
+                Some(message) => message.push(event.clone()),
+                None => posts.messages.push(vec![event.clone()]),
+            }
+        }
+        posts
+    }
 }
 
 const MAX_ATTEMPTS: u32 = 5;
@@ -427,7 +504,6 @@ fn render_logs(text: &mut String, correlation: &Correlation) {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::sync::Mutex;
 
     use axum::Router;
     use axum::http::{HeaderMap, StatusCode};
@@ -435,6 +511,8 @@ mod tests {
     use axum::routing::post;
 
     use super::*;
+    use crate::alerts::IncidentStore;
+    use crate::alerts::payload::{Alert, AlertStatus};
 
     fn event(kind: EventKind, severity: &str, service: &str) -> IncidentEvent {
         IncidentEvent {
@@ -487,20 +565,28 @@ mod tests {
         assert!(text.contains(logs), "{text}");
     }
 
-    /// A stand-in for Slack answering from a script, recording when each post arrived.
-    async fn scripted_slack(
-        answers: Vec<(u16, Option<&'static str>)>,
-    ) -> (String, Arc<Mutex<Vec<std::time::Instant>>>) {
+    /// A post the stand-in for Slack received.
+    #[derive(Debug)]
+    struct Received {
+        at: std::time::Instant,
+        /// The message's `text`.
+        text: String,
+    }
+
+    /// A stand-in for Slack answering from a script, recording each post and when it arrived.
+    async fn scripted_slack(answers: Vec<(u16, Option<&'static str>)>) -> (String, Arc<Mutex<Vec<Received>>>) {
         let arrivals = Arc::new(Mutex::new(Vec::new()));
         let script = Arc::new(Mutex::new(answers.into_iter()));
         let seen = Arc::clone(&arrivals);
         let router = Router::new().route(
             "/hook",
-            post(move |_headers: HeaderMap, _body: String| {
+            post(move |_headers: HeaderMap, body: String| {
                 let seen = Arc::clone(&seen);
                 let script = Arc::clone(&script);
                 async move {
-                    seen.lock().unwrap().push(std::time::Instant::now());
+                    let message: serde_json::Value = serde_json::from_str(&body).unwrap();
+                    let text = message["text"].as_str().unwrap_or_default().to_owned();
+                    seen.lock().unwrap().push(Received { at: std::time::Instant::now(), text });
                     let (code, retry_after) = script.lock().unwrap().next().unwrap_or((200, None));
                     let mut response = (StatusCode::from_u16(code).unwrap(), "answer").into_response();
                     if let Some(seconds) = retry_after {
@@ -540,7 +626,7 @@ mod tests {
     async fn one_page_per_episode_unless_it_escalates() {
         let (url, arrivals) = scripted_slack(vec![]).await;
         let metrics = SlackMetrics::default();
-        let notifier = SlackNotifier::start(&config(), url, None, metrics.clone());
+        let notifier = SlackNotifier::start(&config(), url, None, metrics.clone(), &[]);
         let with_id =
             |kind, severity: &str, id: &str| IncidentEvent { incident_id: id.into(), ..event(kind, severity, "a") };
         notifier.notify(&[with_id(EventKind::Firing, "high", "h")]); // posted
@@ -561,7 +647,7 @@ mod tests {
         let (url, arrivals) =
             scripted_slack(vec![(429, Some("1")), (500, None), (200, None), (404, None), (200, None)]).await;
         let metrics = SlackMetrics::default();
-        let notifier = SlackNotifier::start(&config(), url, None, metrics.clone());
+        let notifier = SlackNotifier::start(&config(), url, None, metrics.clone(), &[]);
         notifier.notify(&[event(EventKind::Firing, "critical", "a")]);
         notifier.notify(&[event(EventKind::Firing, "warning", "b")]); // not a posted severity
         let in_c = |kind| IncidentEvent { incident_id: "c-1".into(), ..event(kind, "high", "c") };
@@ -576,7 +662,7 @@ mod tests {
                 ("rejected".into(), 1)
             ])
         );
-        let arrivals = arrivals.lock().unwrap().clone();
+        let arrivals: Vec<std::time::Instant> = arrivals.lock().unwrap().iter().map(|post| post.at).collect();
         assert_eq!(arrivals.len(), 5);
         assert!(arrivals[1] - arrivals[0] >= Duration::from_millis(950), "Retry-After honoured");
         for pair in arrivals.windows(2) {
@@ -589,12 +675,127 @@ mod tests {
         let metrics = SlackMetrics::default();
         let config: SlackConfig = serde_yaml_ng::from_str("queue: 1\nmin_interval_ms: 60000").unwrap();
         // Nothing listens on port 9: every post fails, slowly paced, so the queue stays full.
-        let notifier = SlackNotifier::start(&config, "http://127.0.0.1:9/hook".into(), None, metrics.clone());
+        let notifier = SlackNotifier::start(&config, "http://127.0.0.1:9/hook".into(), None, metrics.clone(), &[]);
         let started = std::time::Instant::now();
         let many: Vec<IncidentEvent> =
             (0..20).map(|i| event(EventKind::Firing, "critical", &format!("s{i}"))).collect();
         notifier.notify(&many);
         assert!(started.elapsed() < Duration::from_millis(100));
         assert!(outcomes(&metrics).get("dropped").copied().unwrap_or(0) >= 18, "{:?}", outcomes(&metrics));
+    }
+
+    fn alert(fingerprint: &str, severity: &str, status: AlertStatus) -> Alert {
+        Alert {
+            status,
+            labels: BTreeMap::from([
+                ("alertname".to_owned(), "AnomalyCritical".to_owned()),
+                ("service".to_owned(), "checkout".to_owned()),
+                ("severity".to_owned(), severity.to_owned()),
+            ]),
+            annotations: BTreeMap::new(),
+            starts_at_ms: 1_000,
+            ends_at_ms: (status == AlertStatus::Resolved).then_some(61_000),
+            generator_url: String::new(),
+            fingerprint: fingerprint.to_owned(),
+        }
+    }
+
+    /// The webhook's path: record the notification, then notify what was new.
+    fn receive(store: &IncidentStore, notifier: &SlackNotifier, alerts: &[Alert], received_at_ms: i64) {
+        notifier.notify(&store.record(alerts, received_at_ms).unwrap());
+    }
+
+    #[tokio::test]
+    async fn an_incident_posted_before_a_restart_has_its_resolution_posted_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, posts) = scripted_slack(vec![]).await;
+        let before = SlackMetrics::default();
+        let store = IncidentStore::open(dir.path()).unwrap();
+        let notifier =
+            SlackNotifier::start(&config(), url.clone(), None, before.clone(), &store.events_in_recorded_order());
+        receive(&store, &notifier, &[alert("aa", "critical", AlertStatus::Firing)], 2_000);
+        wait_for(&before, 1).await;
+        drop((notifier, store));
+
+        // The restart: a new store and notifier from the journal on disk.
+        let after = SlackMetrics::default();
+        let store = IncidentStore::open(dir.path()).unwrap();
+        let notifier = SlackNotifier::start(&config(), url, None, after.clone(), &store.events_in_recorded_order());
+        // Alertmanager's repeat of the firing alert, then a new high alert in the same episode:
+        // neither pages again.
+        receive(&store, &notifier, &[alert("aa", "critical", AlertStatus::Firing)], 3_000);
+        receive(&store, &notifier, &[alert("bb", "high", AlertStatus::Firing)], 4_000);
+        receive(&store, &notifier, &[alert("aa", "critical", AlertStatus::Resolved)], 5_000);
+        wait_for(&after, 1).await;
+        // Let a second post arrive, if one would (posts are 200 ms apart).
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(outcomes(&after), BTreeMap::from([("sent".into(), 1), ("suppressed".into(), 1)]));
+        let texts: Vec<String> = posts.lock().unwrap().iter().map(|post| post.text.clone()).collect();
+        assert_eq!(texts.len(), 2, "{texts:#?}");
+        assert!(texts[0].starts_with("*[FIRING:1] checkout* severity *critical*"), "{}", texts[0]);
+        assert!(texts[1].starts_with("*[RESOLVED:1] checkout* severity *critical*"), "{}", texts[1]);
+        assert!(texts[1].contains("incident `aa-1000`"), "{}", texts[1]);
+    }
+
+    /// The notifications of [`one_page_per_episode_unless_it_escalates`] (plus a warning, a
+    /// severity not posted, and an operator's acknowledgement), each received at its own time.
+    fn episode_script() -> Vec<Vec<IncidentEvent>> {
+        let at = |received_at_ms, kind, severity: &str, id: &str| IncidentEvent {
+            incident_id: id.into(),
+            received_at_ms,
+            ..event(kind, severity, "a")
+        };
+        vec![
+            vec![at(1, EventKind::Firing, "warning", "w")],
+            vec![at(2, EventKind::Firing, "high", "h")],
+            vec![at(3, EventKind::Firing, "critical", "c")],
+            vec![at(4, EventKind::Acknowledged, "critical", "c")],
+            vec![at(5, EventKind::Resolved, "critical", "c"), at(5, EventKind::Firing, "high", "h2")],
+            vec![at(6, EventKind::Resolved, "high", "h2")],
+            vec![at(7, EventKind::Resolved, "high", "h")],
+            vec![at(8, EventKind::Firing, "high", "h3")],
+            vec![at(9, EventKind::Resolved, "warning", "w")],
+            vec![at(10, EventKind::Resolved, "high", "h3")],
+        ]
+    }
+
+    /// What each notification posts: (kind, incident) per message, and the suppressed count.
+    fn posted(episodes: &mut Episodes, notifications: &[Vec<IncidentEvent>]) -> Vec<(Vec<(EventKind, String)>, u64)> {
+        let severities = config().severities;
+        notifications
+            .iter()
+            .map(|notification| {
+                let posts = episodes.select_posts(notification, &severities);
+                let messages = posts.messages.iter().flatten().map(|e| (e.kind, e.incident_id.clone())).collect();
+                (messages, posts.suppressed)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_restart_anywhere_in_an_episode_posts_what_running_on_would_have_posted() {
+        let script = episode_script();
+        let uninterrupted = posted(&mut Episodes::default(), &script);
+        let resolved = |id: &str| (EventKind::Resolved, id.to_owned());
+        let firing = |id: &str| (EventKind::Firing, id.to_owned());
+        let expected: Vec<(Vec<(EventKind, String)>, u64)> = vec![
+            (vec![], 0),
+            (vec![firing("h")], 0),
+            (vec![firing("c")], 0),
+            (vec![], 0),
+            (vec![resolved("c")], 1),
+            (vec![], 0),
+            (vec![resolved("h")], 0),
+            (vec![firing("h3")], 0),
+            (vec![], 0),
+            (vec![resolved("h3")], 0),
+        ];
+        assert_eq!(uninterrupted, expected);
+        let severities = config().severities;
+        for restart in 0..=script.len() {
+            let recorded: Vec<IncidentEvent> = script[..restart].iter().flatten().cloned().collect();
+            let mut replayed = Episodes::replay(&recorded, &severities);
+            assert_eq!(posted(&mut replayed, &script[restart..]), expected[restart..], "restart after {restart}");
+        }
     }
 }

@@ -176,7 +176,10 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             let url = slack
                 .webhook_url()
                 .map_err(|problem| RunError::Config(ConfigError::Invalid { key: "alerts.slack".into(), problem }))?;
-            Some(SlackNotifier::start(slack, url, log_index.clone(), metrics.slack.clone()))
+            // Before the webhook is served: the notifier learns from the journal which incidents
+            // it posted before this start, so their resolutions are posted.
+            let recorded = incidents.events_in_recorded_order();
+            Some(SlackNotifier::start(slack, url, log_index.clone(), metrics.slack.clone(), &recorded))
         }
         None => None,
     };
