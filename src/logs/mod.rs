@@ -251,8 +251,9 @@ const SPLIT_MIN_BYTES: u64 = 1 << 20;
 
 impl LogIndex {
     /// Reads one file's range into `tally`, in two halves on two threads when it is big enough
-    /// ([`search::scan_file_in_two`]); the second half's tally is merged after the first's, so the
-    /// answer is the one a single pass in file order gives.
+    /// ([`search::OpenLogFile::scan_in_two`]); the second half's tally is merged after the
+    /// first's, so the answer is the one a single pass in file order gives. The file is opened
+    /// once: a rotation during the scan cannot swap the file under either half.
     fn scan_into(
         &self,
         path: &std::path::Path,
@@ -261,9 +262,9 @@ impl LogIndex {
         filter: &WindowFilter<'_>,
         tally: &mut Tally,
     ) -> std::io::Result<search::ScanStats> {
+        let file = search::OpenLogFile::open(path)?;
         let mut second = Tally::default();
-        let scan = search::scan_file_in_two(
-            path,
+        let scan = file.scan_in_two(
             from_ms,
             to_ms,
             self.split_min_bytes,
@@ -275,8 +276,7 @@ impl LogIndex {
         if second.counter.may_have_folded() {
             // Merging group by group is exact only when the second half folded no line into the
             // overflow group (more than MAX_TEMPLATES kinds of lines): read it again after the first.
-            let again =
-                search::scan_file_from(path, second_from, from_ms, to_ms, &mut |view| tally.visit(view, filter))?;
+            let again = file.scan_from(second_from, from_ms, to_ms, &mut |view| tally.visit(view, filter))?;
             stats.add(again);
         } else {
             tally.absorb(second, filter.max_lines_held);
