@@ -192,7 +192,7 @@ fn render_page(correlation: &Correlation, query: &LogQuery, max_window_ms: i64, 
             let _ = write!(page, "<li>{} corrupt or truncated lines skipped</li>", correlation.lines_skipped);
         }
         if correlation.truncated {
-            page.push_str("<li>the window holds more lines than logs.max_lines_held: counts are whole, lines were chosen among the first</li>");
+            page.push_str("<li>the window holds more lines than logs.max_lines_held or more text than logs.max_bytes_held: counts are whole, lines were chosen among the first</li>");
         }
         page.push_str("</ul></div>");
     }
