@@ -11,6 +11,7 @@
 //!   baseline_factor: 4
 //!   max_lines_held: 100000
 //!   max_bytes_held: 67108864        # 64 MiB of held line text per query
+//!   max_concurrent_queries: 4
 //!   grafana_url: http://grafana:3000/d/anomalies
 //! ```
 //!
@@ -62,6 +63,11 @@ pub struct LogsConfig {
     /// truncated as it is past `max_lines_held`.
     #[serde(default = "default_max_bytes_held")]
     pub max_bytes_held: usize,
+    /// Most `/logs` queries reading files at once; one more is refused with 429 and
+    /// `Retry-After` rather than queued, so a burst of requests can neither pile up blocking
+    /// threads nor hold more than this many times `max_bytes_held`.
+    #[serde(default = "default_max_concurrent_queries")]
+    pub max_concurrent_queries: usize,
     /// The Grafana dashboard the HTML page links back to.
     #[serde(default)]
     pub grafana_url: Option<String>,
@@ -87,6 +93,11 @@ fn default_max_lines_held() -> usize {
 fn default_max_bytes_held() -> usize {
     64 << 20
 }
+/// Four: a dashboard's log links are opened a few at a time; four queries of up to two threads
+/// each already outnumber a small host's cores, and hold at most 4 × `max_bytes_held` (256 MiB).
+fn default_max_concurrent_queries() -> usize {
+    4
+}
 
 /// `logs:` validated: durations parsed, globs checked.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,6 +118,8 @@ pub struct LogsSettings {
     pub max_lines_held: usize,
     /// Most bytes of line text held for one answer.
     pub max_bytes_held: usize,
+    /// Most `/logs` queries reading at once.
+    pub max_concurrent_queries: usize,
     /// The dashboard to link back to.
     pub grafana_url: Option<String>,
 }
@@ -123,6 +136,7 @@ impl Default for LogsConfig {
             baseline_factor: default_baseline_factor(),
             max_lines_held: default_max_lines_held(),
             max_bytes_held: default_max_bytes_held(),
+            max_concurrent_queries: default_max_concurrent_queries(),
             grafana_url: None,
         }
     }
@@ -139,6 +153,7 @@ impl Default for LogsSettings {
             baseline_factor: default_baseline_factor(),
             max_lines_held: default_max_lines_held(),
             max_bytes_held: default_max_bytes_held(),
+            max_concurrent_queries: default_max_concurrent_queries(),
             grafana_url: None,
         }
     }
@@ -207,6 +222,9 @@ impl LogsConfig {
         if self.max_bytes_held == 0 {
             return Err(invalid("max_bytes_held", "must be at least 1 byte"));
         }
+        if self.max_concurrent_queries == 0 {
+            return Err(invalid("max_concurrent_queries", "must be at least 1"));
+        }
         for (service, globs) in &self.services {
             let key = format!("services.{service}");
             if service.is_empty() {
@@ -236,6 +254,7 @@ impl LogsConfig {
             baseline_factor: self.baseline_factor,
             max_lines_held: self.max_lines_held,
             max_bytes_held: self.max_bytes_held,
+            max_concurrent_queries: self.max_concurrent_queries,
             grafana_url: self.grafana_url.clone(),
         })
     }
@@ -258,6 +277,7 @@ mod tests {
         assert_eq!(settings.default_after, Duration::from_secs(60));
         assert_eq!(settings.baseline_factor, 4);
         assert_eq!(settings.max_bytes_held, 64 << 20);
+        assert_eq!(settings.max_concurrent_queries, 4);
         assert_eq!(LogsConfig::default().validate().unwrap(), LogsSettings::default());
     }
 
@@ -276,6 +296,7 @@ mod tests {
             ("service_files: '/var/log/{service}'", "must be a directory"),
             ("baseline_factor: 0", "logs.baseline_factor"),
             ("max_bytes_held: 0", "logs.max_bytes_held: must be at least 1 byte"),
+            ("max_concurrent_queries: 0", "logs.max_concurrent_queries: must be at least 1"),
             ("grafana_url: grafana:3000", "logs.grafana_url"),
             ("max_window: 5m\ndefault_before: 5m", "logs.default_before"),
         ];
