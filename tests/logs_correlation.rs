@@ -36,7 +36,7 @@ fn app(log_dir: &std::path::Path) -> (axum::Router, Arc<Registry>) {
         registry: Arc::clone(&registry),
         ready: Arc::new(AtomicBool::new(true)),
         telemetry_path: "/metrics".into(),
-        logs: Some(Arc::new(LogsState { index: Arc::new(LogIndex::new(&logs).unwrap()), metrics: metrics.logs })),
+        logs: Some(Arc::new(LogsState::new(Arc::new(LogIndex::new(&logs).unwrap()), metrics.logs))),
     };
     (router(state), registry)
 }

@@ -167,7 +167,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         registry: Arc::new(registry),
         ready: Arc::clone(&ready),
         telemetry_path: args.telemetry_path.clone(),
-        logs: log_index.clone().map(|index| Arc::new(LogsState { index, metrics: metrics.logs.clone() })),
+        logs: log_index.clone().map(|index| Arc::new(LogsState::new(index, metrics.logs.clone()))),
     };
     let incidents =
         IncidentStore::open(config.alerts.incidents_dir_in(&config.datasets.path)).map_err(RunError::Incidents)?;

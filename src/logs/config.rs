@@ -9,6 +9,9 @@
 //!   default_before: 5m
 //!   default_after: 1m
 //!   baseline_factor: 4
+//!   max_lines_held: 100000
+//!   max_bytes_held: 67108864        # 64 MiB of held line text per query
+//!   max_concurrent_queries: 4
 //!   grafana_url: http://grafana:3000/d/anomalies
 //! ```
 //!
@@ -54,6 +57,17 @@ pub struct LogsConfig {
     /// answer says it was truncated.
     #[serde(default = "default_max_lines_held")]
     pub max_lines_held: usize,
+    /// Most bytes of line text held for one answer. A line is at most 1 MiB
+    /// ([`super::search::MAX_LINE_BYTES`]), so `max_lines_held` alone would let one query over a
+    /// window of long lines (stack traces) hold gigabytes; past this budget the answer is
+    /// truncated as it is past `max_lines_held`.
+    #[serde(default = "default_max_bytes_held")]
+    pub max_bytes_held: usize,
+    /// Most `/logs` queries reading files at once; one more is refused with 429 and
+    /// `Retry-After` rather than queued, so a burst of requests can neither pile up blocking
+    /// threads nor hold more than this many times `max_bytes_held`.
+    #[serde(default = "default_max_concurrent_queries")]
+    pub max_concurrent_queries: usize,
     /// The Grafana dashboard the HTML page links back to.
     #[serde(default)]
     pub grafana_url: Option<String>,
@@ -74,6 +88,16 @@ fn default_baseline_factor() -> u32 {
 fn default_max_lines_held() -> usize {
     100_000
 }
+/// 64 MiB: room for the 100 000 lines of `max_lines_held` at 670 bytes each (a logstash line with
+/// trace ids is 300 to 500), or for 64 lines of the longest kind.
+fn default_max_bytes_held() -> usize {
+    64 << 20
+}
+/// Four: a dashboard's log links are opened a few at a time; four queries of up to two threads
+/// each already outnumber a small host's cores, and hold at most 4 × `max_bytes_held` (256 MiB).
+fn default_max_concurrent_queries() -> usize {
+    4
+}
 
 /// `logs:` validated: durations parsed, globs checked.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,6 +116,10 @@ pub struct LogsSettings {
     pub baseline_factor: u32,
     /// Most lines held for one answer.
     pub max_lines_held: usize,
+    /// Most bytes of line text held for one answer.
+    pub max_bytes_held: usize,
+    /// Most `/logs` queries reading at once.
+    pub max_concurrent_queries: usize,
     /// The dashboard to link back to.
     pub grafana_url: Option<String>,
 }
@@ -107,6 +135,8 @@ impl Default for LogsConfig {
             default_after: default_after(),
             baseline_factor: default_baseline_factor(),
             max_lines_held: default_max_lines_held(),
+            max_bytes_held: default_max_bytes_held(),
+            max_concurrent_queries: default_max_concurrent_queries(),
             grafana_url: None,
         }
     }
@@ -122,6 +152,8 @@ impl Default for LogsSettings {
             default_after: Duration::from_secs(60),
             baseline_factor: default_baseline_factor(),
             max_lines_held: default_max_lines_held(),
+            max_bytes_held: default_max_bytes_held(),
+            max_concurrent_queries: default_max_concurrent_queries(),
             grafana_url: None,
         }
     }
@@ -187,6 +219,12 @@ impl LogsConfig {
         if self.max_lines_held == 0 {
             return Err(invalid("max_lines_held", "must be at least 1"));
         }
+        if self.max_bytes_held == 0 {
+            return Err(invalid("max_bytes_held", "must be at least 1 byte"));
+        }
+        if self.max_concurrent_queries == 0 {
+            return Err(invalid("max_concurrent_queries", "must be at least 1"));
+        }
         for (service, globs) in &self.services {
             let key = format!("services.{service}");
             if service.is_empty() {
@@ -215,6 +253,8 @@ impl LogsConfig {
             default_after,
             baseline_factor: self.baseline_factor,
             max_lines_held: self.max_lines_held,
+            max_bytes_held: self.max_bytes_held,
+            max_concurrent_queries: self.max_concurrent_queries,
             grafana_url: self.grafana_url.clone(),
         })
     }
@@ -236,6 +276,8 @@ mod tests {
         assert_eq!(settings.default_before, Duration::from_secs(300));
         assert_eq!(settings.default_after, Duration::from_secs(60));
         assert_eq!(settings.baseline_factor, 4);
+        assert_eq!(settings.max_bytes_held, 64 << 20);
+        assert_eq!(settings.max_concurrent_queries, 4);
         assert_eq!(LogsConfig::default().validate().unwrap(), LogsSettings::default());
     }
 
@@ -253,6 +295,8 @@ mod tests {
             ("service_files: '/var/log/x{service}/app.log'", "logs.service_files"),
             ("service_files: '/var/log/{service}'", "must be a directory"),
             ("baseline_factor: 0", "logs.baseline_factor"),
+            ("max_bytes_held: 0", "logs.max_bytes_held: must be at least 1 byte"),
+            ("max_concurrent_queries: 0", "logs.max_concurrent_queries: must be at least 1"),
             ("grafana_url: grafana:3000", "logs.grafana_url"),
             ("max_window: 5m\ndefault_before: 5m", "logs.default_before"),
         ];

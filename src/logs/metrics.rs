@@ -30,6 +30,8 @@ pub struct LogsMetrics {
     pub bytes_read: Counter,
     /// Duration of correlation queries.
     pub query_duration: Histogram,
+    /// Queries refused because `logs.max_concurrent_queries` were reading already.
+    pub queries_rejected: Counter,
 }
 
 impl Default for LogsMetrics {
@@ -40,6 +42,7 @@ impl Default for LogsMetrics {
             lines_skipped: Counter::default(),
             bytes_read: Counter::default(),
             query_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+            queries_rejected: Counter::default(),
         }
     }
 }
@@ -65,6 +68,11 @@ impl LogsMetrics {
             "Duration of log correlation queries",
             Unit::Seconds,
             self.query_duration.clone(),
+        );
+        registry.register(
+            "logs_queries_rejected",
+            "Log queries refused with 429 because logs.max_concurrent_queries were running already",
+            self.queries_rejected.clone(),
         );
     }
 

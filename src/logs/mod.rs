@@ -116,8 +116,9 @@ pub struct Correlation {
     pub lines: Vec<LogLine>,
     /// Lines in the window that passed the filters.
     pub lines_in_window: u64,
-    /// True when the window held more lines than `logs.max_lines_held`: the counts are whole, but
-    /// the lines shown were chosen among the first ones only.
+    /// True when the window held more lines than `logs.max_lines_held`, or more line text than
+    /// `logs.max_bytes_held`: the counts are whole, but the lines shown were chosen among the
+    /// first ones only.
     pub truncated: bool,
     /// The files read.
     pub files: Vec<String>,
@@ -188,7 +189,7 @@ impl LogIndex {
             from_ms: query.from_ms,
             min_level: query.min_level,
             needle: needle.as_deref(),
-            max_lines_held: self.settings.max_lines_held,
+            hold: HoldLimits { max_lines: self.settings.max_lines_held, max_bytes: self.settings.max_bytes_held },
         };
         let mut tally = Tally::default();
         let (mut lines_read, mut lines_skipped, mut bytes_read) = (0, 0, 0);
@@ -207,7 +208,7 @@ impl LogIndex {
                 }
             }
         }
-        let Tally { counter, held, lines_in_window, truncated, earliest_seen } = tally;
+        let Tally { counter, held, held_bytes: _, lines_in_window, truncated, earliest_seen } = tally;
         // A baseline cut short by the start of the logs counts only for what it covers.
         let baseline_ms = (query.from_ms - baseline_from_ms.max(earliest_seen.min(query.from_ms))).max(0);
         let ranking = counter.rank(width_ms, baseline_ms);
@@ -251,8 +252,9 @@ const SPLIT_MIN_BYTES: u64 = 1 << 20;
 
 impl LogIndex {
     /// Reads one file's range into `tally`, in two halves on two threads when it is big enough
-    /// ([`search::scan_file_in_two`]); the second half's tally is merged after the first's, so the
-    /// answer is the one a single pass in file order gives.
+    /// ([`search::OpenLogFile::scan_in_two`]); the second half's tally is merged after the
+    /// first's, so the answer is the one a single pass in file order gives. The file is opened
+    /// once: a rotation during the scan cannot swap the file under either half.
     fn scan_into(
         &self,
         path: &std::path::Path,
@@ -261,9 +263,9 @@ impl LogIndex {
         filter: &WindowFilter<'_>,
         tally: &mut Tally,
     ) -> std::io::Result<search::ScanStats> {
+        let file = search::OpenLogFile::open(path)?;
         let mut second = Tally::default();
-        let scan = search::scan_file_in_two(
-            path,
+        let scan = file.scan_in_two(
             from_ms,
             to_ms,
             self.split_min_bytes,
@@ -275,11 +277,10 @@ impl LogIndex {
         if second.counter.may_have_folded() {
             // Merging group by group is exact only when the second half folded no line into the
             // overflow group (more than MAX_TEMPLATES kinds of lines): read it again after the first.
-            let again =
-                search::scan_file_from(path, second_from, from_ms, to_ms, &mut |view| tally.visit(view, filter))?;
+            let again = file.scan_from(second_from, from_ms, to_ms, &mut |view| tally.visit(view, filter))?;
             stats.add(again);
         } else {
-            tally.absorb(second, filter.max_lines_held);
+            tally.absorb(second, &filter.hold);
             stats.add(scan.second);
         }
         Ok(stats)
@@ -291,7 +292,25 @@ struct WindowFilter<'a> {
     from_ms: i64,
     min_level: Option<Level>,
     needle: Option<&'a str>,
-    max_lines_held: usize,
+    hold: HoldLimits,
+}
+
+/// How much of the window one answer holds: the lines are held in file order until one would
+/// pass either limit, and none after it, so the held lines are always the window's first ones
+/// (which is what lets [`Tally::absorb`] give the answer of one pass). Bytes are bounded as well
+/// as lines because a line may be up to [`search::MAX_LINE_BYTES`] long.
+#[derive(Debug, Clone, Copy)]
+struct HoldLimits {
+    max_lines: usize,
+    /// Bytes of held text ([`HeldText::bytes`]).
+    max_bytes: usize,
+}
+
+impl HoldLimits {
+    /// True when a line of `bytes` may join `lines` lines of `held_bytes` bytes.
+    fn admit(&self, lines: usize, held_bytes: usize, bytes: usize) -> bool {
+        lines < self.max_lines && held_bytes.saturating_add(bytes) <= self.max_bytes
+    }
 }
 
 /// What the lines of a stretch of log add up to: the template counts, and the window's lines
@@ -300,7 +319,10 @@ struct WindowFilter<'a> {
 struct Tally {
     counter: TemplateCounter,
     held: Vec<HeldLine>,
+    /// The text bytes of `held`.
+    held_bytes: usize,
     lines_in_window: u64,
+    /// A window line was not held: holding has stopped for good.
     truncated: bool,
     earliest_seen: i64,
 }
@@ -310,6 +332,7 @@ impl Default for Tally {
         Tally {
             counter: TemplateCounter::default(),
             held: Vec::new(),
+            held_bytes: 0,
             lines_in_window: 0,
             truncated: false,
             earliest_seen: i64::MAX,
@@ -330,26 +353,40 @@ impl Tally {
         }
         self.lines_in_window += 1;
         let group = self.counter.add_window_view(&view);
-        if self.held.len() < filter.max_lines_held {
-            self.held.push(HeldLine { group, timestamp_ms: timestamp, text: HeldText::of(view) });
+        if self.truncated {
+            return;
+        }
+        // Copied before it is measured, so visit and absorb measure the same thing; a line that
+        // does not fit is copied for nothing only once, since holding stops there.
+        let text = HeldText::of(view);
+        let bytes = text.bytes();
+        if filter.hold.admit(self.held.len(), self.held_bytes, bytes) {
+            self.held_bytes += bytes;
+            self.held.push(HeldLine { group, timestamp_ms: timestamp, text });
         } else {
             self.truncated = true;
         }
     }
 
-    /// Adds the tally of the lines that follow this one's (see [`TemplateCounter::absorb`]).
-    fn absorb(&mut self, later: Tally, max_lines_held: usize) {
+    /// Adds the tally of the lines that follow this one's (see [`TemplateCounter::absorb`]),
+    /// holding its lines as far as `hold` lets this one: `later` held a prefix of its lines
+    /// within the same limits from nothing, so the lines one pass would hold are a prefix of
+    /// those.
+    fn absorb(&mut self, later: Tally, hold: &HoldLimits) {
         let groups = self.counter.absorb(later.counter);
         self.lines_in_window += later.lines_in_window;
-        self.truncated |= later.truncated;
         self.earliest_seen = self.earliest_seen.min(later.earliest_seen);
         for line in later.held {
-            if self.held.len() < max_lines_held {
+            let bytes = line.text.bytes();
+            if !self.truncated && hold.admit(self.held.len(), self.held_bytes, bytes) {
+                self.held_bytes += bytes;
                 self.held.push(HeldLine { group: groups[line.group], ..line });
             } else {
                 self.truncated = true;
+                break;
             }
         }
+        self.truncated |= later.truncated;
     }
 }
 
@@ -372,6 +409,15 @@ enum HeldText {
 }
 
 impl HeldText {
+    /// The text bytes kept: what [`HoldLimits::max_bytes`] counts. The few dozen bytes of
+    /// bookkeeping per line are bounded by [`HoldLimits::max_lines`] instead.
+    fn bytes(&self) -> usize {
+        match self {
+            HeldText::Line(line) => line.len(),
+            HeldText::Record(record) => record.text_bytes(),
+        }
+    }
+
     fn of(view: RecordView<'_>) -> Self {
         match view.line() {
             Some(line) => HeldText::Line(line.into()),

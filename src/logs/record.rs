@@ -158,6 +158,22 @@ impl LogRecord {
             format: LineFormat::Text,
         }
     }
+
+    /// The bytes of its text: every string it holds, which is what keeping it costs beyond its
+    /// fixed size. A memory budget counts records by this.
+    pub fn text_bytes(&self) -> usize {
+        let optional = [
+            &self.logger,
+            &self.thread,
+            &self.error_type,
+            &self.error_message,
+            &self.stack_trace,
+            &self.trace_id,
+            &self.span_id,
+        ];
+        let fields: usize = self.fields.iter().map(|(key, value)| key.len() + value.len()).sum();
+        self.message.len() + optional.iter().filter_map(|text| text.as_ref()).map(String::len).sum::<usize>() + fields
+    }
 }
 
 /// Log times are shown as every other timestamp of ours: RFC 3339 UTC with milliseconds.

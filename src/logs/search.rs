@@ -10,11 +10,15 @@
 //! stops only once a line is that far past the end; the caller filters by exact time.
 //!
 //! Gzip-rotated files cannot be searched (no random access into a deflate stream): they are
-//! streamed from the start, and skipped without opening when their modification time (the
+//! streamed from the start, and skipped without reading when their modification time (the
 //! moment of their last line) is before the range.
+//!
+//! A file is opened once per scan ([`OpenLogFile`]) and read by position, never reopened by
+//! path: the live file may be rotated (renamed, and a new one created at its path) while a scan
+//! runs, and every part of the scan must read the file whose length it measured.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 use std::time::UNIX_EPOCH;
 
@@ -65,26 +69,82 @@ pub fn scan_file(
     to_ms: i64,
     visit: &mut dyn FnMut(RecordView<'_>),
 ) -> io::Result<ScanStats> {
-    let mut stats = ScanStats::default();
-    let mut file = File::open(path)?;
-    let metadata = file.metadata()?;
-    let gzip = path.extension().is_some_and(|extension| extension == "gz");
-    if gzip {
-        let modified_ms = metadata
-            .modified()
-            .ok()
-            .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
-            .map(|since| since.as_millis() as i64);
-        if modified_ms.is_some_and(|modified| modified < from_ms - ORDER_SLACK_MS) {
+    OpenLogFile::open(path)?.scan(from_ms, to_ms, visit)
+}
+
+/// A log file opened once, for one scan. Every read goes through this one handle by position
+/// (`pread`), so:
+/// - all of a scan reads the same file, even if its path is rotated meanwhile: reopening by
+///   path could read the second half, or the length measured first, from the new file;
+/// - the two threads of [`OpenLogFile::scan_in_two`] read at once without sharing a cursor (a
+///   `File::try_clone` would share one, and a seek on one thread would move the other's read).
+#[derive(Debug)]
+pub struct OpenLogFile {
+    file: File,
+    /// Named `*.gz`: streamed through the decoder from the start.
+    gzip: bool,
+}
+
+impl OpenLogFile {
+    /// Opens `path`; a `.gz` name means gzip.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        let gzip = path.extension().is_some_and(|extension| extension == "gz");
+        Ok(OpenLogFile { file: File::open(path)?, gzip })
+    }
+
+    /// [`scan_file`] on this file.
+    pub fn scan(&self, from_ms: i64, to_ms: i64, visit: &mut dyn FnMut(RecordView<'_>)) -> io::Result<ScanStats> {
+        let mut stats = ScanStats::default();
+        let metadata = self.file.metadata()?;
+        if self.gzip {
+            let modified_ms = metadata
+                .modified()
+                .ok()
+                .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
+                .map(|since| since.as_millis() as i64);
+            if modified_ms.is_some_and(|modified| modified < from_ms - ORDER_SLACK_MS) {
+                return Ok(stats);
+            }
+            let decoder = flate2::read::MultiGzDecoder::new(ReadAt::new(&self.file, 0));
+            read_lines(BufReader::with_capacity(64 * 1024, decoder), 0, None, from_ms, to_ms, &mut stats, visit)?;
             return Ok(stats);
         }
-        let reader = BufReader::with_capacity(64 * 1024, flate2::read::MultiGzDecoder::new(file));
-        read_lines(reader, 0, None, from_ms, to_ms, &mut stats, visit)?;
-        return Ok(stats);
+        let start = first_offset_at_or_after(&self.file, 0, metadata.len(), from_ms - ORDER_SLACK_MS, &mut stats)?;
+        read_from(&self.file, start, None, from_ms, to_ms, &mut stats, visit)?;
+        Ok(stats)
     }
-    let start = first_offset_at_or_after(&mut file, 0, metadata.len(), from_ms - ORDER_SLACK_MS, &mut stats)?;
-    read_from(file, start, None, from_ms, to_ms, &mut stats, visit)?;
-    Ok(stats)
+}
+
+/// A reader at an offset of a file shared by reference: each read is positional and leaves the
+/// file's own cursor alone, so readers on several threads do not disturb one another.
+struct ReadAt<'f> {
+    file: &'f File,
+    offset: u64,
+}
+
+impl<'f> ReadAt<'f> {
+    fn new(file: &'f File, offset: u64) -> Self {
+        ReadAt { file, offset }
+    }
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let read = read_at(self.file, buffer, self.offset)?;
+        self.offset += read as u64;
+        Ok(read)
+    }
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, buffer: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(file, buffer, offset)
+}
+
+/// Windows' positional read also moves the cursor, which no reader here relies on.
+#[cfg(windows)]
+fn read_at(file: &File, buffer: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_read(file, buffer, offset)
 }
 
 /// Reads to the end of the current line, keeping at most `MAX_LINE_BYTES` of it in `buffer`;
@@ -114,13 +174,7 @@ fn skip_line(reader: &mut impl BufRead, buffer: &mut Vec<u8>) -> io::Result<usiz
 /// The offset to read from: at or before the first line with a timestamp at or after
 /// `target_ms`, and at most [`LINEAR_SCAN_BYTES`] (plus one line) before it. `low` is 0 or an
 /// offset known to be before that line.
-fn first_offset_at_or_after(
-    file: &mut File,
-    low: u64,
-    len: u64,
-    target_ms: i64,
-    stats: &mut ScanStats,
-) -> io::Result<u64> {
+fn first_offset_at_or_after(file: &File, low: u64, len: u64, target_ms: i64, stats: &mut ScanStats) -> io::Result<u64> {
     let (mut low, mut high) = (low, len);
     // Invariant: the first timestamped line starting after `low` is before the target (or `low`
     // is 0), and the one after `high` is at or past it (or `high` is the end).
@@ -135,9 +189,8 @@ fn first_offset_at_or_after(
 }
 
 /// The timestamp of the first timestamped line starting after `offset`.
-fn probe(file: &mut File, offset: u64, stats: &mut ScanStats) -> io::Result<Option<i64>> {
-    file.seek(SeekFrom::Start(offset))?;
-    let mut reader = BufReader::with_capacity(8 * 1024, Read::by_ref(file).take(PROBE_LIMIT_BYTES));
+fn probe(file: &File, offset: u64, stats: &mut ScanStats) -> io::Result<Option<i64>> {
+    let mut reader = BufReader::with_capacity(8 * 1024, ReadAt::new(file, offset).take(PROBE_LIMIT_BYTES));
     let mut line = Vec::new();
     if offset > 0 {
         stats.bytes_read += skip_line(&mut reader, &mut line)? as u64;
@@ -272,37 +325,56 @@ pub(crate) struct SplitScan {
     pub second_from: Option<u64>,
 }
 
-/// [`scan_file`] on two threads: the range is cut in the middle at a line boundary, `first`
-/// visits the records before the cut (on this thread) and `second` those after it (on another),
-/// each in order. Handing `first`'s records and then `second`'s (when
-/// [`SplitScan::second_from`] says so) to one visitor is exactly what [`scan_file`] would hand
-/// it. Ranges shorter than `min_split_bytes`, and gzip files, are read in one piece by `first`.
-pub(crate) fn scan_file_in_two(
-    path: &Path,
-    from_ms: i64,
-    to_ms: i64,
-    min_split_bytes: u64,
-    first: &mut dyn FnMut(RecordView<'_>),
-    second: &mut (dyn FnMut(RecordView<'_>) + Send),
-) -> io::Result<SplitScan> {
-    let mut scan = SplitScan::default();
-    if path.extension().is_some_and(|extension| extension == "gz") {
-        scan.first = scan_file(path, from_ms, to_ms, first)?;
-        return Ok(scan);
+impl OpenLogFile {
+    /// [`OpenLogFile::scan`] on two threads: the range is cut in the middle at a line boundary,
+    /// `first` visits the records before the cut (on this thread) and `second` those after it
+    /// (on another), each in order, both reading this one handle. Handing `first`'s records and
+    /// then `second`'s (when [`SplitScan::second_from`] says so) to one visitor is exactly what
+    /// [`OpenLogFile::scan`] would hand it. Ranges shorter than `min_split_bytes`, and gzip
+    /// files, are read in one piece by `first`.
+    pub(crate) fn scan_in_two(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        min_split_bytes: u64,
+        first: &mut dyn FnMut(RecordView<'_>),
+        second: &mut (dyn FnMut(RecordView<'_>) + Send),
+    ) -> io::Result<SplitScan> {
+        let mut scan = SplitScan::default();
+        if self.gzip {
+            scan.first = self.scan(from_ms, to_ms, first)?;
+            return Ok(scan);
+        }
+        let file = &self.file;
+        let len = file.metadata()?.len();
+        let start = first_offset_at_or_after(file, 0, len, from_ms - ORDER_SLACK_MS, &mut scan.first)?;
+        let end = first_offset_at_or_after(file, start, len, to_ms + ORDER_SLACK_MS, &mut scan.first)?;
+        let split = (end - start >= min_split_bytes && end > start).then(|| start + (end - start) / 2);
+        read_in_two(file, start, split, from_ms, to_ms, scan, first, second)
     }
-    let mut file = File::open(path)?;
-    let len = file.metadata()?.len();
-    let start = first_offset_at_or_after(&mut file, 0, len, from_ms - ORDER_SLACK_MS, &mut scan.first)?;
-    let end = first_offset_at_or_after(&mut file, start, len, to_ms + ORDER_SLACK_MS, &mut scan.first)?;
-    let split = (end - start >= min_split_bytes && end > start).then(|| start + (end - start) / 2);
-    read_in_two(path, file, start, split, from_ms, to_ms, scan, first, second)
+
+    /// Reads from `offset`, a line start, to the end of the range, as [`OpenLogFile::scan`]
+    /// reads from its search's result: the second half of a [`OpenLogFile::scan_in_two`] again.
+    /// Not for gzip files, which are never split.
+    pub(crate) fn scan_from(
+        &self,
+        offset: u64,
+        from_ms: i64,
+        to_ms: i64,
+        visit: &mut dyn FnMut(RecordView<'_>),
+    ) -> io::Result<ScanStats> {
+        debug_assert!(!self.gzip, "gzip files are read in one piece");
+        let mut stats = ScanStats::default();
+        let reader = BufReader::with_capacity(64 * 1024, ReadAt::new(&self.file, offset));
+        read_lines(reader, offset, None, from_ms, to_ms, &mut stats, visit)?;
+        Ok(stats)
+    }
 }
 
 /// Reads from `start` on, cut at `split` (after `start`) when there is one.
 #[allow(clippy::too_many_arguments)]
 fn read_in_two(
-    path: &Path,
-    file: File,
+    file: &File,
     start: u64,
     split: Option<u64>,
     from_ms: i64,
@@ -312,7 +384,7 @@ fn read_in_two(
     second: &mut (dyn FnMut(RecordView<'_>) + Send),
 ) -> io::Result<SplitScan> {
     std::thread::scope(|scope| {
-        let second_half = split.map(|split| scope.spawn(move || read_second_half(path, split, from_ms, to_ms, second)));
+        let second_half = split.map(|split| scope.spawn(move || read_second_half(file, split, from_ms, to_ms, second)));
         let stop = read_from(file, start, split, from_ms, to_ms, &mut scan.first, first);
         let second_half =
             second_half.map(|handle| handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
@@ -326,25 +398,9 @@ fn read_in_two(
     })
 }
 
-/// Reads `path` from `offset`, a line start, to the end of the range, as [`scan_file`] reads
-/// from its search's result.
-pub(crate) fn scan_file_from(
-    path: &Path,
-    offset: u64,
-    from_ms: i64,
-    to_ms: i64,
-    visit: &mut dyn FnMut(RecordView<'_>),
-) -> io::Result<ScanStats> {
-    let mut stats = ScanStats::default();
-    let mut file = File::open(path)?;
-    file.seek(SeekFrom::Start(offset))?;
-    read_lines(BufReader::with_capacity(64 * 1024, file), offset, None, from_ms, to_ms, &mut stats, visit)?;
-    Ok(stats)
-}
-
 /// Reads from `start` (which may fall inside a line, then part of an earlier one) to `split`.
 fn read_from(
-    mut file: File,
+    file: &File,
     start: u64,
     split: Option<u64>,
     from_ms: i64,
@@ -352,8 +408,7 @@ fn read_from(
     stats: &mut ScanStats,
     visit: &mut dyn FnMut(RecordView<'_>),
 ) -> io::Result<Stop> {
-    file.seek(SeekFrom::Start(start))?;
-    let mut reader = BufReader::with_capacity(64 * 1024, file);
+    let mut reader = BufReader::with_capacity(64 * 1024, ReadAt::new(file, start));
     let mut offset = start;
     if start > 0 {
         // `start` may fall inside a line: its rest belongs to a line before the range.
@@ -368,18 +423,16 @@ fn read_from(
 /// reads the lines before it) to the end of the range. Returns where it began (`None` when no
 /// such record was found) and what it read.
 fn read_second_half(
-    path: &Path,
+    file: &File,
     split: u64,
     from_ms: i64,
     to_ms: i64,
     visit: &mut (dyn FnMut(RecordView<'_>) + Send),
 ) -> io::Result<(Option<u64>, ScanStats)> {
     let mut stats = ScanStats::default();
-    let mut file = File::open(path)?;
     // The byte before `split` ends a line or is inside one: skipping to its line's end lands on
     // the first line starting at or after `split`.
-    file.seek(SeekFrom::Start(split - 1))?;
-    let mut reader = BufReader::with_capacity(64 * 1024, file);
+    let mut reader = BufReader::with_capacity(64 * 1024, ReadAt::new(file, split - 1));
     let mut line = Vec::new();
     let mut offset = split - 1 + skip_line(&mut reader, &mut line)? as u64;
     stats.bytes_read += offset - (split - 1);
@@ -394,9 +447,8 @@ fn read_second_half(
         }
         offset += consumed as u64;
     }
-    let mut file = reader.into_inner();
-    file.seek(SeekFrom::Start(offset))?;
-    read_lines(BufReader::with_capacity(64 * 1024, file), offset, None, from_ms, to_ms, &mut stats, visit)?;
+    let reader = BufReader::with_capacity(64 * 1024, ReadAt::new(file, offset));
+    read_lines(reader, offset, None, from_ms, to_ms, &mut stats, visit)?;
     Ok((Some(offset), stats))
 }
 
@@ -513,8 +565,7 @@ mod tests {
     fn collect_in_two(path: &Path, split: u64, from: i64, to: i64) -> (Vec<LogRecord>, u64, u64) {
         let (mut firsts, mut seconds) = (Vec::new(), Vec::new());
         let scan = read_in_two(
-            path,
-            File::open(path).unwrap(),
+            &File::open(path).unwrap(),
             0,
             Some(split),
             from,
@@ -568,6 +619,42 @@ mod tests {
         }
     }
 
+    /// Rotates `path` as logback does: renames it to `<path>.1` and creates a new file at the path,
+    /// with lines at the same times but other messages and lengths.
+    fn rotate(path: &Path, seconds: i64) {
+        std::fs::rename(path, path.with_extension("log.1")).unwrap();
+        let mut file = std::io::BufWriter::new(File::create(path).unwrap());
+        for s in 0..seconds {
+            file.write_all(line(T0 + s * 1000, &format!("after the rotation, tick {s}")).as_bytes()).unwrap();
+        }
+    }
+
+    #[test]
+    fn both_halves_read_the_file_opened_first_when_it_is_rotated_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        write_file(&path, 2000);
+        let (from, to) = (T0 + 500_000, T0 + 1_500_000);
+        let (expected, _) = collect(&path, from, to);
+        let file = OpenLogFile::open(&path).unwrap();
+        rotate(&path, 3000);
+        let (mut firsts, mut seconds) = (Vec::new(), Vec::new());
+        let scan = file
+            .scan_in_two(from, to, 0, &mut |view| firsts.push(view.into_record()), &mut |view| {
+                seconds.push(view.into_record())
+            })
+            .unwrap();
+        let second_from = scan.second_from.expect("read in two halves");
+        assert!(!seconds.is_empty());
+        firsts.extend(seconds);
+        assert_eq!(firsts, expected, "both halves read the rotated file, not the new one at its path");
+        // So does reading the second half again.
+        let mut again = Vec::new();
+        file.scan_from(second_from, from, to, &mut |view| again.push(view.into_record())).unwrap();
+        assert_eq!(again[..], expected[expected.len() - again.len()..]);
+        assert!(again.iter().all(|record| record.message.starts_with("tick ")));
+    }
+
     #[test]
     fn a_big_range_is_read_in_two_and_a_small_one_in_one() {
         let dir = tempfile::tempdir().unwrap();
@@ -577,15 +664,12 @@ mod tests {
         let (expected, stats) = collect(&path, from, to);
         for (min_split_bytes, split) in [(1024, true), (u64::MAX, false)] {
             let (mut firsts, mut seconds) = (Vec::new(), Vec::new());
-            let scan = scan_file_in_two(
-                &path,
-                from,
-                to,
-                min_split_bytes,
-                &mut |view| firsts.push(view.into_record()),
-                &mut |view| seconds.push(view.into_record()),
-            )
-            .unwrap();
+            let scan = OpenLogFile::open(&path)
+                .unwrap()
+                .scan_in_two(from, to, min_split_bytes, &mut |view| firsts.push(view.into_record()), &mut |view| {
+                    seconds.push(view.into_record())
+                })
+                .unwrap();
             assert_eq!(scan.second_from.is_some(), split);
             assert_eq!(seconds.is_empty(), !split);
             firsts.extend(seconds);

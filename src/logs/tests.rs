@@ -198,3 +198,90 @@ fn reading_on_two_threads_gives_the_answer_of_one_pass() {
         index.settings.max_lines_held = LogsSettings::default().max_lines_held;
     }
 }
+
+/// `lines` logstash lines a second apart from T0, each `message_bytes` long or, cycling, a few
+/// lengths around it.
+fn write_long_lines(path: &Path, lines: i64, message_bytes: impl Fn(i64) -> usize) -> Vec<usize> {
+    let mut text = String::new();
+    let mut lengths = Vec::new();
+    for s in 0..lines {
+        let line = logstash(T0 + s * 1000, "ERROR", "a.B", &format!("dump {s} {}", "x".repeat(message_bytes(s))), None);
+        lengths.push(line.len() - 1);
+        text += &line;
+    }
+    std::fs::write(path, text).unwrap();
+    lengths
+}
+
+#[test]
+fn long_lines_past_max_bytes_held_truncate_the_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    // 12 lines of 200 kB (under the 1 MiB line limit): 2.4 MB, while 1 MiB may be held.
+    let lengths = write_long_lines(&dir.path().join("app.log"), 12, |_| 200_000);
+    let mut index = index_for(dir.path());
+    index.settings.max_bytes_held = 1 << 20;
+    let query = LogQuery { from_ms: T0, to_ms: T0 + 60_000, ..LogQuery::around("orders", T0, index.settings()) };
+    let answer = index.correlate(&query).unwrap();
+    assert_eq!(answer.lines_in_window, 12, "every line is counted");
+    assert_eq!(answer.templates.iter().map(|template| template.count).sum::<u64>(), 12);
+    assert!(answer.truncated, "the answer says lines were left out");
+    // The first five fit in 1 MiB (1 000 500 bytes), the sixth would not.
+    assert_eq!(answer.lines.len(), 5);
+    assert!(lengths[..5].iter().sum::<usize>() <= 1 << 20 && lengths[..6].iter().sum::<usize>() > 1 << 20);
+    let mut shown: Vec<_> = answer.lines.iter().map(|line| line.record.timestamp_ms.unwrap()).collect();
+    shown.sort_unstable();
+    assert_eq!(shown, (0..5).map(|s| T0 + s * 1000).collect::<Vec<_>>(), "the first lines are held");
+    // The lines limit alone would have held them all.
+    assert!(index.settings.max_lines_held > 12);
+}
+
+#[test]
+fn a_text_record_with_a_long_stack_trace_counts_its_trace_against_max_bytes_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    let frame = format!("\tat shop.Deep{}(Deep.java:1)\n", "x".repeat(1000));
+    for s in 0..4 {
+        // A text line and 300 continuation lines: one record of about 300 kB, no one line long.
+        text += &format!("{} ERROR 1 --- [main] a.B : failed {s}\n", format_rfc3339_ms(T0 + s * 1000));
+        text += &frame.repeat(300);
+    }
+    std::fs::write(dir.path().join("app.log"), text).unwrap();
+    let mut index = index_for(dir.path());
+    index.settings.max_bytes_held = 700_000;
+    let query = LogQuery { from_ms: T0, to_ms: T0 + 60_000, ..LogQuery::around("orders", T0, index.settings()) };
+    let answer = index.correlate(&query).unwrap();
+    assert_eq!(answer.lines_in_window, 4);
+    assert!(answer.truncated);
+    assert_eq!(answer.lines.len(), 2);
+    assert!(answer.lines[0].record.stack_trace.as_ref().unwrap().len() > 250_000);
+}
+
+#[test]
+fn reading_on_two_threads_holds_within_max_bytes_held_as_one_pass_does() {
+    let dir = tempfile::tempdir().unwrap();
+    // Lines of uneven lengths, so a budget that stops one pass at a line may fit a later, shorter
+    // one: the held lines must still be the window's first ones.
+    let lengths = write_long_lines(&dir.path().join("app.log"), 600, |s| [3000, 200, 1500, 50, 2500][s as usize % 5]);
+    let total: usize = lengths.iter().sum();
+    let mut index = index_for(dir.path());
+    let query = LogQuery {
+        from_ms: T0,
+        to_ms: T0 + 600_000,
+        limit: 5000,
+        order: LineOrder::Time,
+        ..LogQuery::around("orders", T0, index.settings())
+    };
+    // Budgets that stop holding in the first half, at the cut, in the second half, and never.
+    for budget in [total / 10, total * 3 / 10, total / 2, total * 7 / 10, total * 9 / 10, total] {
+        index.settings.max_bytes_held = budget;
+        index.split_min_bytes = u64::MAX;
+        let one_pass = comparable(index.correlate(&query).unwrap());
+        let held: usize = one_pass.lines.iter().map(|line| line.record.message.len()).sum();
+        assert!(held <= budget, "budget {budget}: {held} bytes of messages held");
+        assert_eq!(one_pass.truncated, budget < total, "budget {budget}");
+        index.split_min_bytes = 0;
+        let split = comparable(index.correlate(&query).unwrap());
+        assert_eq!(split.lines.len(), one_pass.lines.len(), "budget {budget}");
+        assert_eq!(split, one_pass, "budget {budget}");
+    }
+}

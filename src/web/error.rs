@@ -28,6 +28,12 @@ impl ApiError {
         Self { status: StatusCode::BAD_REQUEST, code: "bad_request", message: message.into() }
     }
 
+    /// 429: too many requests of this kind are being served; the answer carries `Retry-After`
+    /// ([`RETRY_AFTER_SECONDS`]).
+    pub fn too_many_requests(message: impl Into<String>) -> Self {
+        Self { status: StatusCode::TOO_MANY_REQUESTS, code: "too_many_requests", message: message.into() }
+    }
+
     /// 500; the cause is logged, the client gets a generic message.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "request failed");
@@ -39,10 +45,18 @@ impl ApiError {
     }
 }
 
+/// How long a client refused with 429 is asked to wait: the requests refused are queries that
+/// take tens of milliseconds to seconds, so one second is a fair turn.
+pub const RETRY_AFTER_SECONDS: u32 = 1;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "error": { "code": self.code, "message": self.message } });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        }
+        response
     }
 }
 

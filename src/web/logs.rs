@@ -1,7 +1,9 @@
 //! `GET /logs`: a service's log lines around a moment, ranked, as an HTML page or JSON.
 //!
 //! The handler checks the parameters, runs [`LogIndex::correlate`] off the async runtime, and
-//! renders. Log text is untrusted: the page escapes every byte of it, carries no script, and is
+//! renders. At most `logs.max_concurrent_queries` queries read at once; one more is refused with
+//! 429 and `Retry-After` rather than queued, since every waiting query would hold a blocking
+//! thread and, once running, up to `logs.max_bytes_held` of memory. Log text is untrusted: the page escapes every byte of it, carries no script, and is
 //! served with a Content-Security-Policy that allows nothing but inline styles.
 
 use std::fmt::Write as _;
@@ -13,6 +15,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use tokio::sync::Semaphore;
 
 use super::error::ApiError;
 use super::router::AppState;
@@ -20,13 +23,23 @@ use crate::logs::record::format_rfc3339_ms;
 use crate::logs::{Correlation, Level, LogIndex, LogParams, LogQuery, LogsError, LogsMetrics};
 use crate::web::escape::{encode_query_value, escape_html};
 
-/// What `/logs` needs: the index and where to count.
+/// What `/logs` needs: the index, where to count, and the turns to read files.
 #[derive(Debug, Clone)]
 pub struct LogsState {
     /// The configured log files.
     pub index: Arc<LogIndex>,
     /// Self-metrics of log queries.
     pub metrics: LogsMetrics,
+    /// One permit per query allowed to read at once (`logs.max_concurrent_queries`).
+    scans: Arc<Semaphore>,
+}
+
+impl LogsState {
+    /// The state of `/logs` over `index`, allowing its `max_concurrent_queries` at once.
+    pub fn new(index: Arc<LogIndex>, metrics: LogsMetrics) -> Self {
+        let scans = Arc::new(Semaphore::new(index.settings().max_concurrent_queries));
+        LogsState { index, metrics, scans }
+    }
 }
 
 /// The page's Content-Security-Policy: no scripts, no images, no frames; only inline styles and
@@ -74,11 +87,24 @@ async fn answer(
     };
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     let query = params.to_query(logs.index.settings(), now_ms)?;
+    // After the parameters are checked, so a bad request is told what is wrong with it first.
+    let Ok(scan_turn) = Arc::clone(&logs.scans).try_acquire_owned() else {
+        logs.metrics.queries_rejected.inc();
+        return Err(ApiError::too_many_requests(format!(
+            "{} log queries are running already (logs.max_concurrent_queries); retry shortly",
+            logs.index.settings().max_concurrent_queries
+        )));
+    };
     let index = Arc::clone(&logs.index);
     let blocking_query = query.clone();
-    let correlation = tokio::task::spawn_blocking(move || index.correlate(&blocking_query))
-        .await
-        .map_err(|error| ApiError::internal(format!("log query task: {error}")))??;
+    let correlation = tokio::task::spawn_blocking(move || {
+        // Held by the reading thread, not the request: a client that goes away does not stop
+        // the read, so its turn ends only when the read does.
+        let _scan_turn = scan_turn;
+        index.correlate(&blocking_query)
+    })
+    .await
+    .map_err(|error| ApiError::internal(format!("log query task: {error}")))??;
     logs.metrics.observe(&correlation);
     let nosniff = (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     if wants_json {
@@ -192,7 +218,7 @@ fn render_page(correlation: &Correlation, query: &LogQuery, max_window_ms: i64, 
             let _ = write!(page, "<li>{} corrupt or truncated lines skipped</li>", correlation.lines_skipped);
         }
         if correlation.truncated {
-            page.push_str("<li>the window holds more lines than logs.max_lines_held: counts are whole, lines were chosen among the first</li>");
+            page.push_str("<li>the window holds more lines than logs.max_lines_held or more text than logs.max_bytes_held: counts are whole, lines were chosen among the first</li>");
         }
         page.push_str("</ul></div>");
     }
@@ -328,7 +354,7 @@ mod tests {
             grafana_url: Some("http://grafana:3000/d/x?orgId=1".into()),
             ..crate::logs::LogsConfig::default()
         };
-        let logs = LogsState { index: Arc::new(LogIndex::new(&config).unwrap()), metrics: LogsMetrics::default() };
+        let logs = LogsState::new(Arc::new(LogIndex::new(&config).unwrap()), LogsMetrics::default());
         let page = render_page(&correlation, &query, 86_400_000, &logs);
         assert!(!page.contains("<script"), "{page}");
         assert!(!page.contains("<img"), "{page}");
@@ -342,6 +368,77 @@ mod tests {
         assert!(page.contains(
             "href=\"http://grafana:3000/d/x?orgId=1&amp;from=1790000000000&amp;to=1790000360000\">back to Grafana</a>"
         ));
+    }
+
+    /// A router with `/logs` over one small file of service `orders`, allowing two queries at once,
+    /// and the registry its metrics are in.
+    fn logs_app(dir: &std::path::Path) -> (axum::Router, Arc<LogsState>, prometheus_client::registry::Registry) {
+        let text: String = (0..10)
+            .map(|s| {
+                format!(
+                    "{{\"@timestamp\":\"{}\",\"@version\":\"1\",\"message\":\"tick {s}\",\"logger_name\":\"a.B\",\"level\":\"INFO\"}}\n",
+                    format_rfc3339_ms(1_790_000_000_000 + s * 1000)
+                )
+            })
+            .collect();
+        std::fs::write(dir.join("app.log"), text).unwrap();
+        let config = crate::logs::LogsConfig {
+            services: [("orders".to_owned(), vec![dir.join("app.log").display().to_string()])].into(),
+            max_concurrent_queries: 2,
+            ..crate::logs::LogsConfig::default()
+        };
+        let logs = Arc::new(LogsState::new(Arc::new(LogIndex::new(&config).unwrap()), LogsMetrics::default()));
+        let mut registry = prometheus_client::registry::Registry::with_prefix("anomaly_exporter");
+        logs.metrics.register(&mut registry);
+        let state = AppState {
+            snapshot: Arc::new(crate::export::SnapshotCell::default()),
+            registry: Arc::new(prometheus_client::registry::Registry::default()),
+            ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            telemetry_path: "/metrics".into(),
+            logs: Some(Arc::clone(&logs)),
+        };
+        (crate::web::router::router(state), logs, registry)
+    }
+
+    async fn get(app: &axum::Router, uri: &str) -> (StatusCode, HeaderMap, serde_json::Value) {
+        use tower::ServiceExt;
+        let request = axum::http::Request::get(uri).body(axum::body::Body::empty()).unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+        (parts.status, parts.headers, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_query_past_max_concurrent_queries_is_refused_with_429_and_retry_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, logs, registry) = logs_app(dir.path());
+        let uri = "/logs?service=orders&from=1790000000000&to=1790000006000&format=json";
+        // Two queries reading, as two slow ones would be.
+        let reading = Arc::clone(&logs.scans).try_acquire_many_owned(2).unwrap();
+        let (status, headers, body) = get(&app, uri).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+        assert_eq!(body["error"]["code"], "too_many_requests", "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("2 log queries are running already (logs.max_concurrent_queries)"), "{message}");
+        // A bad request is still told what is wrong with it, busy or not.
+        let (status, _, body) = get(&app, "/logs?service=orders&time=yesterday").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+        let mut text = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &registry).unwrap();
+        assert!(text.contains("\nanomaly_exporter_logs_queries_rejected_total 1\n"), "{text}");
+        assert!(text.contains("anomaly_exporter_logs_requests_total{code=\"429\"} 1\n"), "{text}");
+
+        // Once a turn is free the query runs, and gives its turn back when done.
+        drop(reading);
+        let (status, _, body) = get(&app, uri).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["lines_in_window"], 6, "{body}");
+        assert_eq!(body["templates"][0]["template"], "tick <n>", "{body}");
+        assert_eq!(logs.scans.available_permits(), 2);
     }
 
     #[test]
