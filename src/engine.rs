@@ -314,7 +314,23 @@ impl Engine {
             warn!(signal = %signal.name, warnings = ?vector.warnings.messages, partial = vector.warnings.partial, "query answered with warnings");
             self.metrics.query_warnings.get_or_create(&labels).inc();
         }
-        Ok(split_by_service(&signal.service_label, vector.samples))
+        let samples = vector.samples.len();
+        let (answer, unlabelled) = split_by_service(&signal.service_label, vector.samples);
+        if unlabelled > 0 {
+            self.metrics.samples_unlabelled.get_or_create(&labels).inc_by(unlabelled as u64);
+            // Every sample without the label: the signal yields no series at all, most likely a
+            // query that aggregates the label away (`sum(x)` for `sum by (application) (x)`).
+            if unlabelled == samples {
+                warn!(
+                    signal = %signal.name,
+                    service_label = %signal.service_label,
+                    samples,
+                    "no sample of the query carries the service label: the signal has no series \
+                     (keep the label in the query, e.g. `sum by (<label>) (…)`)"
+                );
+            }
+        }
+        Ok(answer)
     }
 
     /// Creates detectors for new services of `signal`, backfilled with one range query.
@@ -444,8 +460,8 @@ fn import_model(detector: &mut SeriesDetector, key: &SeriesKey, bytes: &[u8]) {
 
 /// One sample per service. A service with several series (the query did not aggregate by the
 /// service label) keeps the largest value, the conservative choice for "bad is up" signals;
-/// samples without the label are skipped.
-fn split_by_service(service_label: &str, samples: Vec<Sample>) -> Answer {
+/// samples without the label are skipped, and counted in the second value returned.
+fn split_by_service(service_label: &str, samples: Vec<Sample>) -> (Answer, usize) {
     let mut answer = Answer::new();
     let mut unlabelled = 0usize;
     for sample in samples {
@@ -461,10 +477,7 @@ fn split_by_service(service_label: &str, samples: Vec<Sample>) -> Answer {
             }
         }
     }
-    if unlabelled > 0 {
-        debug!(service_label, unlabelled, "samples without the service label skipped");
-    }
-    answer
+    (answer, unlabelled)
 }
 
 #[cfg(test)]
@@ -482,10 +495,11 @@ mod tests {
 
     #[test]
     fn answers_split_by_service_keeping_the_largest() {
-        let answer = split_by_service(
+        let (answer, unlabelled) = split_by_service(
             "application",
             vec![sample(Some("a"), 1.0), sample(Some("a"), 3.0), sample(Some("b"), 2.0), sample(None, 9.0)],
         );
+        assert_eq!(unlabelled, 1, "counted for the self-metric");
         assert_eq!(answer.len(), 2);
         assert_eq!(answer["a"].value, 3.0);
         assert_eq!(answer["b"].value, 2.0);

@@ -285,6 +285,8 @@ pub struct SelfMetrics {
     pub last_successful_cycle: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Points that could not be scored (NaN, infinite), by signal.
     pub points_skipped: Family<SignalLabels, Counter>,
+    /// Query samples without the signal's service label (skipped), by signal.
+    pub samples_unlabelled: Family<SignalLabels, Counter>,
     /// The datasets and model training.
     pub datasets: DatasetMetrics,
     /// Log queries (`/logs` and the alert notifier's correlation).
@@ -309,6 +311,7 @@ impl SelfMetrics {
             models_trained: Counter::default(),
             last_successful_cycle: Gauge::default(),
             points_skipped: Family::default(),
+            samples_unlabelled: Family::default(),
             datasets: DatasetMetrics::default(),
             logs: crate::logs::LogsMetrics::default(),
             slack: crate::alerts::slack::SlackMetrics::default(),
@@ -356,6 +359,11 @@ impl SelfMetrics {
             "points_skipped",
             "Points not scored because their value was NaN or infinite, by signal",
             metrics.points_skipped.clone(),
+        );
+        own.register(
+            "samples_unlabelled",
+            "Query samples skipped because they lack the signal's service label, by signal",
+            metrics.samples_unlabelled.clone(),
         );
         metrics.datasets.register(own);
         metrics.logs.register(own);

@@ -1,7 +1,7 @@
 //! Tables of numeric features read from CSV or Parquet files, for the `score` command.
 //!
-//! Every numeric column is a feature except the label column, whose non-zero values mark
-//! anomalies. Errors name the file, and the line and column where they can, because the person
+//! Every numeric column is a feature except the label column: 1 marks an anomaly, 0 a normal
+//! row, and any other value is refused. Errors name the file, and the line and column where they can, because the person
 //! reading them has the file open, not our code.
 
 use std::fs::File;
@@ -79,6 +79,18 @@ pub enum TableError {
         /// 1-based line (for Parquet, 1-based row).
         line: u64,
         /// The column's name.
+        column: String,
+        /// The value as read.
+        value: f64,
+    },
+    /// A label that is neither 0 (normal) nor 1 (anomaly).
+    #[error("{path}:{line}: column '{column}': label {value} is not 0 (normal) or 1 (anomaly)")]
+    BadLabel {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line (for Parquet, 1-based row).
+        line: u64,
+        /// The label column's name.
         column: String,
         /// The value as read.
         value: f64,
@@ -196,7 +208,17 @@ impl Columns {
 
     fn push(&mut self, line: u64, column: usize, value: f64) -> Result<(), TableError> {
         if Some(column) == self.label_index {
-            self.labels.push(value != 0.0);
+            // Only 0 and 1: scikit-learn's −1/1 (or a 2) read as "non-zero is an anomaly" would
+            // mark every row anomalous and drop the AUC without a word.
+            if value != 0.0 && value != 1.0 {
+                return Err(TableError::BadLabel {
+                    path: self.path.clone(),
+                    line,
+                    column: self.names[column].clone(),
+                    value,
+                });
+            }
+            self.labels.push(value == 1.0);
             return Ok(());
         }
         let narrowed = value as f32;

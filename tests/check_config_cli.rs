@@ -90,3 +90,17 @@ fn a_second_process_on_the_same_datasets_exits_2_naming_the_first() {
     let (code, _, stderr) = anomaly_exporter(&["train", "--config.file", config]);
     assert!(!stderr.contains("in use"), "{code:?}: {stderr}");
 }
+
+#[test]
+fn check_config_refuses_what_run_would_refuse_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("slack.yml");
+    std::fs::write(
+        &config,
+        "source:\n  url: http://127.0.0.1:9\nalerts:\n  slack:\n    url_file: /nonexistent-slack-url\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = anomaly_exporter(&["check-config", "--config.file", config.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("alerts.slack") && stderr.contains("/nonexistent-slack-url"), "{stderr}");
+}

@@ -23,6 +23,8 @@ const DOWN_503: usize = 0;
 const GARBAGE: usize = 1;
 const HEALTHY: usize = 2;
 const NAN_VALUES: usize = 3;
+/// An aggregation that dropped the service label (`sum(x)` for `sum by (application) (x)`).
+const UNLABELLED: usize = 4;
 
 fn vector(value: &str) -> String {
     format!(
@@ -39,6 +41,9 @@ async fn start_source(mode: Arc<AtomicUsize>) -> String {
                 DOWN_503 => (StatusCode::SERVICE_UNAVAILABLE, "unavailable".to_owned()).into_response(),
                 GARBAGE => (StatusCode::OK, "<html>proxy error</html>".to_owned()).into_response(),
                 NAN_VALUES => (StatusCode::OK, vector("NaN")).into_response(),
+                UNLABELLED => {
+                    (StatusCode::OK, vector("0.25").replace(r#""application":"checkout""#, "")).into_response()
+                }
                 _ => (StatusCode::OK, vector("0.25")).into_response(),
             }
         }
@@ -98,6 +103,12 @@ async fn source_failures_are_reported_and_recovered_from() {
     assert!(text.contains("anomaly_exporter_points_skipped_total{signal=\"cpu\"} 1"), "{text}");
     assert!(text.contains("anomaly_exporter_source_up 1"));
     assert!(!text.contains("anomaly_value{"), "a NaN point is not exported as the last number: {text}");
+
+    mode.store(UNLABELLED, Ordering::SeqCst);
+    engine.run_cycle(SystemTime::now()).await;
+    let text = scrape(&registry);
+    assert!(text.contains("anomaly_exporter_samples_unlabelled_total{signal=\"cpu\"} 1"), "{text}");
+    assert!(!text.contains("anomaly_value{"), "{text}");
 
     mode.store(HEALTHY, Ordering::SeqCst);
     let report = engine.run_cycle(SystemTime::now()).await;

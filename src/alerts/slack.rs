@@ -41,6 +41,7 @@ use tokio::sync::mpsc;
 use super::incidents::{EventKind, IncidentEvent};
 use super::severity_rank;
 use crate::calendar::format_rfc3339_ms;
+use crate::classify::Severity;
 use crate::logs::{Correlation, LogIndex, LogQuery};
 use crate::web::escape::encode_query_value;
 
@@ -118,6 +119,19 @@ impl SlackConfig {
     pub fn validate(&self) -> Result<(), (String, String)> {
         if self.severities.is_empty() {
             return Err(("alerts.slack.severities".into(), "name at least one severity".into()));
+        }
+        // Alerts' severity labels are matched exactly, so a name of no severity (`Critical`,
+        // `crit`) would silently post nothing.
+        let posted = [Severity::Warning, Severity::High, Severity::Critical];
+        if let Some(unknown) =
+            self.severities.iter().find(|name| !posted.iter().any(|severity| severity.as_str() == name.as_str()))
+        {
+            return Err((
+                "alerts.slack.severities".into(),
+                format!(
+                    "{unknown:?} is not a severity: use warning, high or critical (lower case, as the alerts' label)"
+                ),
+            ));
         }
         if !(1..=MAX_QUEUE).contains(&self.queue) {
             return Err(("alerts.slack.queue".into(), format!("{}: must be 1 to {MAX_QUEUE}", self.queue)));
@@ -543,6 +557,10 @@ mod tests {
             ("queue: 0", "alerts.slack.queue"),
             ("queue: 2305843009213693952", "alerts.slack.queue"),
             ("min_interval_ms: 3600001", "alerts.slack.min_interval_ms"),
+            // Matched exactly against the alerts' labels: these would post nothing.
+            ("severities: [Critical, high]", "alerts.slack.severities"),
+            ("severities: [crit]", "alerts.slack.severities"),
+            ("severities: []", "alerts.slack.severities"),
         ] {
             let config: SlackConfig = serde_yaml_ng::from_str(yaml).unwrap();
             assert_eq!(config.validate().unwrap_err().0, key, "{yaml}");

@@ -54,10 +54,10 @@ pub struct BacktestArgs {
     /// After replaying, score labelled input with NAB's rules and print the table.
     #[arg(long, value_enum)]
     pub report: Option<BacktestReport>,
-    /// Replay the signal's history in Prometheus from this time (RFC 3339 or epoch seconds).
+    /// Replay the signal's history in Prometheus from this time (RFC 3339, epoch seconds or epoch milliseconds).
     #[arg(long, requires_all = ["to", "signal", "config_file"], conflicts_with = "input")]
     pub from: Option<String>,
-    /// End of the replayed history (RFC 3339 or epoch seconds).
+    /// End of the replayed history (RFC 3339, epoch seconds or epoch milliseconds).
     #[arg(long, requires = "from")]
     pub to: Option<String>,
     /// Write the labelled synthetic corpus (CSV files `timestamp,value,label`) to this directory
@@ -239,11 +239,24 @@ pub fn read_series(path: &Path, label_column: &str) -> Result<CsvSeries, Backtes
     let value_column = column("value").ok_or_else(|| fail("no 'value' column in the header".to_owned()))?;
     let label = column(label_column);
     let mut series = CsvSeries { labels: label.map(|_| Vec::new()), ..CsvSeries::default() };
+    let mut previous: Option<(i64, usize)> = None;
     for (index, record) in reader.records().enumerate() {
         let line = index + 2;
         let record = record.map_err(|e| fail(format!("line {line}: {e}")))?;
         let text = record.get(time_column).unwrap_or_default();
         let timestamp_ms = parse_timestamp(text).map_err(|e| fail(format!("line {line}: timestamp {text:?}: {e}")))?;
+        // Each row is scored from the rows before it, as the daemon scores a stream: a row out of
+        // order or repeated would be skipped without a word, as the daemon skips a stale sample.
+        if let Some((previous_ms, previous_line)) = previous
+            && timestamp_ms <= previous_ms
+        {
+            let what = if timestamp_ms == previous_ms { "repeats" } else { "is before" };
+            return Err(fail(format!(
+                "line {line}: timestamp {text:?} {what} line {previous_line}'s: rows must be in time order \
+                 without repeats (sort the file by time)"
+            )));
+        }
+        previous = Some((timestamp_ms, line));
         let value_text = record.get(value_column).unwrap_or_default();
         // An empty value is a gap (NaN): the detector skips it, as the daemon skips a NaN sample.
         let value = if value_text.is_empty() {
@@ -266,18 +279,26 @@ pub fn read_series(path: &Path, label_column: &str) -> Result<CsvSeries, Backtes
     Ok(series)
 }
 
-/// Parses an RFC 3339 time (`2024-01-01T00:00:00Z`, `…T00:00:00.250+02:00`) or epoch seconds
-/// (`1704067200`, `1704067200.25`) into milliseconds since the epoch.
+/// Epoch numbers at or past this are milliseconds (Grafana's `${__from}`, Java's
+/// `System.currentTimeMillis()`): as seconds they would be after the year 5000, and as
+/// milliseconds they are after 1973.
+const EPOCH_MILLISECONDS_FROM: f64 = 1e11;
+
+/// Parses an RFC 3339 time (`2024-01-01T00:00:00Z`, `…T00:00:00.250+02:00`), epoch seconds
+/// (`1704067200`, `1704067200.25`) or epoch milliseconds (`1704067200250`: any number of 1e11 or
+/// more) into milliseconds since the epoch.
 pub fn parse_timestamp(text: &str) -> Result<i64, String> {
-    if let Ok(seconds) = text.parse::<f64>() {
-        return if seconds.is_finite() && seconds.abs() < 1e14 {
-            Ok((seconds * 1000.0).round() as i64)
+    if let Ok(number) = text.parse::<f64>() {
+        return if !number.is_finite() || number.abs() >= 1e17 {
+            Err("epoch seconds or milliseconds out of range".to_owned())
+        } else if number.abs() >= EPOCH_MILLISECONDS_FROM {
+            Ok(number.round() as i64)
         } else {
-            Err("epoch seconds out of range".to_owned())
+            Ok((number * 1000.0).round() as i64)
         };
     }
     crate::calendar::parse_rfc3339_ms(text)
-        .ok_or_else(|| "expected RFC 3339 (2024-01-01T00:00:00Z) or epoch seconds".to_owned())
+        .ok_or_else(|| "expected RFC 3339 (2024-01-01T00:00:00Z), epoch seconds or epoch milliseconds".to_owned())
 }
 
 /// Writes `timestamp,value,anomaly_score,severity`.
@@ -415,6 +436,7 @@ pub fn run(args: &BacktestArgs) -> Result<(), BacktestError> {
     let Some(input) = args.input.as_deref() else {
         return Err(BacktestError::Argument { flag: "--input", message: "required".to_owned() });
     };
+    check_output(input, output)?;
     let started = Instant::now();
     let replayed = if input.is_dir() {
         let files = csv_files(input)?;
@@ -428,6 +450,30 @@ pub fn run(args: &BacktestArgs) -> Result<(), BacktestError> {
         print_nab_report(input, &args.label_column, &replayed, wall)?;
     }
     Ok(())
+}
+
+/// Refuses an `--output` that would destroy the input or cannot take the results: the input
+/// itself (a file, or in directory mode the input directory, whose files would be overwritten by
+/// their scores), a directory for one file's scores, a file for a directory's.
+fn check_output(input: &Path, output: &Path) -> Result<(), BacktestError> {
+    let refuse = |message: String| Err(BacktestError::Argument { flag: "--output", message });
+    if super::is_same_file(input, output) {
+        return refuse(format!(
+            "{} is the input {}: the scores would overwrite it; choose another path",
+            output.display(),
+            if input.is_dir() { "directory" } else { "file" }
+        ));
+    }
+    match (input.is_dir(), output.is_dir()) {
+        (true, false) if output.exists() => refuse(format!(
+            "{} is a file: with a directory as --input, --output is a directory (one scores file per input)",
+            output.display()
+        )),
+        (false, true) => {
+            refuse(format!("{} is a directory: with a file as --input, --output is a file", output.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Writes the synthetic corpus as `timestamp,value,label` files, 5-minute steps from 2024-01-01.
@@ -573,6 +619,10 @@ mod tests {
         assert_eq!(parse_timestamp("2023-12-31T19:00:00-05:00"), Ok(1_704_067_200_000));
         assert_eq!(parse_timestamp("1704067200"), Ok(1_704_067_200_000));
         assert_eq!(parse_timestamp("1704067200.5"), Ok(1_704_067_200_500));
+        // Milliseconds, as Grafana and Java write them, are not read as seconds 1000 times later.
+        assert_eq!(parse_timestamp("1704067200250"), Ok(1_704_067_200_250));
+        assert_eq!(parse_timestamp("99999999999"), Ok(99_999_999_999_000), "just under 1e11: seconds");
+        assert!(parse_timestamp("1e17").is_err());
         for bad in ["", "2023-02-29T00:00:00Z", "2024-01-01T24:00:00Z", "2024-01-01T00:00:00", "yesterday", "NaN"] {
             assert!(parse_timestamp(bad).is_err(), "{bad:?} accepted");
         }
@@ -610,6 +660,32 @@ mod tests {
         assert!(error.contains("b.csv") && error.contains("line 3") && error.contains("abc"), "{error}");
         let no_value = write(dir.path(), "c.csv", "timestamp,v\n1000,1\n");
         assert!(read_series(&no_value, "label").unwrap_err().to_string().contains("'value'"));
+        // Out of order or repeated: refused with both lines, not skipped without a word.
+        let reversed = write(dir.path(), "d.csv", "timestamp,value\n1002,1\n1001,2\n");
+        let error = read_series(&reversed, "label").unwrap_err().to_string();
+        assert!(error.contains("line 3") && error.contains("is before line 2's"), "{error}");
+        let repeated = write(dir.path(), "e.csv", "timestamp,value\n1000,1\n1001,2\n1001,3\n");
+        let error = read_series(&repeated, "label").unwrap_err().to_string();
+        assert!(error.contains("line 4") && error.contains("repeats line 3's"), "{error}");
+    }
+
+    #[test]
+    fn an_output_that_would_overwrite_the_input_or_cannot_hold_the_scores_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = write(dir.path(), "a.csv", "timestamp,value\n1000,1\n");
+        let same = dir.path().join(".").join("a.csv");
+        for (input, output, expected) in [
+            (&input, &same, "is the input file"),
+            (&dir.path().to_owned(), &dir.path().join("."), "is the input directory"),
+            (&dir.path().to_owned(), &input, "is a file"),
+            (&input, &dir.path().to_owned(), "is a directory"),
+        ] {
+            let error = check_output(input, output).unwrap_err();
+            assert_eq!(error.exit_code(), 2);
+            assert!(error.to_string().starts_with("--output") && error.to_string().contains(expected), "{error}");
+        }
+        assert!(check_output(&input, &dir.path().join("scores.csv")).is_ok());
+        assert_eq!(std::fs::read_to_string(&input).unwrap(), "timestamp,value\n1000,1\n");
     }
 
     #[test]

@@ -128,6 +128,10 @@ impl RunError {
 pub fn check_config(args: &RunArgs) -> Result<(Config, Option<WebConfig>), RunError> {
     let config = Config::load(&args.config_file)?;
     PrometheusClient::new(&config.source)?;
+    // The Slack URL is read at start: a missing file or variable must fail `check-config` too.
+    if let Some(slack) = &config.alerts.slack {
+        slack.webhook_url().map_err(|problem| ConfigError::Invalid { key: "alerts.slack".into(), problem })?;
+    }
     let web_config = match &args.web_config_file {
         Some(path) => {
             let web_config = WebConfig::load(path).map_err(RunError::WebConfig)?;

@@ -37,7 +37,8 @@ pub struct ScoreArgs {
     /// Decision threshold: `auto` (score > 0.5) or the expected share of anomalies, in (0, 0.5].
     #[arg(long, default_value = "auto", value_parser = parse_contamination)]
     pub contamination: Contamination,
-    /// The column holding labels (1 = anomaly); it is not a feature. Named explicitly, it must exist.
+    /// The column holding labels (1 = anomaly, 0 = normal); it is not a feature. Named explicitly,
+    /// it must exist.
     #[arg(long)]
     pub label_column: Option<String>,
     /// Threads for fitting and scoring (default: every core). 1 keeps all the work on one thread;
@@ -75,6 +76,12 @@ pub enum ScoreError {
     /// The forest refused a parameter or the data.
     #[error("{0}")]
     Forest(#[from] ForestError),
+    /// The output is the input file: writing the scores would replace the data.
+    #[error("--output {path}: is the input file; the scores would overwrite it: choose another path")]
+    OutputIsInput {
+        /// The output as given.
+        path: PathBuf,
+    },
     /// The output could not be written.
     #[error("{path}: cannot write scores: {source}")]
     Output {
@@ -111,6 +118,9 @@ pub fn run(args: &ScoreArgs) -> Result<(), ScoreError> {
     };
     // Refuse bad parameters before spending time on the file.
     params.validate()?;
+    if super::is_same_file(&args.input, &args.output) {
+        return Err(ScoreError::OutputIsInput { path: args.output.clone() });
+    }
     // The helper threads start while the table is read, so they are parked and ready to share the
     // fit and the scoring; a thread started at the fit would arrive after most of it (see
     // `forest::workers`).

@@ -42,6 +42,9 @@ fn bad_csv_input_names_file_line_and_column() {
         ("a,b\n1,nan\n", ":2: column 'b': NaN is not a finite float32 value"),
         ("a,b\n1,1e300\n", "column 'b'"),
         ("label\n1\n", "no feature columns"),
+        // scikit-learn's convention (-1 outlier) would otherwise mark every row anomalous.
+        ("a,label\n1,1\n2,-1\n", ":3: column 'label': label -1 is not 0 (normal) or 1 (anomaly)"),
+        ("a,label\n1,2\n", ":2: column 'label': label 2 is not 0"),
     ];
     for (text, expected) in cases {
         let file = csv_file(text);
