@@ -262,7 +262,14 @@ pub fn read_series(path: &Path, label_column: &str) -> Result<CsvSeries, Backtes
         let value = if value_text.is_empty() {
             f64::NAN
         } else {
-            value_text.parse::<f64>().map_err(|_| fail(format!("line {line}: value {value_text:?} is not a number")))?
+            let value = value_text
+                .parse::<f64>()
+                .map_err(|_| fail(format!("line {line}: value {value_text:?} is not a number")))?;
+            // NaN is a gap, as the daemon takes it; an infinite value (or 1e400) is a mistake.
+            if value.is_infinite() {
+                return Err(fail(format!("line {line}: value {value_text:?} is not finite")));
+            }
+            value
         };
         if let (Some(column), Some(labels)) = (label, series.labels.as_mut()) {
             let text = record.get(column).unwrap_or_default();
@@ -655,6 +662,9 @@ mod tests {
         assert_eq!(series.points, [(1_000_000, 1.5), (1_001_000, 2.0)]);
         assert_eq!(series.labels, Some(vec![false, true]));
         assert_eq!(read_series(&good, "missing").unwrap().labels, None);
+        let infinite = write(dir.path(), "f.csv", "timestamp,value\n1000,1\n1001,1e400\n");
+        let error = read_series(&infinite, "label").unwrap_err().to_string();
+        assert!(error.contains("line 3") && error.contains("not finite"), "{error}");
         let bad = write(dir.path(), "b.csv", "timestamp,value\n1000,1\n1001,abc\n");
         let error = read_series(&bad, "label").unwrap_err().to_string();
         assert!(error.contains("b.csv") && error.contains("line 3") && error.contains("abc"), "{error}");

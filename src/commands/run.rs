@@ -40,7 +40,7 @@ pub struct RunArgs {
     #[arg(long = "config.file", default_value = "anomaly-exporter.yml")]
     pub config_file: PathBuf,
     /// Address to listen on for the web interface and telemetry.
-    #[arg(long = "web.listen-address", default_value = DEFAULT_LISTEN_ADDRESS)]
+    #[arg(long = "web.listen-address", default_value = DEFAULT_LISTEN_ADDRESS, value_parser = parse_listen_address)]
     pub listen_address: SocketAddr,
     /// Path under which to expose metrics.
     #[arg(long = "web.telemetry-path", default_value = "/metrics", value_parser = parse_telemetry_path)]
@@ -281,6 +281,22 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     served.map_err(RunError::Serve)
 }
 
+/// `--web.listen-address` as Prometheus and its exporters take it: `host:port` with an IP or a
+/// host name (`localhost:9464`), or `:port` for every interface.
+fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let with_host = match text.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => text.to_owned(),
+    };
+    if let Ok(address) = with_host.parse::<SocketAddr>() {
+        return Ok(address);
+    }
+    let expected = "expected host:port, e.g. 127.0.0.1:9464, localhost:9464, [::1]:9464 or :9464 for every interface";
+    let mut resolved = with_host.to_socket_addrs().map_err(|error| format!("{text:?}: {error}; {expected}"))?;
+    resolved.next().ok_or_else(|| format!("{text:?}: the host name resolves to no address; {expected}"))
+}
+
 /// Locks the directories this daemon writes: the datasets root when datasets are on, and the
 /// incidents directory (the webhook is always served) unless that lock already covers it, as it
 /// does by default (`<datasets>/incidents`).
@@ -321,6 +337,18 @@ pub async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listen_addresses_are_taken_as_prometheus_takes_them() {
+        assert_eq!(parse_listen_address("127.0.0.1:9464"), Ok("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(parse_listen_address("[::1]:0"), Ok("[::1]:0".parse().unwrap()));
+        assert_eq!(parse_listen_address(":9464"), Ok("0.0.0.0:9464".parse().unwrap()), "every interface");
+        assert!(parse_listen_address("localhost:9464").is_ok_and(|a| a.ip().is_loopback() && a.port() == 9464));
+        for bad in ["9464", "127.0.0.1", ":", ":99999", "host with spaces:1"] {
+            let message = parse_listen_address(bad).unwrap_err();
+            assert!(message.contains("expected host:port"), "{bad:?}: {message}");
+        }
+    }
 
     #[test]
     fn telemetry_paths_are_plain_and_apart_from_the_daemons_own() {

@@ -34,10 +34,19 @@ pub fn retrain_routes(trainer: Arc<Trainer>) -> Router {
 async fn start(
     State(trainer): State<Arc<Trainer>>,
     query: Result<Query<RetrainQuery>, axum::extract::rejection::QueryRejection>,
+    body: axum::body::Bytes,
 ) -> Response {
     let Ok(Query(query)) = query else {
         return ApiError::bad_request("the query takes only service= and signal=").into_response();
     };
+    // A filter sent as a body (`{"service": "a"}`) would otherwise be ignored, and every series
+    // retrained.
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        return ApiError::bad_request(
+            "POST /retrain takes its filter as query parameters (?service=S&signal=X), not a body",
+        )
+        .into_response();
+    }
     // Listing the datasets is file I/O: off the async runtime.
     let submitted =
         tokio::task::spawn_blocking(move || trainer.submit(query.service.as_deref(), query.signal.as_deref(), "api"))
@@ -120,12 +129,29 @@ mod tests {
         user: &str,
         password: &str,
     ) -> (StatusCode, serde_json::Value) {
+        send(app, method, uri, user, password, Body::empty()).await
+    }
+
+    /// A POST by the admin with a JSON body.
+    async fn call_with_body(app: &Router, uri: &str, body: &str) -> (StatusCode, serde_json::Value) {
+        send(app, "POST", uri, "alice", "alice-pw", Body::from(body.to_owned())).await
+    }
+
+    async fn send(
+        app: &Router,
+        method: &str,
+        uri: &str,
+        user: &str,
+        password: &str,
+        body: Body,
+    ) -> (StatusCode, serde_json::Value) {
         let credentials = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
         let request = Request::builder()
             .method(method)
             .uri(uri)
             .header(header::AUTHORIZATION, format!("Basic {credentials}"))
-            .body(Body::empty())
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body)
             .unwrap();
         let response = app.clone().oneshot(request).await.unwrap();
         let status = response.status();
@@ -160,6 +186,11 @@ mod tests {
         }
         assert_eq!((last["state"].as_str(), last["trained"].as_u64()), (Some("done"), Some(1)), "{last}");
 
+        let (status, body) = call(&app, "POST", "/retrain?service=nope", "alice", "alice-pw").await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+        let (status, body) = call_with_body(&app, "/retrain", r#"{"service":"checkout"}"#).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("query parameters"), "{body}");
         let (status, body) = call(&app, "POST", "/retrain?service=nope", "alice", "alice-pw").await;
         assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
         let (status, _) = call(&app, "POST", "/retrain?servce=checkout", "alice", "alice-pw").await;
