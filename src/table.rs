@@ -178,7 +178,16 @@ pub fn read_table(path: &Path, spec: &TableSpec) -> Result<Table, TableError> {
         return Err(TableError::Empty { path: path.to_owned(), what: "is empty" });
     }
     drop(file);
-    if read == 4 && &magic == b"PAR1" { read_parquet(path, spec) } else { read_csv(path, spec) }
+    let is_parquet = read == 4 && &magic == b"PAR1";
+    let named_parquet = path.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("parquet"));
+    if named_parquet && !is_parquet {
+        // Read as CSV, it would fail with a message about rows and columns it does not have.
+        return Err(TableError::Parquet {
+            path: path.to_owned(),
+            message: "named .parquet but does not start with Parquet's PAR1 magic".to_owned(),
+        });
+    }
+    if is_parquet { read_parquet(path, spec) } else { read_csv(path, spec) }
 }
 
 /// Collects columns into a row-major matrix, setting the label column aside.

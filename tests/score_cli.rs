@@ -95,13 +95,23 @@ fn bad_input_exits_2_naming_the_problem() {
         (vec!["--input".into(), good.clone(), "--trees".into(), "0".into()], "trees"),
         (vec!["--input".into(), good.clone(), "--contamination".into(), "2".into()], "contamination"),
         (vec!["--input".into(), good.clone(), "--label-column".into(), "y".into()], "no label column 'y'"),
+        // The scores would replace the data.
+        (vec!["--input".into(), good.clone(), "--output".into(), good.clone()], "is the input file"),
+        (
+            vec!["--input".into(), good.clone(), "--output".into(), format!("{}/./good.csv", dir.path().display())],
+            "is the input file",
+        ),
+        (vec!["--input".into(), good.clone(), "--output".into(), "scores.parquet".into()], "written as CSV"),
     ];
     for (mut args, expected) in cases {
-        args.extend(["--output".to_owned(), out.to_owned()]);
+        if !args.iter().any(|a| a == "--output") {
+            args.extend(["--output".to_owned(), out.to_owned()]);
+        }
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let result = run_score(&refs);
         let stderr = String::from_utf8_lossy(&result.stderr);
         assert_eq!(result.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(expected), "{args:?}: expected {expected:?} in {stderr}");
     }
+    assert_eq!(std::fs::read_to_string(&good).unwrap(), "a,b\n1,2\n3,4\n", "the input is untouched");
 }

@@ -82,6 +82,12 @@ pub enum ScoreError {
         /// The output as given.
         path: PathBuf,
     },
+    /// The output is named as another format than the CSV written.
+    #[error("--output {path}: scores are written as CSV; name the file .csv")]
+    OutputNotCsv {
+        /// The output as given.
+        path: PathBuf,
+    },
     /// The output could not be written.
     #[error("{path}: cannot write scores: {source}")]
     Output {
@@ -120,6 +126,9 @@ pub fn run(args: &ScoreArgs) -> Result<(), ScoreError> {
     params.validate()?;
     if super::is_same_file(&args.input, &args.output) {
         return Err(ScoreError::OutputIsInput { path: args.output.clone() });
+    }
+    if args.output.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("parquet")) {
+        return Err(ScoreError::OutputNotCsv { path: args.output.clone() });
     }
     // The helper threads start while the table is read, so they are parked and ready to share the
     // fit and the scoring; a thread started at the fit would arrive after most of it (see

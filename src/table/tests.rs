@@ -105,3 +105,12 @@ fn parquet_string_column_is_named() {
     let err = read_table(file.path(), &TableSpec::default()).unwrap_err().to_string();
     assert!(err.contains("column 'host' has type Utf8, not a number"), "{err}");
 }
+
+#[test]
+fn a_file_named_parquet_that_is_not_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fake.parquet");
+    std::fs::write(&path, "a,b\n").unwrap();
+    let err = read_table(&path, &TableSpec::default()).unwrap_err().to_string();
+    assert!(err.contains("not a readable Parquet file") && err.contains("PAR1"), "{err}");
+}
