@@ -128,6 +128,8 @@ impl BacktestError {
     /// or to reach Prometheus.
     pub fn exit_code(&self) -> u8 {
         match self {
+            // A range the client refuses before any request (too many points) is the flags' fault.
+            Self::Source(SourceError::InvalidArgument(_)) => 2,
             Self::Output { .. } | Self::Source(_) => 1,
             _ => 2,
         }
@@ -459,6 +461,10 @@ pub fn run(args: &BacktestArgs) -> Result<(), BacktestError> {
     Ok(())
 }
 
+fn epoch_ms(time: SystemTime) -> i64 {
+    time.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Refuses an `--output` that would destroy the input or cannot take the results: the input
 /// itself (a file, or in directory mode the input directory, whose files would be overwritten by
 /// their scores), a directory for one file's scores, a file for a directory's.
@@ -584,7 +590,22 @@ fn backtest_prometheus(
         .build()
         .map_err(|source| BacktestError::Output { path: output_dir.to_owned(), source })?;
     let start = from.checked_sub(config.backfill).unwrap_or(SystemTime::UNIX_EPOCH);
-    let matrix = runtime.block_on(client.query_range(&signal.query, start, to, client.step()))?;
+    let matrix = runtime.block_on(client.query_range(&signal.query, start, to, client.step())).map_err(|error| {
+        match error {
+            // Said in the flags' terms: the client's message is in epoch milliseconds.
+            SourceError::InvalidArgument(message) => BacktestError::Argument {
+                flag: "--from",
+                message: format!(
+                    "{} to {} (with the {}s of warm-up before it, `backfill`) at source.step {}s: {message}",
+                    crate::calendar::format_rfc3339_ms(epoch_ms(from)),
+                    crate::calendar::format_rfc3339_ms(epoch_ms(to)),
+                    config.backfill.as_secs(),
+                    client.step().as_secs_f64(),
+                ),
+            },
+            other => BacktestError::Source(other),
+        }
+    })?;
     std::fs::create_dir_all(output_dir)
         .map_err(|source| BacktestError::Output { path: output_dir.to_owned(), source })?;
     let from_ms = from.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
@@ -695,6 +716,9 @@ mod tests {
             assert!(error.to_string().starts_with("--output") && error.to_string().contains(expected), "{error}");
         }
         assert!(check_output(&input, &dir.path().join("scores.csv")).is_ok());
+        // A range refused before any request is the flags' fault; Prometheus down is not.
+        assert_eq!(BacktestError::Source(SourceError::InvalidArgument("too many points".into())).exit_code(), 2);
+        assert_eq!(BacktestError::Source(SourceError::Client("no TLS".into())).exit_code(), 1);
         assert_eq!(std::fs::read_to_string(&input).unwrap(), "timestamp,value\n1000,1\n");
     }
 
