@@ -84,7 +84,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub anomaly_levels: AnomalyLevels,
     /// The signals, by name. Absent: the Spring Boot defaults.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::unique_keys::deserialize_optional")]
     pub signals: Option<BTreeMap<String, RawSignal>>,
     /// Parquet datasets and model training.
     #[serde(default)]
@@ -123,7 +123,7 @@ pub struct RawSignal {
     #[serde(default)]
     pub thresholds: Thresholds,
     /// Per-service thresholds replacing the signal's own.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::unique_keys::deserialize")]
     pub overrides: BTreeMap<String, Thresholds>,
     /// A deviation from the recent mean smaller than this is never anomalous (in the signal's
     /// unit): the floor against low-volume noise.
@@ -432,6 +432,31 @@ mod tests {
         ];
         for (text, expected) in cases {
             let message = parse(text).unwrap_err().to_string();
+            assert!(message.contains(expected), "{text:?}: expected {expected:?} in {message:?}");
+        }
+    }
+
+    #[test]
+    fn a_signal_or_override_named_twice_is_refused_naming_it() {
+        let cases = [
+            (
+                "source:\n  url: http://x\nsignals:\n  cpu:\n    query: up\n  cpu:\n    query: up\n",
+                "signals: duplicate key \"cpu\"",
+            ),
+            (
+                "source:\n  url: http://x\nsignals:\n  cpu:\n    query: up\n    overrides: {a: {warning: 1}, a: {warning: 2}}\n",
+                "signals.cpu.overrides: duplicate key \"a\"",
+            ),
+            (
+                "source:\n  url: http://x\n  headers: {X-Scope-OrgID: a, X-Scope-OrgID: b}\n",
+                "source.headers: duplicate key \"X-Scope-OrgID\"",
+            ),
+            ("source:\n  url: http://x\nlogs:\n  services: {a: [/x], a: [/y]}\n", "logs.services: duplicate key \"a\""),
+        ];
+        for (text, expected) in cases {
+            let error = parse(text).unwrap_err();
+            assert!(matches!(error, ConfigError::Parse { .. }), "{error:?}");
+            let message = error.to_string();
             assert!(message.contains(expected), "{text:?}: expected {expected:?} in {message:?}");
         }
     }

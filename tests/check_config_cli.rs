@@ -46,6 +46,18 @@ fn invalid_config_exits_2_naming_the_key_without_starting() {
     assert!(stderr.contains("web.config.file /nonexistent/web.yml"), "{stderr}");
 }
 
+#[test]
+fn a_signal_named_twice_exits_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("twice.yml");
+    let yaml =
+        "source:\n  url: http://127.0.0.1:9\nsignals:\n  cpu:\n    query: up\n  cpu:\n    query: process_cpu_usage\n";
+    std::fs::write(&config, yaml).unwrap();
+    let (code, stdout, stderr) = anomaly_exporter(&["check-config", "--config.file", config.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("signals: duplicate key \"cpu\""), "{stderr}");
+}
+
 /// Kills the daemon when the test ends, passing or not.
 struct Daemon(std::process::Child);
 

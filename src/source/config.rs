@@ -31,7 +31,7 @@ pub struct SourceConfig {
     #[serde(default)]
     pub bearer_token_file: Option<PathBuf>,
     /// Extra headers sent with every request, such as `X-Scope-OrgID` for Mimir and Cortex tenants.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::unique_keys::deserialize")]
     pub headers: BTreeMap<String, String>,
     /// PEM file of the CA certificates that sign the server's certificate. When set, only these
     /// roots are trusted, as in Prometheus's own `tls_config.ca_file`.
@@ -112,6 +112,11 @@ impl SourceConfig {
         for (name, value) in &self.headers {
             let header_name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| invalid("headers", format!("{name:?} is not a valid HTTP header name")))?;
+            // The file's keys are unique, but header names ignore case: `X-Scope-OrgID` and
+            // `x-scope-orgid` would both be sent, and a server would pick either tenant.
+            if headers.iter().any(|(seen, _)| *seen == header_name) {
+                return Err(invalid("headers", format!("{name:?} is given twice (header names ignore case)")));
+            }
             if header_name == AUTHORIZATION {
                 return Err(invalid(
                     "headers",
@@ -273,6 +278,17 @@ step: 1m
         assert_eq!(checked.timeout, Duration::from_secs(30));
         assert_eq!(checked.step, Duration::from_secs(60));
         assert_eq!(checked.headers[0].0.as_str(), "x-scope-orgid");
+    }
+
+    #[test]
+    fn a_header_given_twice_is_refused() {
+        let err =
+            serde_yaml_ng::from_str::<SourceConfig>("url: http://x\nheaders: {X-Scope-OrgID: a, X-Scope-OrgID: b}\n")
+                .unwrap_err();
+        assert!(err.to_string().starts_with("headers: duplicate key \"X-Scope-OrgID\""), "{err}");
+        let config: SourceConfig =
+            serde_yaml_ng::from_str("url: http://x\nheaders: {X-Scope-OrgID: a, x-scope-orgid: b}\n").unwrap();
+        assert_eq!(error_of(&config), "source.headers: \"x-scope-orgid\" is given twice (header names ignore case)");
     }
 
     #[test]
