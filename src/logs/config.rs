@@ -15,7 +15,9 @@
 //!   grafana_url: http://grafana:3000/d/anomalies
 //! ```
 //!
-//! Globs take `*` and `?` in the file name only; directories are literal. In `service_files`,
+//! Globs take `*` and `?` in the file name only; directories are literal. A relative glob is
+//! relative to the config file's directory ([`Config::load`](crate::config::Config::load) joins
+//! it on). In `service_files`,
 //! `{service}` stands for one whole directory name: every directory there is a service, named
 //! after it. A request's service is looked up among the configured or listed names, so request
 //! values never become part of a path.

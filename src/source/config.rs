@@ -27,14 +27,16 @@ pub struct SourceConfig {
     /// HTTP basic auth; the password is read from a file.
     #[serde(default)]
     pub basic_auth: Option<BasicAuthConfig>,
-    /// File holding a bearer token, sent as `Authorization: Bearer ...`.
+    /// File holding a bearer token, sent as `Authorization: Bearer ...`. Relative to the config
+    /// file's directory once loaded by [`Config::load`](crate::config::Config::load).
     #[serde(default)]
     pub bearer_token_file: Option<PathBuf>,
     /// Extra headers sent with every request, such as `X-Scope-OrgID` for Mimir and Cortex tenants.
     #[serde(default, deserialize_with = "crate::unique_keys::deserialize")]
     pub headers: BTreeMap<String, String>,
     /// PEM file of the CA certificates that sign the server's certificate. When set, only these
-    /// roots are trusted, as in Prometheus's own `tls_config.ca_file`.
+    /// roots are trusted, as in Prometheus's own `tls_config.ca_file`. Relative to the config
+    /// file's directory, as `bearer_token_file`.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// Accept any server certificate. For test setups only: it turns TLS into plain obfuscation.
@@ -51,7 +53,8 @@ pub struct SourceConfig {
 pub struct BasicAuthConfig {
     /// The user name, sent as is.
     pub username: String,
-    /// File holding the password; a trailing newline is removed.
+    /// File holding the password; a trailing newline is removed. Relative to the config file's
+    /// directory, as `bearer_token_file`.
     pub password_file: PathBuf,
 }
 
