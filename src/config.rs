@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use crate::classify::{AnomalyLevels, Direction, Thresholds};
 use crate::detect::DetectorParams;
+use crate::logs::config::SERVICE_PLACEHOLDER;
 use crate::source::{MAX_RANGE_POINTS, SourceConfig, parse_duration};
 use crate::store::{DatasetsConfig, RawDatasetsConfig};
 
@@ -84,7 +85,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub anomaly_levels: AnomalyLevels,
     /// The signals, by name. Absent: the Spring Boot defaults.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::unique_keys::deserialize_optional")]
     pub signals: Option<BTreeMap<String, RawSignal>>,
     /// Parquet datasets and model training.
     #[serde(default)]
@@ -123,7 +124,7 @@ pub struct RawSignal {
     #[serde(default)]
     pub thresholds: Thresholds,
     /// Per-service thresholds replacing the signal's own.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::unique_keys::deserialize")]
     pub overrides: BTreeMap<String, Thresholds>,
     /// A deviation from the recent mean smaller than this is never anomalous (in the signal's
     /// unit): the floor against low-volume noise.
@@ -314,7 +315,7 @@ impl TryFrom<RawConfig> for Config {
                 min_deviation: signal.min_deviation,
             });
         }
-        // Relative to the working directory here; `Config::load` re-resolves against the file's.
+        // Relative to the working directory here; `Config::from_yaml` rebases it on the file's.
         let datasets = raw
             .datasets
             .validate(Path::new(""))
@@ -339,15 +340,40 @@ impl TryFrom<RawConfig> for Config {
     }
 }
 
+/// Joins a relative log glob onto `base`, the config file's directory. Globs are text (their file
+/// name is a pattern, not a path), so the directory has to be text too; and a directory holding
+/// `{service}` would read as a second placeholder. Both are refused rather than mangled.
+fn rebase_glob(base: &Path, glob: &mut String, key: &str) -> Result<(), ConfigError> {
+    if base.as_os_str().is_empty() || Path::new(glob.as_str()).is_absolute() {
+        return Ok(());
+    }
+    let Some(directory) = base.to_str() else {
+        let problem = format!(
+            "{glob:?} is relative and the config file's directory {} is not UTF-8; give an absolute glob",
+            base.display()
+        );
+        return Err(invalid(key, problem));
+    };
+    if directory.contains(SERVICE_PLACEHOLDER) {
+        let problem = format!(
+            "{glob:?} is relative and the config file's directory {directory} contains \
+             {SERVICE_PLACEHOLDER}; give an absolute glob"
+        );
+        return Err(invalid(key, problem));
+    }
+    *glob = Path::new(directory).join(&*glob).display().to_string();
+    Ok(())
+}
+
 impl Config {
-    /// Parses and validates YAML text; `path` is only used in messages.
+    /// Parses and validates YAML text as if read from `path`: errors name it, and relative paths
+    /// in the text resolve against its directory.
     pub fn from_yaml(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let raw: RawConfig = serde_yaml_ng::from_str(text)
             .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
         let mut config = Config::try_from(raw)?;
-        // `datasets.path` is relative to the config file's directory.
         if let Some(base) = path.parent() {
-            config.datasets.path = base.join(&config.datasets.path);
+            config.rebase_paths(base)?;
             // Checked at load, not when the daemon first writes there: the incidents journal
             // lives under it even with `enabled: false`, and `check-config` should catch what
             // `run` would trip on.
@@ -355,11 +381,39 @@ impl Config {
                 let problem = format!("{}: not a directory", config.datasets.path.display());
                 return Err(invalid("datasets.path", problem));
             }
-            if let Some(dir) = &mut config.alerts.incidents_dir {
-                *dir = base.join(&*dir);
-            }
         }
         Ok(config)
+    }
+
+    /// Joins every relative path the file names onto `base`, the file's directory, as Prometheus
+    /// does: the file then means the same whichever directory the daemon starts in, and
+    /// `check-config`, `run`, `train` and `backtest` all read the same files. Absolute paths are
+    /// kept. Every path-valued key is listed here, so a new one is rebased by adding it.
+    fn rebase_paths(&mut self, base: &Path) -> Result<(), ConfigError> {
+        let source = &mut self.source;
+        let paths = [
+            Some(&mut self.datasets.path),
+            self.alerts.incidents_dir.as_mut(),
+            self.alerts.slack.as_mut().and_then(|slack| slack.url_file.as_mut()),
+            source.bearer_token_file.as_mut(),
+            source.basic_auth.as_mut().map(|auth| &mut auth.password_file),
+            source.ca_file.as_mut(),
+        ];
+        for path in paths.into_iter().flatten() {
+            // `join` keeps an absolute `path` as it is.
+            *path = base.join(&*path);
+        }
+        if let Some(logs) = &mut self.logs {
+            for (service, globs) in &mut logs.services {
+                for glob in globs {
+                    rebase_glob(base, glob, &format!("logs.services.{service}"))?;
+                }
+            }
+            if let Some(glob) = &mut logs.service_files {
+                rebase_glob(base, glob, "logs.service_files")?;
+            }
+        }
+        Ok(())
     }
 
     /// Reads, parses and validates the file at `path`.
@@ -434,6 +488,107 @@ mod tests {
             let message = parse(text).unwrap_err().to_string();
             assert!(message.contains(expected), "{text:?}: expected {expected:?} in {message:?}");
         }
+    }
+
+    #[test]
+    fn a_signal_or_override_named_twice_is_refused_naming_it() {
+        let cases = [
+            (
+                "source:\n  url: http://x\nsignals:\n  cpu:\n    query: up\n  cpu:\n    query: up\n",
+                "signals: duplicate key \"cpu\"",
+            ),
+            (
+                "source:\n  url: http://x\nsignals:\n  cpu:\n    query: up\n    overrides: {a: {warning: 1}, a: {warning: 2}}\n",
+                "signals.cpu.overrides: duplicate key \"a\"",
+            ),
+            (
+                "source:\n  url: http://x\n  headers: {X-Scope-OrgID: a, X-Scope-OrgID: b}\n",
+                "source.headers: duplicate key \"X-Scope-OrgID\"",
+            ),
+            ("source:\n  url: http://x\nlogs:\n  services: {a: [/x], a: [/y]}\n", "logs.services: duplicate key \"a\""),
+        ];
+        for (text, expected) in cases {
+            let error = parse(text).unwrap_err();
+            assert!(matches!(error, ConfigError::Parse { .. }), "{error:?}");
+            let message = error.to_string();
+            assert!(message.contains(expected), "{text:?}: expected {expected:?} in {message:?}");
+        }
+    }
+
+    /// Writes `yaml` as a config file in `dir` and loads it by its path, from the test's own
+    /// working directory (the crate root, never `dir`): tests run in parallel, so none changes it.
+    fn load_beside(dir: &Path, yaml: &str) -> Result<Config, ConfigError> {
+        let file = dir.join("ae.yml");
+        std::fs::write(&file, yaml).unwrap();
+        assert_ne!(std::env::current_dir().unwrap(), dir);
+        Config::load(&file)
+    }
+
+    #[test]
+    fn source_secret_files_resolve_against_the_config_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "s3cret\n").unwrap();
+        let config =
+            load_beside(dir.path(), "source:\n  url: http://127.0.0.1:9\n  bearer_token_file: token\n").unwrap();
+        assert_eq!(config.source.bearer_token_file.as_deref(), Some(dir.path().join("token").as_path()));
+        // The client reads it from there, as check-config and run do.
+        crate::source::PrometheusClient::new(&config.source).unwrap();
+
+        let yaml = "source:\n  url: https://127.0.0.1:9\n  ca_file: certs/ca.pem\n  \
+                    basic_auth: {username: u, password_file: secrets/password}\n";
+        let config = load_beside(dir.path(), yaml).unwrap();
+        assert_eq!(config.source.ca_file, Some(dir.path().join("certs/ca.pem")));
+        assert_eq!(config.source.basic_auth.unwrap().password_file, dir.path().join("secrets/password"));
+    }
+
+    #[test]
+    fn slack_url_file_resolves_against_the_config_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("slack-url"), "https://hooks.slack.example/T0\n").unwrap();
+        let config =
+            load_beside(dir.path(), "source:\n  url: http://127.0.0.1:9\nalerts:\n  slack: {url_file: slack-url}\n")
+                .unwrap();
+        let slack = config.alerts.slack.unwrap();
+        assert_eq!(slack.url_file, Some(dir.path().join("slack-url")));
+        assert_eq!(slack.webhook_url().unwrap(), "https://hooks.slack.example/T0");
+    }
+
+    #[test]
+    fn relative_log_globs_resolve_against_the_config_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = "source:\n  url: http://127.0.0.1:9\nlogs:\n  services: {a: ['logs/a/app.log*', /var/log/b.log]}\n  \
+                    service_files: 'apps/{service}/app.log*'\n";
+        let logs = load_beside(dir.path(), yaml).unwrap().logs.unwrap();
+        let base = dir.path().to_str().unwrap();
+        assert_eq!(logs.services["a"], [format!("{base}/logs/a/app.log*"), "/var/log/b.log".to_owned()]);
+        assert_eq!(logs.service_files, Some(format!("{base}/apps/{{service}}/app.log*")));
+    }
+
+    #[test]
+    fn a_config_directory_holding_the_service_placeholder_is_refused_for_relative_globs() {
+        let dir = tempfile::tempdir().unwrap();
+        let odd = dir.path().join("{service}");
+        std::fs::create_dir(&odd).unwrap();
+        let yaml = "source:\n  url: http://127.0.0.1:9\nlogs:\n  service_files: 'apps/{service}/app.log*'\n";
+        let text = load_beside(&odd, yaml).unwrap_err().to_string();
+        assert!(text.starts_with("config: logs.service_files: ") && text.ends_with("give an absolute glob"), "{text}");
+        // Absolute globs do not use the directory, so they are fine there.
+        let yaml = "source:\n  url: http://127.0.0.1:9\nlogs:\n  service_files: '/var/log/{service}/app.log*'\n";
+        assert!(load_beside(&odd, yaml).is_ok());
+    }
+
+    #[test]
+    fn absolute_paths_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = "source:\n  url: https://127.0.0.1:9\n  ca_file: /etc/ssl/ca.pem\n  bearer_token_file: /run/token\n\
+                    alerts:\n  incidents_dir: /var/lib/incidents\n  slack: {url_file: /run/slack}\n\
+                    datasets: {path: /var/lib/ae}\n";
+        let config = load_beside(dir.path(), yaml).unwrap();
+        assert_eq!(config.source.ca_file.as_deref(), Some(Path::new("/etc/ssl/ca.pem")));
+        assert_eq!(config.source.bearer_token_file.as_deref(), Some(Path::new("/run/token")));
+        assert_eq!(config.alerts.incidents_dir.as_deref(), Some(Path::new("/var/lib/incidents")));
+        assert_eq!(config.alerts.slack.unwrap().url_file.as_deref(), Some(Path::new("/run/slack")));
+        assert_eq!(config.datasets.path, Path::new("/var/lib/ae"));
     }
 
     #[test]

@@ -24,4 +24,5 @@ pub mod source;
 pub mod store;
 pub mod table;
 pub mod train;
+mod unique_keys;
 pub mod web;

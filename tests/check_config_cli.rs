@@ -46,6 +46,29 @@ fn invalid_config_exits_2_naming_the_key_without_starting() {
     assert!(stderr.contains("web.config.file /nonexistent/web.yml"), "{stderr}");
 }
 
+#[test]
+fn a_signal_named_twice_exits_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("twice.yml");
+    let yaml =
+        "source:\n  url: http://127.0.0.1:9\nsignals:\n  cpu:\n    query: up\n  cpu:\n    query: process_cpu_usage\n";
+    std::fs::write(&config, yaml).unwrap();
+    let (code, stdout, stderr) = anomaly_exporter(&["check-config", "--config.file", config.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("signals: duplicate key \"cpu\""), "{stderr}");
+}
+
+#[test]
+fn relative_secret_files_are_read_beside_the_config_from_any_working_directory() {
+    // The binary runs in the crate root; the config and its token are elsewhere.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "s3cret\n").unwrap();
+    let config = dir.path().join("tok.yml");
+    std::fs::write(&config, "source:\n  url: http://127.0.0.1:9\n  bearer_token_file: token\n").unwrap();
+    let (code, stdout, stderr) = anomaly_exporter(&["check-config", "--config.file", config.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+}
+
 /// Kills the daemon when the test ends, passing or not.
 struct Daemon(std::process::Child);
 

@@ -49,7 +49,8 @@ use crate::web::escape::encode_query_value;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlackConfig {
-    /// File holding the incoming-webhook URL (one line). Takes precedence over `url_env`.
+    /// File holding the incoming-webhook URL (one line), relative to the config file's directory.
+    /// Takes precedence over `url_env`.
     #[serde(default)]
     pub url_file: Option<PathBuf>,
     /// Environment variable holding the URL.

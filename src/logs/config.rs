@@ -15,7 +15,9 @@
 //!   grafana_url: http://grafana:3000/d/anomalies
 //! ```
 //!
-//! Globs take `*` and `?` in the file name only; directories are literal. In `service_files`,
+//! Globs take `*` and `?` in the file name only; directories are literal. A relative glob is
+//! relative to the config file's directory ([`Config::load`](crate::config::Config::load) joins
+//! it on). In `service_files`,
 //! `{service}` stands for one whole directory name: every directory there is a service, named
 //! after it. A request's service is looked up among the configured or listed names, so request
 //! values never become part of a path.
@@ -35,7 +37,7 @@ pub const SERVICE_PLACEHOLDER: &str = "{service}";
 #[serde(deny_unknown_fields)]
 pub struct LogsConfig {
     /// Service name → globs of its log files (the live file and the rotated ones).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::unique_keys::deserialize")]
     pub services: BTreeMap<String, Vec<String>>,
     /// One glob for every service, with `{service}` as a directory name; explicit `services`
     /// entries win over it.
@@ -305,5 +307,12 @@ mod tests {
             assert!(message.contains(expected), "{yaml}: expected {expected:?} in {message:?}");
         }
         assert!(parse("service_files: '/var/log/{service}/app.log*'").is_ok());
+    }
+
+    #[test]
+    fn a_service_named_twice_is_refused_not_merged() {
+        let message = parse("services:\n  a: [/x]\n  a: [/y]\n").unwrap_err();
+        assert!(message.starts_with("services: duplicate key \"a\""), "{message}");
+        assert!(message.contains("line 2"), "{message}");
     }
 }

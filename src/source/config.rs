@@ -27,14 +27,16 @@ pub struct SourceConfig {
     /// HTTP basic auth; the password is read from a file.
     #[serde(default)]
     pub basic_auth: Option<BasicAuthConfig>,
-    /// File holding a bearer token, sent as `Authorization: Bearer ...`.
+    /// File holding a bearer token, sent as `Authorization: Bearer ...`. Relative to the config
+    /// file's directory once loaded by [`Config::load`](crate::config::Config::load).
     #[serde(default)]
     pub bearer_token_file: Option<PathBuf>,
     /// Extra headers sent with every request, such as `X-Scope-OrgID` for Mimir and Cortex tenants.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::unique_keys::deserialize")]
     pub headers: BTreeMap<String, String>,
     /// PEM file of the CA certificates that sign the server's certificate. When set, only these
-    /// roots are trusted, as in Prometheus's own `tls_config.ca_file`.
+    /// roots are trusted, as in Prometheus's own `tls_config.ca_file`. Relative to the config
+    /// file's directory, as `bearer_token_file`.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// Accept any server certificate. For test setups only: it turns TLS into plain obfuscation.
@@ -51,7 +53,8 @@ pub struct SourceConfig {
 pub struct BasicAuthConfig {
     /// The user name, sent as is.
     pub username: String,
-    /// File holding the password; a trailing newline is removed.
+    /// File holding the password; a trailing newline is removed. Relative to the config file's
+    /// directory, as `bearer_token_file`.
     pub password_file: PathBuf,
 }
 
@@ -112,6 +115,11 @@ impl SourceConfig {
         for (name, value) in &self.headers {
             let header_name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| invalid("headers", format!("{name:?} is not a valid HTTP header name")))?;
+            // The file's keys are unique, but header names ignore case: `X-Scope-OrgID` and
+            // `x-scope-orgid` would both be sent, and a server would pick either tenant.
+            if headers.iter().any(|(seen, _)| *seen == header_name) {
+                return Err(invalid("headers", format!("{name:?} is given twice (header names ignore case)")));
+            }
             if header_name == AUTHORIZATION {
                 return Err(invalid(
                     "headers",
@@ -273,6 +281,17 @@ step: 1m
         assert_eq!(checked.timeout, Duration::from_secs(30));
         assert_eq!(checked.step, Duration::from_secs(60));
         assert_eq!(checked.headers[0].0.as_str(), "x-scope-orgid");
+    }
+
+    #[test]
+    fn a_header_given_twice_is_refused() {
+        let err =
+            serde_yaml_ng::from_str::<SourceConfig>("url: http://x\nheaders: {X-Scope-OrgID: a, X-Scope-OrgID: b}\n")
+                .unwrap_err();
+        assert!(err.to_string().starts_with("headers: duplicate key \"X-Scope-OrgID\""), "{err}");
+        let config: SourceConfig =
+            serde_yaml_ng::from_str("url: http://x\nheaders: {X-Scope-OrgID: a, x-scope-orgid: b}\n").unwrap();
+        assert_eq!(error_of(&config), "source.headers: \"x-scope-orgid\" is given twice (header names ignore case)");
     }
 
     #[test]

@@ -173,7 +173,7 @@ struct RawWebConfig {
     tls_server_config: Option<RawTlsServerConfig>,
     #[serde(default)]
     http_server_config: Option<RawHttpServerConfig>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::unique_keys::deserialize_optional")]
     basic_auth_users: Option<BTreeMap<String, String>>,
     #[serde(default)]
     admin_users: Option<Vec<String>>,
@@ -219,7 +219,7 @@ struct RawTlsServerConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawHttpServerConfig {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::unique_keys::deserialize_optional")]
     headers: Option<BTreeMap<String, String>>,
     #[serde(default)]
     http2: Option<bool>,
@@ -428,6 +428,11 @@ fn validate_http(raw: RawHttpServerConfig) -> Result<HeaderMap, KeyProblem> {
             return Err(key_problem(&key, format!("invalid value {value:?}; expected one of {allowed_values:?}")));
         }
         let header_name = HeaderName::from_str(&name).map_err(|e| key_problem(&key, e.to_string()))?;
+        // The file's keys are unique, but header names ignore case: the second would replace the
+        // first without a word.
+        if headers.contains_key(&header_name) {
+            return Err(key_problem(&key, "given twice (header names ignore case)"));
+        }
         let header_value = HeaderValue::from_str(&value).map_err(|e| key_problem(&key, e.to_string()))?;
         headers.insert(header_name, header_value);
     }
@@ -598,6 +603,32 @@ mod tests {
         assert!(text.contains("http_server_config.headers.Server: this header cannot be configured"), "{text}");
         let text = error_text("http_server_config:\n  headers:\n    X-Frame-Options: allow-from x\n");
         assert!(text.contains("http_server_config.headers.X-Frame-Options: invalid value"), "{text}");
+    }
+
+    #[test]
+    fn a_user_named_twice_is_refused_not_collapsed() {
+        // Last-wins would keep only one of the two hashes and lock out whoever holds the other.
+        let text = error_text(&format!("basic_auth_users:\n  alice: {HASH}\n  alice: {HASH}\n"));
+        assert!(
+            text.starts_with(
+                "web.config.file /etc/anomaly-exporter/web.yml: basic_auth_users: duplicate key \"alice\""
+            ),
+            "{text}"
+        );
+        assert!(text.ends_with("in the map at line 2 column 3"), "{text}");
+    }
+
+    #[test]
+    fn a_response_header_given_twice_is_refused() {
+        let text =
+            error_text("http_server_config:\n  headers:\n    X-Frame-Options: deny\n    X-Frame-Options: sameorigin\n");
+        assert!(text.contains("http_server_config.headers: duplicate key \"X-Frame-Options\""), "{text}");
+        let text =
+            error_text("http_server_config:\n  headers:\n    X-Frame-Options: deny\n    x-frame-options: sameorigin\n");
+        assert!(
+            text.ends_with("http_server_config.headers.x-frame-options: given twice (header names ignore case)"),
+            "{text}"
+        );
     }
 
     #[test]
