@@ -381,6 +381,12 @@ impl Config {
                 let problem = format!("{}: not a directory", config.datasets.path.display());
                 return Err(invalid("datasets.path", problem));
             }
+            if let Some(incidents) = &config.alerts.incidents_dir
+                && incidents.exists()
+                && !incidents.is_dir()
+            {
+                return Err(invalid("alerts.incidents_dir", format!("{}: not a directory", incidents.display())));
+            }
         }
         Ok(config)
     }
@@ -420,7 +426,9 @@ impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        Self::from_yaml(&text, path)
+        // Editors on Windows save a byte-order mark, which the YAML parser reads as a second
+        // document ("more than one document is not supported").
+        Self::from_yaml(text.strip_prefix('\u{feff}').unwrap_or(&text), path)
     }
 }
 
@@ -449,6 +457,18 @@ mod tests {
         std::fs::write(dir.path().join("store"), "not a directory").unwrap();
         let text = Config::load(&config_file).unwrap_err().to_string();
         assert!(text.starts_with("config: datasets.path: ") && text.ends_with("store: not a directory"), "{text}");
+        std::fs::write(&config_file, "source: {url: \"http://127.0.0.1:9\"}\nalerts: {incidents_dir: store}\n")
+            .unwrap();
+        let text = Config::load(&config_file).unwrap_err().to_string();
+        assert!(text.contains("alerts.incidents_dir: ") && text.ends_with("store: not a directory"), "{text}");
+    }
+
+    #[test]
+    fn a_file_saved_with_a_byte_order_mark_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let config_file = dir.path().join("ae.yml");
+        std::fs::write(&config_file, "\u{feff}source: {url: \"http://127.0.0.1:9\"}\ninterval: 15s\n").unwrap();
+        assert_eq!(Config::load(&config_file).unwrap().interval, std::time::Duration::from_secs(15));
     }
 
     #[test]

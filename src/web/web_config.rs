@@ -231,7 +231,8 @@ impl WebConfig {
     pub fn load(file: &Path) -> Result<Self, WebError> {
         let text =
             std::fs::read_to_string(file).map_err(|source| WebError::Read { file: file.to_path_buf(), source })?;
-        Self::parse(&text, file)
+        // A byte-order mark (Windows editors) would otherwise read as a second YAML document.
+        Self::parse(text.strip_prefix('\u{feff}').unwrap_or(&text), file)
     }
 
     /// Validates configuration text as if it had been read from `file`: errors name `file`, and
