@@ -1,8 +1,8 @@
 //! Tables of numeric features read from CSV or Parquet files, for the `score` command.
 //!
 //! Every numeric column is a feature except the label column: 1 marks an anomaly, 0 a normal
-//! row, and any other value is refused. Errors name the file, and the line and column where they can, because the person
-//! reading them has the file open, not our code.
+//! row, and any other value is refused. Errors name the file, and the line and column where they
+//! can, because the person reading them has the file open, not our code.
 
 use std::fs::File;
 use std::io::{BufReader, Read};

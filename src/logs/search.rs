@@ -218,9 +218,10 @@ enum Stop {
     AtSplit(u64),
 }
 
-/// True when `line` (with its newline; `consumed` bytes long before [`skip_line`] cut it) opens a record of its own: a line with a timestamp. Such
-/// a line ends any text record before it, so the lines before it and from it on can be read
-/// apart; blank, corrupt, overlong and untimed lines can continue a text record and cannot.
+/// True when `line` (with its newline; `consumed` bytes long before [`skip_line`] cut it) opens a
+/// record of its own: a line with a timestamp. Such a line ends any text record before it, so the
+/// lines before it and from it on can be read apart; blank, corrupt, overlong and untimed lines
+/// can continue a text record and cannot.
 fn opens_timed_record(line: &[u8], consumed: usize) -> bool {
     if consumed > MAX_LINE_BYTES {
         return false;

@@ -3,8 +3,9 @@
 //! The handler checks the parameters, runs [`LogIndex::correlate`] off the async runtime, and
 //! renders. At most `logs.max_concurrent_queries` queries read at once; one more is refused with
 //! 429 and `Retry-After` rather than queued, since every waiting query would hold a blocking
-//! thread and, once running, up to `logs.max_bytes_held` of memory. Log text is untrusted: the page escapes every byte of it, carries no script, and is
-//! served with a Content-Security-Policy that allows nothing but inline styles.
+//! thread and, once running, up to `logs.max_bytes_held` of memory. Log text is untrusted: the
+//! page escapes every byte of it, carries no script, and is served with a Content-Security-Policy
+//! that allows nothing but inline styles.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
