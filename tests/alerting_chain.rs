@@ -15,30 +15,17 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anomaly_exporter::simulate::{self, FaultKind, FaultRequest, FleetOptions};
 use axum::Router;
 use axum::routing::post;
-use common::{Alertmanager, Prometheus, free_port, serve_on_loopback, wait_until};
+use common::{Alertmanager, Exporter, Prometheus, free_port, serve_on_loopback, wait_until};
 
 fn read(relative: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
-
-/// The exporter binary, killed on drop.
-struct Exporter {
-    child: Child,
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Every (path, body) posted to the stand-in for Slack.
@@ -161,16 +148,7 @@ async fn error_burst_reaches_slack_once_with_its_logs_and_resolves() {
     )
     .unwrap();
     let exporter_log = dir.path().join("exporter.log");
-    let start_exporter = || Exporter {
-        child: common::exporter_command()
-            .args(["run", "--config.file"])
-            .arg(&config_path)
-            .args(["--web.listen-address", &exporter_address, "--log.level", "debug"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::options().create(true).append(true).open(&exporter_log).unwrap())
-            .spawn()
-            .unwrap(),
-    };
+    let start_exporter = || Exporter::start(&config_path, &exporter_address, &exporter_log);
     let exporter = start_exporter();
     let exporter_url = format!("http://{exporter_address}");
     let client = reqwest::Client::new();

@@ -7,25 +7,12 @@
 
 mod common;
 
-use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::post;
-use common::{free_port, serve_on_loopback, wait_until};
-
-/// The daemon, killed on drop.
-struct Exporter {
-    child: Child,
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{Exporter, free_port, serve_on_loopback, wait_until};
 
 /// The `text` of every message posted to the stand-in for Slack.
 type Texts = Arc<Mutex<Vec<String>>>;
@@ -86,16 +73,7 @@ async fn an_incident_posted_before_a_restart_has_its_resolution_posted_after_it(
     .unwrap();
     let exporter_address = format!("127.0.0.1:{}", free_port());
     let exporter_log = dir.path().join("exporter.log");
-    let start_exporter = || Exporter {
-        child: common::exporter_command()
-            .args(["run", "--config.file"])
-            .arg(&config_path)
-            .args(["--web.listen-address", &exporter_address, "--log.level", "debug"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::options().create(true).append(true).open(&exporter_log).unwrap())
-            .spawn()
-            .unwrap(),
-    };
+    let start_exporter = || Exporter::start(&config_path, &exporter_address, &exporter_log);
     let log = || std::fs::read_to_string(&exporter_log).unwrap_or_default();
     let client = reqwest::Client::new();
     let alerts_url = format!("http://{exporter_address}/alerts");

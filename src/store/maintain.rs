@@ -228,21 +228,11 @@ fn remove(path: &Path) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::super::read_rows;
-    use super::super::schema::NO_FEATURES;
     use super::super::schema::fixtures::first_version_batch;
     use super::*;
     use crate::engine::SeriesKey;
 
-    fn row(timestamp_ms: i64) -> PointRow {
-        PointRow {
-            timestamp_ms,
-            value: 1.0,
-            features: NO_FEATURES,
-            anomaly_score: None,
-            severity: 0,
-            model_version: None,
-        }
-    }
+    use super::super::schema::fixtures::plain_row as row;
 
     fn setup(days: &[i64], files_per_day: i64) -> (tempfile::TempDir, Datasets, SeriesKey) {
         let dir = tempfile::tempdir().unwrap();

@@ -346,17 +346,8 @@ mod tests {
     }
 
     fn write_day(datasets: &Datasets, key: &SeriesKey, file: &str, timestamps: &[i64]) -> PathBuf {
-        let rows: Vec<PointRow> = timestamps
-            .iter()
-            .map(|&timestamp_ms| PointRow {
-                timestamp_ms,
-                value: 1.0,
-                features: NO_FEATURES,
-                anomaly_score: None,
-                severity: 0,
-                model_version: None,
-            })
-            .collect();
+        let rows: Vec<PointRow> =
+            timestamps.iter().map(|&timestamp_ms| schema::fixtures::plain_row(timestamp_ms)).collect();
         let partition = datasets.series_directory(key, DatasetKind::History).join(partition_name(timestamps[0]));
         write_batch_atomically(&partition, file, &rows_to_batch(&rows).unwrap()).unwrap();
         partition

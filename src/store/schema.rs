@@ -201,10 +201,22 @@ pub fn read_rows(path: &Path) -> Result<Vec<PointRow>, StoreError> {
     Ok(rows)
 }
 
-/// Files as earlier versions wrote them, for the tests of the store's readers.
+/// Rows and files as earlier versions wrote them, for the tests of the store.
 #[cfg(test)]
 pub(super) mod fixtures {
     use super::*;
+
+    /// An unscored row of value 1 without features.
+    pub(in crate::store) fn plain_row(timestamp_ms: i64) -> PointRow {
+        PointRow {
+            timestamp_ms,
+            value: 1.0,
+            features: NO_FEATURES,
+            anomaly_score: None,
+            severity: 0,
+            model_version: None,
+        }
+    }
 
     /// The first version's schema, spelled out as it was written before `robust_zscore`
     /// existed (not built from this module, so that a change here cannot hide from the test).

@@ -56,6 +56,34 @@ pub(crate) fn exporter_command() -> Command {
     child_command(env!("CARGO_BIN_EXE_anomaly-exporter"))
 }
 
+/// An anomaly-exporter daemon (`run`), killed on drop.
+pub(crate) struct Exporter {
+    child: Child,
+}
+
+impl Exporter {
+    /// Starts `run` with `config` on `address`, appending its debug-level log to `log`.
+    pub(crate) fn start(config: &Path, address: &str, log: &Path) -> Self {
+        let log = std::fs::File::options().create(true).append(true).open(log).unwrap();
+        let child = exporter_command()
+            .args(["run", "--config.file"])
+            .arg(config)
+            .args(["--web.listen-address", address, "--log.level", "debug"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Exporter { child }
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// An anomaly-exporter config that reads `prometheus_url` every second and fits a series' first
 /// model after 40 points, so a test sees scores within a minute.
 pub(crate) fn fast_exporter_config(prometheus_url: &str) -> String {
