@@ -260,11 +260,25 @@ fn wants_html(params: &BTreeMap<String, String>, headers: &HeaderMap) -> Result<
     }
 }
 
+/// The query string as a map, refusing a parameter given twice (`limit=1&limit=2`): a map would
+/// keep the last silently, and the two spellings of a link would show different pages.
+fn unique_parameters(pairs: Vec<(String, String)>) -> Result<BTreeMap<String, String>, ApiError> {
+    let mut params = BTreeMap::new();
+    for (key, value) in pairs {
+        if params.contains_key(&key) {
+            return Err(ApiError::bad_request(format!("{key}: given more than once")));
+        }
+        params.insert(key, value);
+    }
+    Ok(params)
+}
+
 async fn list_incidents(
     State(state): State<AlertsState>,
-    Query(params): Query<BTreeMap<String, String>>,
+    Query(pairs): Query<Vec<(String, String)>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let params = unique_parameters(pairs)?;
     let query = list_query(&params)?;
     let page = page_of(&params)?;
     let html = wants_html(&params, &headers)?;
@@ -566,12 +580,13 @@ mod tests {
     async fn bad_requests_get_the_reason_in_the_json_error_shape() {
         let dir = tempfile::tempdir().unwrap();
         let app = app(dir.path());
-        let cases: [(Method, &str, Vec<u8>, StatusCode, &str); 5] = [
+        let cases: [(Method, &str, Vec<u8>, StatusCode, &str); 6] = [
             (Method::POST, "/alerts", b"{".to_vec(), StatusCode::BAD_REQUEST, "not an Alertmanager webhook payload"),
             (Method::POST, "/alerts", br#"{"version":"3"}"#.to_vec(), StatusCode::BAD_REQUEST, "version"),
             (Method::POST, "/alerts", vec![b' '; 70 * 1024], StatusCode::PAYLOAD_TOO_LARGE, "max_body_bytes"),
             (Method::GET, "/incidents?status=open", vec![], StatusCode::BAD_REQUEST, "status:"),
             (Method::GET, "/incidents?colour=red", vec![], StatusCode::BAD_REQUEST, "unknown parameter \\\"colour\\\""),
+            (Method::GET, "/incidents?limit=1&limit=2", vec![], StatusCode::BAD_REQUEST, "limit: given more than once"),
         ];
         for (method, uri, body, wanted_status, wanted) in cases {
             let (status, answer) = call(&app, method, uri, body, "*/*").await;
