@@ -5,39 +5,10 @@
 
 mod common;
 
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use anomaly_exporter::simulate::{self, FaultKind, FaultRequest, FleetOptions};
-use common::{Prometheus, assert_promtool_accepts, fetch_text, free_port, wait_until};
-
-/// The exporter binary, killed on drop.
-struct Exporter {
-    child: Child,
-    address: String,
-}
-
-impl Exporter {
-    fn start(config_path: &std::path::Path, address: &str, log_path: &std::path::Path) -> Self {
-        let log = std::fs::File::create(log_path).unwrap();
-        let child = common::exporter_command()
-            .args(["run", "--config.file"])
-            .arg(config_path)
-            .args(["--web.listen-address", address, "--log.level", "debug"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Self { child, address: address.to_owned() }
-    }
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{Exporter, Prometheus, assert_promtool_accepts, fetch_text, free_port, wait_until};
 
 /// Instant query through Prometheus's API: the `service` label of every series in the answer.
 async fn services_matching(prometheus: &Prometheus, promql: &str) -> Vec<String> {
@@ -131,7 +102,7 @@ async fn latency_fault_flags_only_that_services_latency() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 
-    let metrics = fetch_text(&format!("http://{}/metrics", exporter.address)).await;
+    let metrics = fetch_text(&format!("http://{exporter_address}/metrics")).await;
     assert!(metrics.contains("anomaly_exporter_source_up 1"), "{metrics}");
     assert_promtool_accepts(&metrics);
     drop(exporter);

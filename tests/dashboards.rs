@@ -14,12 +14,11 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anomaly_exporter::simulate::{self, FaultKind, FaultRequest, FleetOptions};
-use common::{Prometheus, free_port, wait_until};
+use common::{Exporter, Prometheus, free_port, wait_until};
 use serde_json::Value;
 
 fn project_dir() -> PathBuf {
@@ -314,33 +313,6 @@ fn every_time_series_panel_about_services_links_to_logs_with_the_service_encoded
 }
 
 // ---- every panel query against real components ----
-
-/// The exporter binary, killed on drop.
-struct Exporter {
-    child: Child,
-}
-
-impl Exporter {
-    fn start(config_path: &Path, address: &str, log_path: &Path) -> Self {
-        let log = std::fs::File::create(log_path).unwrap();
-        let child = common::exporter_command()
-            .args(["run", "--config.file"])
-            .arg(config_path)
-            .args(["--web.listen-address", address])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Self { child }
-    }
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Scrape (and Grafana's min) interval in the test; the shipped config says 15s.
 const SCRAPE_SECONDS: u64 = 1;

@@ -8,27 +8,15 @@ mod common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anomaly_exporter::config::Config;
 use anomaly_exporter::simulate::{self, FleetOptions};
 use anomaly_exporter::source::PrometheusClient;
 use anomaly_exporter::store::{DatasetKind, Datasets, read_rows};
-use common::{Prometheus, free_port, wait_until};
+use common::{Prometheus, free_port, spawn_exporter, wait_until};
 use rand::{Rng, SeedableRng};
-
-fn start_exporter(config: &Path, address: &str, log: &Path) -> Child {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    common::exporter_command()
-        .args(["run", "--config.file"])
-        .arg(config)
-        .args(["--web.listen-address", address, "--log.level", "debug"])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
-}
 
 async fn is_ready(address: &str) -> bool {
     reqwest::get(format!("http://{address}/-/ready")).await.is_ok_and(|r| r.status().is_success())
@@ -96,7 +84,7 @@ async fn kill_9_during_flushes_loses_and_duplicates_nothing() {
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
     const KILLS: usize = 8;
     for round in 0..=KILLS {
-        let mut exporter = start_exporter(&config_path, &address, &log);
+        let mut exporter = spawn_exporter(&config_path, &address, &log);
         let ready = wait_until(Duration::from_secs(60), || is_ready(&address)).await;
         assert!(ready, "round {round}: exporter not ready; log:\n{}", log_text());
         if round < KILLS {

@@ -64,17 +64,21 @@ pub(crate) struct Exporter {
 impl Exporter {
     /// Starts `run` with `config` on `address`, appending its debug-level log to `log`.
     pub(crate) fn start(config: &Path, address: &str, log: &Path) -> Self {
-        let log = std::fs::File::options().create(true).append(true).open(log).unwrap();
-        let child = exporter_command()
-            .args(["run", "--config.file"])
-            .arg(config)
-            .args(["--web.listen-address", address, "--log.level", "debug"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Exporter { child }
+        Exporter { child: spawn_exporter(config, address, log) }
     }
+}
+
+/// [`Exporter::start`]'s process, for a test that kills it itself (SIGKILL at a chosen moment).
+pub(crate) fn spawn_exporter(config: &Path, address: &str, log: &Path) -> Child {
+    let log = std::fs::File::options().create(true).append(true).open(log).unwrap();
+    exporter_command()
+        .args(["run", "--config.file"])
+        .arg(config)
+        .args(["--web.listen-address", address, "--log.level", "debug"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
 }
 
 impl Drop for Exporter {
