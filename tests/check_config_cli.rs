@@ -1,6 +1,9 @@
 //! `check-config` and `run` refuse a bad configuration before starting: exit code 2, with the key.
 
+use std::path::Path;
 use std::process::Command;
+
+mod common;
 
 fn anomaly_exporter(args: &[&str]) -> (Option<i32>, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_anomaly-exporter")).args(args).output().expect("binary runs");
@@ -69,16 +72,6 @@ fn relative_secret_files_are_read_beside_the_config_from_any_working_directory()
     assert_eq!(code, Some(0), "{stdout}{stderr}");
 }
 
-/// Kills the daemon when the test ends, passing or not.
-struct Daemon(std::process::Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn a_second_process_on_the_same_datasets_exits_2_naming_the_first() {
     let dir = tempfile::tempdir().unwrap();
@@ -86,16 +79,9 @@ fn a_second_process_on_the_same_datasets_exits_2_naming_the_first() {
     // Prometheus is not needed: the lock is taken before the first query.
     std::fs::write(&config, "source:\n  url: http://127.0.0.1:9\n").unwrap();
     let config = config.to_str().unwrap();
-    let first = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_anomaly-exporter"))
-            .args(["run", "--config.file", config, "--web.listen-address", "127.0.0.1:0"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let first = common::Exporter::start(Path::new(config), "127.0.0.1:0", &dir.path().join("first.log"));
     let lock = dir.path().join("datasets").join(".lock");
-    let holder = format!("pid {}", first.0.id());
+    let holder = format!("pid {}", first.id());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while std::fs::read_to_string(&lock).map_or(true, |text| text.trim() != holder) {
         assert!(std::time::Instant::now() < deadline, "the first daemon never took the lock");

@@ -66,6 +66,11 @@ impl Exporter {
     pub(crate) fn start(config: &Path, address: &str, log: &Path) -> Self {
         Exporter { child: spawn_exporter(config, address, log) }
     }
+
+    /// The daemon's pid.
+    pub(crate) fn id(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 /// [`Exporter::start`]'s process, for a test that kills it itself (SIGKILL at a chosen moment).
