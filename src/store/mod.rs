@@ -191,13 +191,9 @@ impl Datasets {
         Ok(rows.into_values().collect())
     }
 
-    /// The newest timestamp in a series' history, reading only its newest partition.
-    pub fn last_timestamp(&self, key: &SeriesKey) -> Result<Option<i64>, StoreError> {
-        Ok(self.last_timestamp_until(key, i64::MAX)?.newest)
-    }
-
-    /// The newest timestamp in a series' history at or before `until_ms`, reading partitions
-    /// newest first until one holds such a row, and what it passed over after `until_ms`.
+    /// The newest timestamp in a series' history at or before `until_ms` (`i64::MAX`: the newest
+    /// of all), reading partitions newest first until one holds such a row, and what it passed
+    /// over after `until_ms`.
     ///
     /// Rows after `until_ms` are rows dated in the future when `until_ms` is now: written while
     /// the clock was ahead. Taken as the series' last point they would make the writer drop every
@@ -369,7 +365,7 @@ mod tests {
         );
         // A partition wholly in the future and today's future row: the day before is not read.
         assert_eq!(datasets.last_timestamp_until(&key, 10 * DAY_MS - 1).unwrap().newest, Some(9 * DAY_MS + 5));
-        assert_eq!(datasets.last_timestamp(&key).unwrap(), Some(40 * DAY_MS + 7));
+        assert_eq!(datasets.last_timestamp_until(&key, i64::MAX).unwrap().newest, Some(40 * DAY_MS + 7));
     }
 
     #[test]
@@ -382,7 +378,7 @@ mod tests {
         std::fs::write(&damaged, b"PAR1 torn by a disk").unwrap();
         let set_aside_before = FILES_SET_ASIDE.get();
         // Before, the newest partition's damaged file failed the daemon's start.
-        assert_eq!(datasets.last_timestamp(&key).unwrap(), Some(DAY_MS + 1));
+        assert_eq!(datasets.last_timestamp_until(&key, i64::MAX).unwrap().newest, Some(DAY_MS + 1));
         assert!(FILES_SET_ASIDE.get() > set_aside_before);
         assert!(!damaged.exists());
         let kept = partition.join("part-2.parquet.unreadable");

@@ -555,6 +555,6 @@ mod tests {
         assert_eq!(datasets.partitions(&a, DatasetKind::History).unwrap().len(), 2);
         let anomalies = datasets.read_series(&a, DatasetKind::Anomalies, 0, 2 * day).unwrap();
         assert_eq!(anomalies.iter().map(|r| r.timestamp_ms).collect::<Vec<_>>(), [day + 1000]);
-        assert_eq!(datasets.last_timestamp(&a).unwrap(), Some(day + 1000));
+        assert_eq!(datasets.last_timestamp_until(&a, i64::MAX).unwrap().newest, Some(day + 1000));
     }
 }
