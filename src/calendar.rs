@@ -40,12 +40,33 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
 /// not exactly one. Fraction digits past milliseconds are dropped; a leap second (`:60`) is read
 /// as `:59`, so instants stay in order.
 pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    parse_date_time_ms(text, MissingOffset::Refuse)
+}
+
+/// As [`parse_rfc3339_ms`], and a date and time without an offset (`2014-04-10 00:05:00`, the
+/// shape of the Numenta Anomaly Benchmark's files and of pandas' and spreadsheets' CSV exports)
+/// is read as UTC. Only for tables of data a user brings (`backtest` input), where refusing the
+/// most common export format helps nobody; protocols keep the strict form.
+pub fn parse_rfc3339_or_utc_ms(text: &str) -> Option<i64> {
+    parse_date_time_ms(text, MissingOffset::Utc)
+}
+
+/// What a date and time without a `Z` or numeric offset means.
+#[derive(Clone, Copy, PartialEq)]
+enum MissingOffset {
+    /// Not a timestamp: RFC 3339 requires the offset.
+    Refuse,
+    /// UTC.
+    Utc,
+}
+
+fn parse_date_time_ms(text: &str, missing_offset: MissingOffset) -> Option<i64> {
     let bytes = text.as_bytes();
     let digits = |range: std::ops::Range<usize>| -> Option<i64> {
         let part = bytes.get(range)?;
         part.iter().all(u8::is_ascii_digit).then(|| part.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
     };
-    if bytes.len() < 20 || bytes[4] != b'-' || bytes[7] != b'-' || bytes[13] != b':' || bytes[16] != b':' {
+    if bytes.len() < 19 || bytes[4] != b'-' || bytes[7] != b'-' || bytes[13] != b':' || bytes[16] != b':' {
         return None;
     }
     if !matches!(bytes[10], b'T' | b't' | b' ') {
@@ -61,7 +82,7 @@ pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
     }
     let mut rest = 19;
     let mut millis = 0;
-    if bytes[rest] == b'.' {
+    if bytes.get(rest) == Some(&b'.') {
         let start = rest + 1;
         rest = start;
         while rest < bytes.len() && bytes[rest].is_ascii_digit() {
@@ -75,6 +96,7 @@ pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
     }
     let offset_minutes = match bytes.get(rest..)? {
         [b'Z' | b'z'] => 0,
+        [] if missing_offset == MissingOffset::Utc => 0,
         [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
             let (hours, minutes) = (digits(rest + 1..rest + 3)?, digits(rest + 4..rest + 6)?);
             if hours > 23 || minutes > 59 {
@@ -170,6 +192,22 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_date_and_time_without_an_offset_is_utc_only_where_allowed() {
+        // The Numenta Anomaly Benchmark's files, and pandas' default CSV export.
+        assert_eq!(parse_rfc3339_or_utc_ms("2014-04-10 00:05:00"), parse_rfc3339_ms("2014-04-10T00:05:00Z"));
+        assert_eq!(parse_rfc3339_or_utc_ms("2014-04-10T00:05:00.250"), parse_rfc3339_ms("2014-04-10T00:05:00.250Z"));
+        // Every RFC 3339 form still means what it says.
+        assert_eq!(parse_rfc3339_or_utc_ms("2023-12-31T19:00:00-05:00"), Some(1_704_067_200_000));
+        assert_eq!(parse_rfc3339_or_utc_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339_ms("2014-04-10 00:05:00"), None, "RFC 3339 needs the offset");
+        for bad in
+            ["2014-04-10 00:05", "2014-04-10", "2014-04-10 00:05:00 ", "2014-04-10 24:00:00", "2014-04-10 00:05:00."]
+        {
+            assert_eq!(parse_rfc3339_or_utc_ms(bad), None, "{bad}");
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn formatting_then_parsing_gives_the_same_instant(ms in -62_000_000_000_000_i64..253_000_000_000_000) {
@@ -179,6 +217,7 @@ mod tests {
         #[test]
         fn any_text_parses_or_is_refused_without_panicking(text in ".{0,40}") {
             let _ = parse_rfc3339_ms(&text);
+            let _ = parse_rfc3339_or_utc_ms(&text);
         }
     }
 }

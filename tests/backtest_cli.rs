@@ -15,18 +15,30 @@ fn run_backtest(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_anomaly-exporter")).arg("backtest").args(args).output().expect("binary runs")
 }
 
+/// How `labelled_csv` writes its timestamps.
+#[derive(Clone, Copy)]
+enum TimestampFormat {
+    /// `2024-01-01T00:05:00Z`
+    Rfc3339,
+    /// `1704067500`
+    EpochSeconds,
+    /// `2024-01-01 00:05:00`, UTC without saying so: the Numenta Anomaly Benchmark's files.
+    NaiveUtc,
+}
+
 /// 600 five-minute points of a noisy daily cycle, one labelled spike at row 500.
-fn labelled_csv(epoch: bool) -> String {
+fn labelled_csv(format: TimestampFormat) -> String {
     let mut text = String::from("timestamp,value,label,host\n");
     for row in 0..600u64 {
         let noise = ((row * 7919) % 101) as f64 / 101.0 - 0.5;
         let spike = if row == 500 { 40.0 } else { 0.0 };
         let value = 20.0 + 5.0 * (row as f64 / 288.0 * std::f64::consts::TAU).sin() + noise + spike;
         let seconds = 1_704_067_200 + 300 * row;
-        let timestamp = if epoch {
-            seconds.to_string()
-        } else {
-            format!("2024-01-{:02}T{:02}:{:02}:00Z", 1 + row / 288, row % 288 / 12, row % 12 * 5)
+        let (day, hour, minute) = (1 + row / 288, row % 288 / 12, row % 12 * 5);
+        let timestamp = match format {
+            TimestampFormat::Rfc3339 => format!("2024-01-{day:02}T{hour:02}:{minute:02}:00Z"),
+            TimestampFormat::EpochSeconds => seconds.to_string(),
+            TimestampFormat::NaiveUtc => format!("2024-01-{day:02} {hour:02}:{minute:02}:00"),
         };
         text.push_str(&format!("{timestamp},{value:.3},{},a\n", u8::from(row == 500)));
     }
@@ -41,7 +53,7 @@ fn lines(path: &Path) -> Vec<String> {
 fn scores_every_row_and_flags_the_spike() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.csv");
-    std::fs::write(&input, labelled_csv(false)).unwrap();
+    std::fs::write(&input, labelled_csv(TimestampFormat::Rfc3339)).unwrap();
     let output = dir.path().join("out.csv");
     let result = run_backtest(&["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()]);
     assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
@@ -62,15 +74,19 @@ fn scores_every_row_and_flags_the_spike() {
 }
 
 #[test]
-fn rfc3339_and_epoch_seconds_replay_the_same() {
+fn rfc3339_epoch_seconds_and_naive_utc_replay_the_same() {
     let dir = tempfile::tempdir().unwrap();
     let mut outputs = Vec::new();
-    for (format, epoch) in [("rfc3339", false), ("epoch", true)] {
+    for (name, format) in [
+        ("rfc3339", TimestampFormat::Rfc3339),
+        ("epoch", TimestampFormat::EpochSeconds),
+        ("naive", TimestampFormat::NaiveUtc),
+    ] {
         // The same file name: a series' models are seeded by its name, as the daemon's by its key.
-        std::fs::create_dir(dir.path().join(format)).unwrap();
-        let input = dir.path().join(format).join("series.csv");
-        std::fs::write(&input, labelled_csv(epoch)).unwrap();
-        let output = dir.path().join(format).join("scores.csv");
+        std::fs::create_dir(dir.path().join(name)).unwrap();
+        let input = dir.path().join(name).join("series.csv");
+        std::fs::write(&input, labelled_csv(format)).unwrap();
+        let output = dir.path().join(name).join("scores.csv");
         let result = run_backtest(&["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()]);
         assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
         let scores: Vec<String> =
@@ -78,6 +94,7 @@ fn rfc3339_and_epoch_seconds_replay_the_same() {
         outputs.push(scores);
     }
     assert_eq!(outputs[0], outputs[1]);
+    assert_eq!(outputs[0], outputs[2]);
 }
 
 #[test]
@@ -85,8 +102,8 @@ fn directory_mode_with_the_nab_report() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in");
     std::fs::create_dir(&input).unwrap();
-    std::fs::write(input.join("a.csv"), labelled_csv(false)).unwrap();
-    std::fs::write(input.join("b.csv"), labelled_csv(true)).unwrap();
+    std::fs::write(input.join("a.csv"), labelled_csv(TimestampFormat::Rfc3339)).unwrap();
+    std::fs::write(input.join("b.csv"), labelled_csv(TimestampFormat::EpochSeconds)).unwrap();
     std::fs::write(input.join("notes.txt"), "not a series").unwrap();
     let output = dir.path().join("out");
     let result = run_backtest(&[
@@ -111,6 +128,37 @@ fn directory_mode_with_the_nab_report() {
     assert!(ours.contains("| 2/2 ("), "{ours}");
     assert!(report.contains("| naive all-time high/low |"), "{report}");
     assert!(report.contains("rows/s per core"), "{report}");
+}
+
+/// NAB's `data/` holds one directory per source: the walk takes them all, the output repeats the
+/// layout, and scores written inside the input are not read back as series on the next run.
+#[test]
+fn directory_mode_walks_subdirectories_and_skips_its_own_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("data");
+    std::fs::create_dir_all(input.join("realKnownCause")).unwrap();
+    std::fs::create_dir_all(input.join(".hidden")).unwrap();
+    std::fs::write(input.join("top.csv"), labelled_csv(TimestampFormat::NaiveUtc)).unwrap();
+    std::fs::write(input.join("realKnownCause").join("nested.csv"), labelled_csv(TimestampFormat::NaiveUtc)).unwrap();
+    std::fs::write(input.join(".hidden").join("skipped.csv"), "not,a,series\n").unwrap();
+    let output = input.join("scores");
+    for run in 0..2 {
+        let result = run_backtest(&[
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+            "--report",
+            "nab",
+        ]);
+        assert!(result.status.success(), "run {run}: {}", String::from_utf8_lossy(&result.stderr));
+        let report = String::from_utf8_lossy(&result.stdout);
+        assert!(report.contains("2 series, 1200 rows"), "run {run}: {report}");
+    }
+    assert_eq!(lines(&output.join("top.csv")).len(), 601);
+    assert_eq!(lines(&output.join("realKnownCause").join("nested.csv")).len(), 601);
+    assert!(!output.join(".hidden").exists());
+    assert!(!output.join("scores").exists(), "the first run's scores were read as input");
 }
 
 #[test]

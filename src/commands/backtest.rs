@@ -33,7 +33,10 @@ use crate::source::{PrometheusClient, SourceError};
 /// Arguments of `backtest`.
 #[derive(Debug, Args)]
 pub struct BacktestArgs {
-    /// A CSV file (`timestamp,value`, other columns ignored) or a directory of them.
+    /// A CSV file (`timestamp,value`, other columns ignored) or a directory of them (searched
+    /// with its subdirectories, whose layout the output repeats). Timestamps:
+    /// RFC 3339, a date and time without an offset (read as UTC, as in NAB's files), epoch
+    /// seconds or epoch milliseconds.
     #[arg(long, required_unless_present_any = ["from", "write_synthetic"])]
     pub input: Option<PathBuf>,
     /// Where to write `timestamp,value,anomaly_score,severity`: a file for a file, a directory
@@ -54,10 +57,12 @@ pub struct BacktestArgs {
     /// After replaying, score labelled input with NAB's rules and print the table.
     #[arg(long, value_enum)]
     pub report: Option<BacktestReport>,
-    /// Replay the signal's history in Prometheus from this time (RFC 3339, epoch seconds or epoch milliseconds).
+    /// Replay the signal's history in Prometheus from this time (RFC 3339, UTC date and time,
+    /// epoch seconds or epoch milliseconds).
     #[arg(long, requires_all = ["to", "signal", "config_file"], conflicts_with = "input")]
     pub from: Option<String>,
-    /// End of the replayed history (RFC 3339, epoch seconds or epoch milliseconds).
+    /// End of the replayed history (RFC 3339, UTC date and time, epoch seconds or epoch
+    /// milliseconds).
     #[arg(long, requires = "from")]
     pub to: Option<String>,
     /// Write the labelled synthetic corpus (CSV files `timestamp,value,label`) to this directory
@@ -293,9 +298,10 @@ pub fn read_series(path: &Path, label_column: &str) -> Result<CsvSeries, Backtes
 /// milliseconds they are after 1973.
 const EPOCH_MILLISECONDS_FROM: f64 = 1e11;
 
-/// Parses an RFC 3339 time (`2024-01-01T00:00:00Z`, `…T00:00:00.250+02:00`), epoch seconds
-/// (`1704067200`, `1704067200.25`) or epoch milliseconds (`1704067200250`: any number of 1e11 or
-/// more) into milliseconds since the epoch.
+/// Parses an RFC 3339 time (`2024-01-01T00:00:00Z`, `…T00:00:00.250+02:00`), a date and time
+/// without an offset, read as UTC (`2024-01-01 00:00:00`: the Numenta Anomaly Benchmark's files,
+/// pandas' CSV export), epoch seconds (`1704067200`, `1704067200.25`) or epoch milliseconds
+/// (`1704067200250`: any number of 1e11 or more) into milliseconds since the epoch.
 pub fn parse_timestamp(text: &str) -> Result<i64, String> {
     if let Ok(number) = text.parse::<f64>() {
         return if !number.is_finite() || number.abs() >= 1e17 {
@@ -306,8 +312,11 @@ pub fn parse_timestamp(text: &str) -> Result<i64, String> {
             Ok((number * 1000.0).round() as i64)
         };
     }
-    crate::calendar::parse_rfc3339_ms(text)
-        .ok_or_else(|| "expected RFC 3339 (2024-01-01T00:00:00Z), epoch seconds or epoch milliseconds".to_owned())
+    crate::calendar::parse_rfc3339_or_utc_ms(text).ok_or_else(|| {
+        "expected RFC 3339 (2024-01-01T00:00:00Z), a UTC date and time (2024-01-01 00:00:00), epoch seconds or \
+         epoch milliseconds"
+            .to_owned()
+    })
 }
 
 /// Writes `timestamp,value,anomaly_score,severity`.
@@ -360,19 +369,38 @@ fn backtest_file(
     })
 }
 
-/// The CSV files of a directory, sorted by name.
-fn csv_files(dir: &Path) -> Result<Vec<PathBuf>, BacktestError> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| BacktestError::Input { path: dir.to_owned(), message: format!("cannot list: {e}") })?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.is_file() && path.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("csv")))
-        .collect();
+/// The CSV files under a directory, its subdirectories included (NAB's `data/` holds one per
+/// source), sorted by path and given relative to `dir`. Hidden entries are skipped, and so is
+/// `output` when it lies inside `dir`: a second run must not read the first run's scores as input.
+/// Symbolic links to directories are not followed, so a link cannot make the walk loop.
+fn csv_files(dir: &Path, output: &Path) -> Result<Vec<PathBuf>, BacktestError> {
+    let output = std::fs::canonicalize(output).ok();
+    let mut files = Vec::new();
+    let mut pending = vec![PathBuf::new()];
+    while let Some(relative) = pending.pop() {
+        let listed = dir.join(&relative);
+        let entries = std::fs::read_dir(&listed)
+            .map_err(|e| BacktestError::Input { path: listed.clone(), message: format!("cannot list: {e}") })?;
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                if output.is_none() || std::fs::canonicalize(&path).ok() != output {
+                    pending.push(relative.join(&name));
+                }
+            } else if path.is_file() && path.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("csv")) {
+                files.push(relative.join(&name));
+            }
+        }
+    }
     files.sort();
     if files.is_empty() {
         return Err(BacktestError::Input {
             path: dir.to_owned(),
-            message: "no .csv file in this directory".to_owned(),
+            message: "no .csv file in this directory or below it".to_owned(),
         });
     }
     Ok(files)
@@ -381,6 +409,7 @@ fn csv_files(dir: &Path) -> Result<Vec<PathBuf>, BacktestError> {
 /// Replays every file, `threads` at a time, with a progress bar when stderr is a terminal.
 fn backtest_dir(
     pipeline: &Pipeline,
+    input_dir: &Path,
     files: &[PathBuf],
     output_dir: &Path,
     label_column: &str,
@@ -402,9 +431,10 @@ fn backtest_dir(
             scope.spawn(|| {
                 loop {
                     let index = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(input) = files.get(index) else { break };
-                    let output = output_dir.join(input.file_name().unwrap_or_default());
-                    let result = backtest_file(pipeline, input, &output, label_column);
+                    let Some(relative) = files.get(index) else { break };
+                    let output = output_dir.join(relative);
+                    let result = create_parent(&output)
+                        .and_then(|()| backtest_file(pipeline, &input_dir.join(relative), &output, label_column));
                     progress.inc(1);
                     let failed = result.is_err();
                     if let Ok(mut slots) = results.lock() {
@@ -421,6 +451,16 @@ fn backtest_dir(
     progress.finish_and_clear();
     let slots = results.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
     slots.into_iter().flatten().collect()
+}
+
+/// Creates the directory a scores file goes in (the input's subdirectory, mirrored).
+fn create_parent(output: &Path) -> Result<(), BacktestError> {
+    match output.parent() {
+        Some(parent) => {
+            std::fs::create_dir_all(parent).map_err(|source| BacktestError::Output { path: parent.to_owned(), source })
+        }
+        None => Ok(()),
+    }
 }
 
 /// Runs `backtest`.
@@ -448,9 +488,9 @@ pub fn run(args: &BacktestArgs) -> Result<(), BacktestError> {
     check_output(input, output)?;
     let started = Instant::now();
     let replayed = if input.is_dir() {
-        let files = csv_files(input)?;
+        let files = csv_files(input, output)?;
         let threads = args.threads.unwrap_or_else(crate::forest::available_threads);
-        backtest_dir(&pipeline, &files, output, &args.label_column, threads)?
+        backtest_dir(&pipeline, input, &files, output, &args.label_column, threads)?
     } else {
         vec![backtest_file(&pipeline, input, output, &args.label_column)?]
     };
