@@ -17,8 +17,9 @@
 //! custom errors no finer position), so the operator reads `signals: duplicate key "cpu" in the
 //! map at line 9 column 3`.
 //!
-//! This is for maps from configuration text only. Maps built in code, or decoded from other
-//! formats, keep their ordinary last-wins `insert`.
+//! This is for maps from configuration text, and for the labels and annotations of an
+//! Alertmanager webhook (JSON: serde_json keeps the last of a repeated key too). Maps built in
+//! code, or decoded from other formats, keep their ordinary last-wins `insert`.
 
 use std::collections::BTreeMap;
 use std::fmt;

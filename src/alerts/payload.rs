@@ -50,9 +50,11 @@ struct RawPayload {
 #[derive(Debug, Deserialize)]
 struct RawAlert {
     status: AlertStatus,
-    #[serde(default)]
+    // Alertmanager never repeats a key; a payload that does was written by hand or by a broken
+    // relay, and keeping the last value would file the alert under a label nobody can see.
+    #[serde(default, deserialize_with = "crate::unique_keys::deserialize")]
     labels: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::unique_keys::deserialize")]
     annotations: BTreeMap<String, String>,
     #[serde(rename = "startsAt")]
     starts_at: String,
@@ -173,13 +175,15 @@ mod tests {
 
     #[test]
     fn malformed_payloads_name_the_problem() {
-        let cases: [(&[u8], &str); 6] = [
+        let cases: [(&[u8], &str); 8] = [
             (b"not json", "not an Alertmanager webhook payload"),
             (br#"{"version":"3","alerts":[]}"#, "version: \"3\""),
             (br#"{"version":"4","alerts":[{"status":"pending","startsAt":"2026-11-24T13:32:20Z","fingerprint":"a"}]}"#, "pending"),
             (br#"{"version":"4","alerts":[{"status":"firing","startsAt":"2026-11-24T13:32:20Z"}]}"#, "alerts[0].fingerprint"),
             (br#"{"version":"4","alerts":[{"status":"firing","startsAt":"soon","fingerprint":"a"}]}"#, "alerts[0].startsAt"),
             (br#"{"version":"4","alerts":[{"status":"firing","startsAt":"2026-11-24T13:32:20Z","fingerprint":"../x"}]}"#, "alerts[0].fingerprint"),
+            (br#"{"version":"4","alerts":[{"status":"firing","labels":{"service":"a","service":"b"},"startsAt":"2026-11-24T13:32:20Z","fingerprint":"a"}]}"#, "duplicate key \"service\""),
+            (br#"{"version":"4","alerts":[{"status":"firing","annotations":{"summary":"a","summary":"b"},"startsAt":"2026-11-24T13:32:20Z","fingerprint":"a"}]}"#, "duplicate key \"summary\""),
         ];
         for (body, wanted) in cases {
             let error = parse_webhook(body).unwrap_err().to_string();
