@@ -398,6 +398,10 @@ pub struct DatasetMetrics {
     pub files_compacted: Counter,
     /// Day partitions deleted by retention.
     pub partitions_deleted: Counter,
+    /// Partitions (or whole series' datasets) a maintenance pass could not maintain, and whole
+    /// passes that failed: each logged, and retried at the next pass. Alert on its rate: a
+    /// partition that fails every pass is never compacted or expired.
+    pub maintenance_failures: Counter,
     /// Bytes under the datasets root, as of the last maintenance pass.
     pub dataset_bytes: Gauge,
     /// Duration of model training jobs (one model each).
@@ -416,6 +420,7 @@ impl Default for DatasetMetrics {
             flush_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             files_compacted: Counter::default(),
             partitions_deleted: Counter::default(),
+            maintenance_failures: Counter::default(),
             dataset_bytes: Gauge::default(),
             training_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             training_failures: Counter::default(),
@@ -449,6 +454,11 @@ impl DatasetMetrics {
             "dataset_partitions_deleted",
             "Day partitions deleted by retention",
             self.partitions_deleted.clone(),
+        );
+        own.register(
+            "dataset_maintenance_failures",
+            "Dataset partitions (or series, or whole passes) a maintenance pass could not maintain; retried at the next pass",
+            self.maintenance_failures.clone(),
         );
         own.register_with_unit(
             "dataset",

@@ -454,8 +454,12 @@ pub async fn start(
             Ok(report) => {
                 maintenance_metrics.files_compacted.inc_by(report.files_compacted);
                 maintenance_metrics.partitions_deleted.inc_by(report.partitions_deleted);
+                maintenance_metrics.maintenance_failures.inc_by(report.partitions_failed);
             }
-            Err(error) => warn!(%error, "dataset maintenance failed; retrying at the next pass"),
+            Err(error) => {
+                warn!(%error, "dataset maintenance failed; retrying at the next pass");
+                maintenance_metrics.maintenance_failures.inc();
+            }
         }
         if let Ok(bytes) = datasets.total_bytes() {
             maintenance_metrics.dataset_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
