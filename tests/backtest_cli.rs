@@ -161,6 +161,26 @@ fn directory_mode_walks_subdirectories_and_skips_its_own_output() {
     assert!(!output.join("scores").exists(), "the first run's scores were read as input");
 }
 
+/// One bad file in a corpus: every bad file is named at once, every good one is still scored.
+#[test]
+fn directory_mode_replays_every_good_file_and_names_every_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::write(input.join("a_bad.csv"), "timestamp,value\n2024-01-01T00:00:00Z,1\n2024-01-01T00:05:00Z,oops\n")
+        .unwrap();
+    std::fs::write(input.join("b_good.csv"), labelled_csv(TimestampFormat::Rfc3339)).unwrap();
+    std::fs::write(input.join("c_bad.csv"), "timestamp,value\n2024-01-01T00:05:00Z,1\n2024-01-01T00:00:00Z,2\n")
+        .unwrap();
+    let output = dir.path().join("out");
+    let result = run_backtest(&["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()]);
+    assert_eq!(result.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("2 of 3 files"), "{stderr}");
+    assert!(stderr.contains("a_bad.csv: line 3") && stderr.contains("c_bad.csv: line 3"), "{stderr}");
+    assert_eq!(lines(&output.join("b_good.csv")).len(), 601);
+}
+
 #[test]
 fn mistakes_exit_2_and_name_the_file_and_line() {
     let dir = tempfile::tempdir().unwrap();

@@ -126,6 +126,18 @@ pub enum BacktestError {
     /// Prometheus could not be read.
     #[error("prometheus: {0}")]
     Source(#[from] SourceError),
+    /// Files of a directory that could not be replayed; every other file was.
+    #[error("{} of {total} files not replayed (the others were written):\n  {}", failed.len(), list_errors(failed))]
+    Files {
+        /// What went wrong with each, in path order.
+        failed: Vec<BacktestError>,
+        /// Files in the directory.
+        total: usize,
+    },
+}
+
+fn list_errors(errors: &[BacktestError]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  ")
 }
 
 impl BacktestError {
@@ -136,6 +148,7 @@ impl BacktestError {
             // A range the client refuses before any request (too many points) is the flags' fault.
             Self::Source(SourceError::InvalidArgument(_)) => 2,
             Self::Output { .. } | Self::Source(_) => 1,
+            Self::Files { failed, .. } => failed.iter().map(Self::exit_code).max().unwrap_or(2),
             _ => 2,
         }
     }
@@ -436,13 +449,10 @@ fn backtest_dir(
                     let result = create_parent(&output)
                         .and_then(|()| backtest_file(pipeline, &input_dir.join(relative), &output, label_column));
                     progress.inc(1);
-                    let failed = result.is_err();
+                    // A bad file does not stop the others: a corpus run reports every bad file at
+                    // once, and keeps the scores of every good one.
                     if let Ok(mut slots) = results.lock() {
                         slots[index] = Some(result);
-                    }
-                    if failed {
-                        // Stop handing out files: the first error is reported.
-                        next.store(files.len(), Ordering::Relaxed);
                     }
                 }
             });
@@ -450,7 +460,12 @@ fn backtest_dir(
     });
     progress.finish_and_clear();
     let slots = results.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
-    slots.into_iter().flatten().collect()
+    let (replayed, failed): (Vec<_>, Vec<_>) = slots.into_iter().flatten().partition(Result::is_ok);
+    if failed.is_empty() {
+        Ok(replayed.into_iter().flatten().collect())
+    } else {
+        Err(BacktestError::Files { failed: failed.into_iter().filter_map(Result::err).collect(), total: files.len() })
+    }
 }
 
 /// Creates the directory a scores file goes in (the input's subdirectory, mirrored).
