@@ -15,6 +15,13 @@ fn run_backtest(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_anomaly-exporter")).arg("backtest").args(args).output().expect("binary runs")
 }
 
+/// `backtest --input <input> --output <output>` and `more`.
+fn replay(input: &Path, output: &Path, more: &[&str]) -> Output {
+    let mut args = vec!["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()];
+    args.extend_from_slice(more);
+    run_backtest(&args)
+}
+
 /// How `labelled_csv` writes its timestamps.
 #[derive(Clone, Copy)]
 enum TimestampFormat {
@@ -55,7 +62,7 @@ fn scores_every_row_and_flags_the_spike() {
     let input = dir.path().join("in.csv");
     std::fs::write(&input, labelled_csv(TimestampFormat::Rfc3339)).unwrap();
     let output = dir.path().join("out.csv");
-    let result = run_backtest(&["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()]);
+    let result = replay(&input, &output, &[]);
     assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
 
     let rows = lines(&output);
@@ -87,7 +94,7 @@ fn rfc3339_epoch_seconds_and_naive_utc_replay_the_same() {
         let input = dir.path().join(name).join("series.csv");
         std::fs::write(&input, labelled_csv(format)).unwrap();
         let output = dir.path().join(name).join("scores.csv");
-        let result = run_backtest(&["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()]);
+        let result = replay(&input, &output, &[]);
         assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
         let scores: Vec<String> =
             lines(&output).iter().map(|r| r.split(',').skip(2).collect::<Vec<_>>().join(",")).collect();
@@ -106,16 +113,7 @@ fn directory_mode_with_the_nab_report() {
     std::fs::write(input.join("b.csv"), labelled_csv(TimestampFormat::EpochSeconds)).unwrap();
     std::fs::write(input.join("notes.txt"), "not a series").unwrap();
     let output = dir.path().join("out");
-    let result = run_backtest(&[
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        output.to_str().unwrap(),
-        "--report",
-        "nab",
-        "--threads",
-        "2",
-    ]);
+    let result = replay(&input, &output, &["--report", "nab", "--threads", "2"]);
     assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
     assert_eq!(lines(&output.join("a.csv")).len(), 601);
     assert_eq!(lines(&output.join("b.csv")).len(), 601);
@@ -143,14 +141,7 @@ fn directory_mode_walks_subdirectories_and_skips_its_own_output() {
     std::fs::write(input.join(".hidden").join("skipped.csv"), "not,a,series\n").unwrap();
     let output = input.join("scores");
     for run in 0..2 {
-        let result = run_backtest(&[
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-            "--report",
-            "nab",
-        ]);
+        let result = replay(&input, &output, &["--report", "nab"]);
         assert!(result.status.success(), "run {run}: {}", String::from_utf8_lossy(&result.stderr));
         let report = String::from_utf8_lossy(&result.stdout);
         assert!(report.contains("2 series, 1200 rows"), "run {run}: {report}");
@@ -173,7 +164,7 @@ fn directory_mode_replays_every_good_file_and_names_every_bad_one() {
     std::fs::write(input.join("c_bad.csv"), "timestamp,value\n2024-01-01T00:05:00Z,1\n2024-01-01T00:00:00Z,2\n")
         .unwrap();
     let output = dir.path().join("out");
-    let result = run_backtest(&["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()]);
+    let result = replay(&input, &output, &[]);
     assert_eq!(result.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(stderr.contains("2 of 3 files"), "{stderr}");
@@ -187,7 +178,7 @@ fn mistakes_exit_2_and_name_the_file_and_line() {
     let input = dir.path().join("bad.csv");
     std::fs::write(&input, "timestamp,value\n2024-01-01T00:00:00Z,1\n2024-01-01T00:05:00Z,oops\n").unwrap();
     let output = dir.path().join("out.csv");
-    let result = run_backtest(&["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()]);
+    let result = replay(&input, &output, &[]);
     assert_eq!(result.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(stderr.contains("bad.csv") && stderr.contains("line 3") && stderr.contains("oops"), "{stderr}");
@@ -195,14 +186,7 @@ fn mistakes_exit_2_and_name_the_file_and_line() {
     // The report needs labels.
     let unlabelled = dir.path().join("plain.csv");
     std::fs::write(&unlabelled, "timestamp,value\n1,1\n2,2\n").unwrap();
-    let result = run_backtest(&[
-        "--input",
-        unlabelled.to_str().unwrap(),
-        "--output",
-        output.to_str().unwrap(),
-        "--report",
-        "nab",
-    ]);
+    let result = replay(&unlabelled, &output, &["--report", "nab"]);
     assert_eq!(result.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&result.stderr).contains("label"));
 
