@@ -140,6 +140,13 @@ impl Daemon {
         assert!(up, "the daemon does not answer:\n{}", self.log());
         fetch_text(&url).await
     }
+
+    /// Waits until the daemon counts `count` messages sent. It counts a message once it has
+    /// recorded it as delivered, so a kill after that does not post it again.
+    async fn wait_for_sent(&self, count: f64) -> bool {
+        let sent = metric("anomaly_exporter_slack_notifications_total").label("outcome", "sent").value(count);
+        wait_until(Duration::from_secs(20), || async { !sent.matches_in(&self.scrape().await).is_empty() }).await
+    }
 }
 
 async fn wait_for_posts(texts: &Texts, count: usize) -> bool {
@@ -155,6 +162,7 @@ async fn an_incident_posted_before_a_restart_has_its_resolution_posted_after_it(
     let exporter = daemon.start();
     assert!(daemon.send("firing").await, "webhook not accepted:\n{}", daemon.log());
     assert!(wait_for_posts(&texts, 1).await, "no FIRING posted:\n{}", daemon.log());
+    assert!(daemon.wait_for_sent(1.0).await, "the FIRING is not counted as sent:\n{}", daemon.log());
     drop(exporter);
 
     let _exporter = daemon.start();
@@ -189,6 +197,7 @@ async fn a_notification_still_retried_when_the_daemon_is_killed_is_posted_once_a
     daemon.point_slack_at(&slack_address);
     let exporter = daemon.start();
     assert!(wait_for_posts(&texts, 1).await, "the FIRING queued before the kill was not posted:\n{}", daemon.log());
+    assert!(daemon.wait_for_sent(1.0).await, "the FIRING is not counted as sent:\n{}", daemon.log());
     requeued().value(1.0).assert_in(&daemon.scrape().await);
     // Let a second copy arrive, if one would (posts are 100 ms apart).
     tokio::time::sleep(Duration::from_millis(500)).await;

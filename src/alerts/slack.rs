@@ -493,15 +493,13 @@ impl Poster {
             let correlation = self.correlate(event).await;
             let message = render_message(&events, correlation.as_ref(), &self.config);
             let mut attempt = 1;
-            // Whether Slack received the message or refused it for good: nothing more is owed.
-            let settled = loop {
+            // The final outcome, and whether it settles the message: Slack received it or
+            // refused it for good, so nothing more is owed.
+            let (outcome, settled) = loop {
                 tokio::time::sleep_until(next_post).await;
                 next_post = tokio::time::Instant::now() + min_interval;
                 match self.client.post(&self.url).json(&message).send().await {
-                    Ok(response) if response.status().is_success() => {
-                        self.metrics.count("sent");
-                        break true;
-                    }
+                    Ok(response) if response.status().is_success() => break ("sent", true),
                     Ok(response) => {
                         let status = response.status();
                         let retry_after = response
@@ -520,13 +518,12 @@ impl Poster {
                             // 400 invalid_payload, 403, 404 channel_not_found, 410 channel_is_archived:
                             // the same message would fail again.
                             let rejected = status.is_client_error() && status.as_u16() != 429;
-                            self.metrics.count(if rejected { "rejected" } else { "failed" });
                             if rejected {
                                 tracing::warn!(incident = %event.incident_id, status = status.as_u16(), body = %body, "slack refused the notification");
                             } else {
                                 tracing::warn!(incident = %event.incident_id, status = status.as_u16(), body = %body, "slack post failed; it is posted again after the next restart");
                             }
-                            break rejected;
+                            break if rejected { ("rejected", true) } else { ("failed", false) };
                         }
                     }
                     Err(error) if attempt < MAX_ATTEMPTS => {
@@ -535,16 +532,18 @@ impl Poster {
                         next_post = tokio::time::Instant::now() + backoff(attempt);
                     }
                     Err(error) => {
-                        self.metrics.count("failed");
                         tracing::warn!(incident = %event.incident_id, error = %error, "slack post failed; it is posted again after the next restart");
-                        break false;
+                        break ("failed", false);
                     }
                 }
                 attempt += 1;
             };
+            // Counted once recorded: a scrape that shows a message sent also promises that a
+            // restart will not post it again (unless the record failed, which is logged).
             if settled {
                 self.record_delivered(&events).await;
             }
+            self.metrics.count(outcome);
         }
     }
 
