@@ -5,11 +5,13 @@
 //! Data flows in one direction: [`payload`] checks what Alertmanager sends, [`incidents`] turns
 //! it into events and incidents (deduplicating Alertmanager's retries and repeats), [`journal`]
 //! writes the events atomically as Parquet, [`slack`] posts new firing and resolved events with
-//! their correlated logs, and [`routes`] is the thin HTTP layer. Alerting
+//! their correlated logs (at least once across restarts: [`deliveries`] records what Slack
+//! received), and [`routes`] is the thin HTTP layer. Alerting
 //! rules, routing and Slack formatting for Alertmanager itself live in the shipped files
 //! (`prometheus/`, `alertmanager/`), not here.
 
 pub mod config;
+pub mod deliveries;
 pub mod incidents;
 pub mod journal;
 pub mod payload;

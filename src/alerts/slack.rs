@@ -11,23 +11,52 @@
 //! Incoming webhooks return no message `ts`, so a resolution cannot edit the first message or
 //! post in its thread: it is a new message that names the same incident id.
 //!
-//! Which incidents a service's episode has posted is kept in memory, and a restart must not
-//! forget it: the RESOLVED of an incident posted before the restart would never be sent, and a
-//! new alert in an episode that had already paged would page again. So [`SlackNotifier::start`]
-//! rebuilds the episodes by replaying the recorded incident events, in their recorded order,
-//! through the same bookkeeping as live notifications (`Episodes::select_posts`), posting
-//! nothing. The journal records what Alertmanager said, not what Slack received, so the replay
-//! takes as posted every event the current `severities` and the episode rules would post. Where
-//! that guess is wrong it errs toward telling the on-call: a RESOLVED may come without its
-//! FIRING (the firing post failed or was dropped, Slack or that severity was configured only at
-//! the restart, or compaction dropped a long-resolved incident that had opened the episode), but
-//! the resolution of a posted incident of a configured severity is never lost. A severity
-//! removed from `severities` across a restart loses the resolutions of its incidents still
-//! firing, as it loses their firings from then on: posting those would post, on every restart,
-//! a RESOLVED for each open incident of a severity never posted (warnings, by default).
+//! # Restarts
+//!
+//! A restart must neither forget the episodes nor lose a notification. Which incidents a
+//! service's episode has posted is kept in memory, so [`SlackNotifier::start`] rebuilds the
+//! episodes by replaying the recorded incident events, in their recorded order, through the same
+//! bookkeeping as live notifications (`Episodes::select_posts`): otherwise the RESOLVED of an
+//! incident posted before the restart would never be sent, and a new alert in an episode that
+//! had already paged would page again.
+//!
+//! Delivery is at least once. The poster records the events of each message Slack accepted, or
+//! refused for good (`rejected`), in the deliveries file beside the journal
+//! ([`super::deliveries`]), fsynced before the next post. A message the replay selects whose
+//! events are not recorded there is owed: it was still queued or being retried when the daemon
+//! stopped, or its process died between the journal's write and the queue. Owed messages are
+//! queued again at start, in recorded order and before any new notification, and counted as
+//! `requeued`; posted, they are recorded like any other. A crash between Slack's answer and that
+//! record posts the message once more: a repeat rather than a loss. Then the file is rewritten
+//! with every event of the journal except the owed ones, so what the replay would select
+//! differently later (another `severities`, a compaction) is never taken for owed.
+//!
+//! Choices, each erring toward telling the on-call:
+//! - Messages dropped because the queue was full (`dropped`), and those that ran out of retries
+//!   (`failed`), are owed too, and posted after the next restart: they are recorded incidents
+//!   that Slack never received. A start queues at most `queue` messages again; the rest are
+//!   dropped and counted again, and stay owed.
+//! - A firing whose resolution Slack received is not owed any more: posting it would announce as
+//!   firing an incident Slack was told is over.
+//! - Only the `severities` posted before the restart (the file's header) can be owed: the
+//!   events of a severity added at the restart were never queued. A severity removed at the
+//!   restart loses its owed messages, and the resolutions of its incidents still firing, as it
+//!   loses their firings from then on: posting those would post, on every restart, a RESOLVED
+//!   for each open incident of a severity never posted (warnings, by default).
+//! - Without a deliveries file (the first start of a version that keeps one, or Slack newly
+//!   configured: `run` removes the file when Slack is not configured, so that enabling it later
+//!   does not post what was recorded meanwhile) nothing is owed, and the replay takes as posted
+//!   every event it selects.
+//! - A damaged file stops nothing: a torn last line or a damaged one counts as not delivered,
+//!   and a damaged header as every severity posted, so their messages are posted again; a file
+//!   that cannot be read at all owes every message the replay selects (at most `queue` are
+//!   queued again). Each case is logged as a warning.
+//! - The replay may select what was never posted where the journal lost the context: a
+//!   RESOLVED may come without its FIRING when compaction dropped a long-resolved incident that
+//!   had opened the episode, but the resolution of a posted incident is never lost.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -38,6 +67,7 @@ use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
+use super::deliveries::{self, Deliveries, DeliveryKey};
 use super::incidents::{EventKind, IncidentEvent};
 use super::severity_rank;
 use crate::calendar::format_rfc3339_ms;
@@ -150,7 +180,8 @@ impl SlackConfig {
 /// `{outcome}` of a Slack notification.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct OutcomeLabels {
-    /// `sent`, `retried`, `rate_limited`, `rejected`, `failed`, `dropped` or `suppressed`.
+    /// `sent`, `retried`, `rate_limited`, `rejected`, `failed`, `dropped`, `suppressed` or
+    /// `requeued`.
     pub outcome: String,
 }
 
@@ -166,7 +197,7 @@ impl SlackMetrics {
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "slack_notifications",
-            "Slack notifications by outcome: sent, retried, rate_limited, rejected, failed, dropped, suppressed (repeats within an episode)",
+            "Slack notifications by outcome: sent, retried, rate_limited, rejected, failed, dropped, suppressed (repeats within an episode), requeued (not delivered before a restart, queued again at start)",
             self.notifications.clone(),
         );
     }
@@ -191,21 +222,30 @@ pub struct SlackNotifier {
 
 impl SlackNotifier {
     /// Starts the posting task and returns its handle. `recorded` is every incident event of
-    /// the journal in recorded order ([`super::IncidentStore::events_in_recorded_order`]): the
-    /// episodes open before a restart are rebuilt from it, without posting anything.
+    /// the journal in `incidents_dir`, in recorded order
+    /// ([`super::IncidentStore::events_in_recorded_order`]): the episodes open before a restart
+    /// are rebuilt from it without posting anything, and the messages not delivered before it
+    /// are queued again (see the module's documentation). Reads and rewrites the deliveries
+    /// file: call it before the webhook is served.
     pub fn start(
         config: &SlackConfig,
         url: String,
         logs: Option<Arc<LogIndex>>,
         metrics: SlackMetrics,
         recorded: &[IncidentEvent],
+        incidents_dir: &Path,
     ) -> Self {
-        let episodes = Episodes::replay(recorded, &config.severities);
+        let delivered = read_deliveries(incidents_dir);
+        let Replay { episodes, owed, settled } = Episodes::replay(recorded, &config.severities, &delivered);
         if !episodes.by_service.is_empty() {
             tracing::info!(
                 services = episodes.by_service.len(),
                 "slack episodes still open before the restart: their resolutions will be posted"
             );
+        }
+        // Before anything is posted, so that the poster's appends land in the new file.
+        if let Err(error) = deliveries::rewrite(incidents_dir, &config.severities, &settled) {
+            tracing::warn!(%error, "slack deliveries not rewritten: the previous record is kept and appended to");
         }
         let (queue, receiver) = mpsc::channel(config.queue);
         let poster = Poster {
@@ -214,9 +254,39 @@ impl SlackNotifier {
             config: config.clone(),
             logs,
             metrics: metrics.clone(),
+            incidents_dir: incidents_dir.to_owned(),
         };
         tokio::spawn(poster.run(receiver));
-        Self { queue, severities: config.severities.clone(), metrics, episodes: Arc::new(Mutex::new(episodes)) }
+        let notifier =
+            Self { queue, severities: config.severities.clone(), metrics, episodes: Arc::new(Mutex::new(episodes)) };
+        notifier.requeue(owed);
+        notifier
+    }
+
+    /// Queues again, in order, the messages not delivered before the restart.
+    fn requeue(&self, owed: Vec<Vec<IncidentEvent>>) {
+        if owed.is_empty() {
+            return;
+        }
+        let owed_messages = owed.len();
+        let mut requeued = 0;
+        for message in owed {
+            if self.queue.try_send(message).is_ok() {
+                requeued += 1;
+            } else {
+                self.metrics.count("dropped");
+            }
+        }
+        self.metrics.count_by("requeued", requeued);
+        if requeued < owed_messages as u64 {
+            tracing::warn!(
+                requeued,
+                dropped = owed_messages as u64 - requeued,
+                "slack queue full at start: the notifications dropped stay owed until the next start"
+            );
+        } else {
+            tracing::info!(requeued, "slack notifications not delivered before the restart are posted again");
+        }
     }
 
     /// Queues the events of one notification that the episode rules select (one page per
@@ -265,19 +335,86 @@ struct Posts {
     suppressed: u64,
 }
 
+/// The deliveries file in `dir`, or what stands for it when it is missing or unreadable.
+fn read_deliveries(dir: &Path) -> Deliveries {
+    match deliveries::read(dir) {
+        Ok(Some(delivered)) => {
+            if delivered.severities.is_none() {
+                tracing::warn!(
+                    path = %deliveries::path_in(dir).display(),
+                    "slack deliveries: damaged header, taking every severity as posted before the restart"
+                );
+            }
+            if delivered.unreadable_lines > 0 {
+                tracing::warn!(
+                    path = %deliveries::path_in(dir).display(),
+                    lines = delivered.unreadable_lines,
+                    "slack deliveries: damaged lines skipped; their notifications may be posted again"
+                );
+            }
+            delivered
+        }
+        Ok(None) => Deliveries::missing(),
+        Err(error) => {
+            tracing::warn!(
+                %error,
+                "slack deliveries unreadable: every notification of the journal is taken as not delivered and posted again"
+            );
+            Deliveries::unknown()
+        }
+    }
+}
+
+/// What the replay at start finds.
+#[derive(Debug, Default)]
+struct Replay {
+    /// The episodes the journal leaves open.
+    episodes: Episodes,
+    /// The messages selected before the restart and not delivered, in recorded order, each
+    /// with its events not delivered.
+    owed: Vec<Vec<IncidentEvent>>,
+    /// Every firing and resolved event of the journal except the owed ones: the deliveries
+    /// file's new content.
+    settled: Vec<DeliveryKey>,
+}
+
+/// Whether `event`, which a message selected before the restart holds, is still owed to Slack:
+/// not recorded as delivered; of a severity posted before the restart (severities unknown:
+/// taken as posted); and not a firing whose resolution was delivered.
+fn is_owed(event: &IncidentEvent, delivered: &Deliveries) -> bool {
+    let was_posted_severity = delivered.severities.as_ref().is_none_or(|posted| posted.contains(&event.severity));
+    let resolution_delivered =
+        event.kind == EventKind::Firing && delivered.contains(EventKind::Resolved, &event.incident_id);
+    was_posted_severity && !resolution_delivered && !delivered.contains(event.kind, &event.incident_id)
+}
+
 impl Episodes {
     /// The episodes that `recorded` (incident events in recorded order) leaves open, as if each
-    /// of its notifications had gone through [`Episodes::select_posts`].
-    fn replay(recorded: &[IncidentEvent], severities: &[String]) -> Self {
-        let mut episodes = Self::default();
+    /// of its notifications had gone through [`Episodes::select_posts`], and the messages it
+    /// selected that `delivered` says Slack has not received.
+    fn replay(recorded: &[IncidentEvent], severities: &[String], delivered: &Deliveries) -> Replay {
+        let mut replay = Replay::default();
+        let mut owed_keys: HashSet<DeliveryKey> = HashSet::new();
         // The events of one notification share its reception time, and compaction merges the
         // journal's files, so the reception time is what tells one notification from the next.
         // Two notifications received within the same millisecond are replayed as one, which
         // can only change the order of their firing and resolved events.
         for notification in recorded.chunk_by(|a, b| a.received_at_ms == b.received_at_ms) {
-            episodes.select_posts(notification, severities);
+            for message in replay.episodes.select_posts(notification, severities).messages {
+                let undelivered: Vec<IncidentEvent> = message.into_iter().filter(|e| is_owed(e, delivered)).collect();
+                if !undelivered.is_empty() {
+                    owed_keys.extend(undelivered.iter().map(DeliveryKey::of));
+                    replay.owed.push(undelivered);
+                }
+            }
         }
-        episodes
+        replay.settled = recorded
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::Firing | EventKind::Resolved))
+            .map(DeliveryKey::of)
+            .filter(|key| !owed_keys.contains(key))
+            .collect();
+        replay
     }
 
     /// Selects the firing and resolved events of one notification that are posted, and keeps
@@ -343,6 +480,8 @@ struct Poster {
     config: SlackConfig,
     logs: Option<Arc<LogIndex>>,
     metrics: SlackMetrics,
+    /// Where the deliveries file is.
+    incidents_dir: PathBuf,
 }
 
 impl Poster {
@@ -354,14 +493,13 @@ impl Poster {
             let correlation = self.correlate(event).await;
             let message = render_message(&events, correlation.as_ref(), &self.config);
             let mut attempt = 1;
-            loop {
+            // The final outcome, and whether it settles the message: Slack received it or
+            // refused it for good, so nothing more is owed.
+            let (outcome, settled) = loop {
                 tokio::time::sleep_until(next_post).await;
                 next_post = tokio::time::Instant::now() + min_interval;
                 match self.client.post(&self.url).json(&message).send().await {
-                    Ok(response) if response.status().is_success() => {
-                        self.metrics.count("sent");
-                        break;
-                    }
+                    Ok(response) if response.status().is_success() => break ("sent", true),
                     Ok(response) => {
                         let status = response.status();
                         let retry_after = response
@@ -379,11 +517,13 @@ impl Poster {
                         } else {
                             // 400 invalid_payload, 403, 404 channel_not_found, 410 channel_is_archived:
                             // the same message would fail again.
-                            let outcome =
-                                if status.is_client_error() && status.as_u16() != 429 { "rejected" } else { "failed" };
-                            self.metrics.count(outcome);
-                            tracing::warn!(incident = %event.incident_id, status = status.as_u16(), body = %body, "slack refused the notification");
-                            break;
+                            let rejected = status.is_client_error() && status.as_u16() != 429;
+                            if rejected {
+                                tracing::warn!(incident = %event.incident_id, status = status.as_u16(), body = %body, "slack refused the notification");
+                            } else {
+                                tracing::warn!(incident = %event.incident_id, status = status.as_u16(), body = %body, "slack post failed; it is posted again after the next restart");
+                            }
+                            break if rejected { ("rejected", true) } else { ("failed", false) };
                         }
                     }
                     Err(error) if attempt < MAX_ATTEMPTS => {
@@ -392,13 +532,34 @@ impl Poster {
                         next_post = tokio::time::Instant::now() + backoff(attempt);
                     }
                     Err(error) => {
-                        self.metrics.count("failed");
-                        tracing::warn!(incident = %event.incident_id, error = %error, "slack post failed");
-                        break;
+                        tracing::warn!(incident = %event.incident_id, error = %error, "slack post failed; it is posted again after the next restart");
+                        break ("failed", false);
                     }
                 }
                 attempt += 1;
+            };
+            // Counted once recorded: a scrape that shows a message sent also promises that a
+            // restart will not post it again (unless the record failed, which is logged).
+            if settled {
+                self.record_delivered(&events).await;
             }
+            self.metrics.count(outcome);
+        }
+    }
+
+    /// Records in the deliveries file that `events` are owed nothing more; a failure only means
+    /// that they are posted again after a restart.
+    async fn record_delivered(&self, events: &[IncidentEvent]) {
+        let keys: Vec<DeliveryKey> = events.iter().map(DeliveryKey::of).collect();
+        let dir = self.incidents_dir.clone();
+        let recorded = tokio::task::spawn_blocking(move || deliveries::append(&dir, &keys)).await;
+        if let Some(error) = match recorded {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => Some(error.to_string()),
+            Err(error) => Some(error.to_string()),
+        } {
+            let incident = events.first().map(|e| e.incident_id.as_str()).unwrap_or_default();
+            tracing::warn!(incident, %error, "slack delivery not recorded: the notification is posted again after a restart");
         }
     }
 
@@ -622,7 +783,7 @@ mod tests {
     }
 
     fn outcomes(metrics: &SlackMetrics) -> BTreeMap<String, u64> {
-        ["sent", "retried", "rate_limited", "rejected", "failed", "dropped", "suppressed"]
+        ["sent", "retried", "rate_limited", "rejected", "failed", "dropped", "suppressed", "requeued"]
             .into_iter()
             .map(|o| (o.to_owned(), metrics.notifications.get_or_create(&OutcomeLabels { outcome: o.into() }).get()))
             .filter(|(_, n)| *n > 0)
@@ -645,7 +806,8 @@ mod tests {
     async fn one_page_per_episode_unless_it_escalates() {
         let (url, arrivals) = scripted_slack(vec![]).await;
         let metrics = SlackMetrics::default();
-        let notifier = SlackNotifier::start(&config(), url, None, metrics.clone(), &[]);
+        let dir = tempfile::tempdir().unwrap();
+        let notifier = SlackNotifier::start(&config(), url, None, metrics.clone(), &[], dir.path());
         let with_id =
             |kind, severity: &str, id: &str| IncidentEvent { incident_id: id.into(), ..event(kind, severity, "a") };
         notifier.notify(&[with_id(EventKind::Firing, "high", "h")]); // posted
@@ -666,7 +828,8 @@ mod tests {
         let (url, arrivals) =
             scripted_slack(vec![(429, Some("1")), (500, None), (200, None), (404, None), (200, None)]).await;
         let metrics = SlackMetrics::default();
-        let notifier = SlackNotifier::start(&config(), url, None, metrics.clone(), &[]);
+        let dir = tempfile::tempdir().unwrap();
+        let notifier = SlackNotifier::start(&config(), url, None, metrics.clone(), &[], dir.path());
         notifier.notify(&[event(EventKind::Firing, "critical", "a")]);
         notifier.notify(&[event(EventKind::Firing, "warning", "b")]); // not a posted severity
         let in_c = |kind| IncidentEvent { incident_id: "c-1".into(), ..event(kind, "high", "c") };
@@ -694,7 +857,9 @@ mod tests {
         let metrics = SlackMetrics::default();
         let config: SlackConfig = serde_yaml_ng::from_str("queue: 1\nmin_interval_ms: 60000").unwrap();
         // Nothing listens on port 9: every post fails, slowly paced, so the queue stays full.
-        let notifier = SlackNotifier::start(&config, "http://127.0.0.1:9/hook".into(), None, metrics.clone(), &[]);
+        let dir = tempfile::tempdir().unwrap();
+        let notifier =
+            SlackNotifier::start(&config, "http://127.0.0.1:9/hook".into(), None, metrics.clone(), &[], dir.path());
         let started = std::time::Instant::now();
         let many: Vec<IncidentEvent> =
             (0..20).map(|i| event(EventKind::Firing, "critical", &format!("s{i}"))).collect();
@@ -730,8 +895,14 @@ mod tests {
         let (url, posts) = scripted_slack(vec![]).await;
         let before = SlackMetrics::default();
         let store = IncidentStore::open(dir.path()).unwrap();
-        let notifier =
-            SlackNotifier::start(&config(), url.clone(), None, before.clone(), &store.events_in_recorded_order());
+        let notifier = SlackNotifier::start(
+            &config(),
+            url.clone(),
+            None,
+            before.clone(),
+            &store.events_in_recorded_order(),
+            dir.path(),
+        );
         receive(&store, &notifier, &[alert("aa", "critical", AlertStatus::Firing)], 2_000);
         wait_for(&before, 1).await;
         drop((notifier, store));
@@ -739,7 +910,8 @@ mod tests {
         // The restart: a new store and notifier from the journal on disk.
         let after = SlackMetrics::default();
         let store = IncidentStore::open(dir.path()).unwrap();
-        let notifier = SlackNotifier::start(&config(), url, None, after.clone(), &store.events_in_recorded_order());
+        let notifier =
+            SlackNotifier::start(&config(), url, None, after.clone(), &store.events_in_recorded_order(), dir.path());
         // Alertmanager's repeat of the firing alert, then a new high alert in the same episode:
         // neither pages again.
         receive(&store, &notifier, &[alert("aa", "critical", AlertStatus::Firing)], 3_000);
@@ -813,8 +985,145 @@ mod tests {
         let severities = config().severities;
         for restart in 0..=script.len() {
             let recorded: Vec<IncidentEvent> = script[..restart].iter().flatten().cloned().collect();
-            let mut replayed = Episodes::replay(&recorded, &severities);
+            let mut replayed = Episodes::replay(&recorded, &severities, &Deliveries::missing()).episodes;
             assert_eq!(posted(&mut replayed, &script[restart..]), expected[restart..], "restart after {restart}");
         }
+    }
+
+    /// The events of `messages`, as (kind, incident), in order.
+    fn kinds_and_ids(messages: &[Vec<IncidentEvent>]) -> Vec<(EventKind, String)> {
+        messages.iter().flatten().map(|e| (e.kind, e.incident_id.clone())).collect()
+    }
+
+    /// What the deliveries file holds when the posts of `notifications` reached Slack.
+    fn delivered_posts_of(notifications: &[Vec<IncidentEvent>]) -> Deliveries {
+        let mut episodes = Episodes::default();
+        let mut delivered = Deliveries { severities: Some(config().severities), ..Deliveries::default() };
+        for notification in notifications {
+            let posts = episodes.select_posts(notification, &config().severities);
+            delivered.keys.extend(posts.messages.iter().flatten().map(DeliveryKey::of));
+        }
+        delivered
+    }
+
+    #[test]
+    fn a_restart_owes_exactly_the_posts_queued_but_not_delivered_in_order_and_then_runs_on_as_if_uninterrupted() {
+        let script = episode_script();
+        let severities = config().severities;
+        let expected = posted(&mut Episodes::default(), &script);
+        for restart in 0..=script.len() {
+            let recorded: Vec<IncidentEvent> = script[..restart].iter().flatten().cloned().collect();
+            // Slack received the posts of the first `delivered_through` notifications; the later
+            // ones were still queued, or being retried, when the daemon stopped.
+            for delivered_through in 0..=restart {
+                let delivered = delivered_posts_of(&script[..delivered_through]);
+                let mut replay = Episodes::replay(&recorded, &severities, &delivered);
+                let still_queued: Vec<(EventKind, String)> =
+                    expected[delivered_through..restart].iter().flat_map(|(messages, _)| messages.clone()).collect();
+                let context = format!("restart after {restart}, delivered through {delivered_through}");
+                assert_eq!(kinds_and_ids(&replay.owed), still_queued, "{context}");
+                let owed: HashSet<DeliveryKey> = replay.owed.iter().flatten().map(DeliveryKey::of).collect();
+                let every_key: HashSet<DeliveryKey> = recorded
+                    .iter()
+                    .filter(|e| matches!(e.kind, EventKind::Firing | EventKind::Resolved))
+                    .map(DeliveryKey::of)
+                    .collect();
+                let settled: HashSet<DeliveryKey> = replay.settled.iter().cloned().collect();
+                assert_eq!(settled, &every_key - &owed, "{context}: the file keeps everything but the owed");
+                assert_eq!(posted(&mut replay.episodes, &script[restart..]), expected[restart..], "{context}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_firing_resolved_in_slack_and_severities_never_posted_are_not_owed() {
+        let at = |received_at_ms, kind, severity: &str, id: &str| IncidentEvent {
+            incident_id: id.into(),
+            received_at_ms,
+            ..event(kind, severity, "a")
+        };
+        let severities = config().severities;
+        // The firing was dropped from a full queue; its resolution was delivered.
+        let dropped_firing = [at(1, EventKind::Firing, "high", "h"), at(2, EventKind::Resolved, "high", "h")];
+        let resolution_delivered = Deliveries {
+            severities: Some(severities.clone()),
+            keys: HashSet::from([DeliveryKey { kind: EventKind::Resolved, incident_id: "h".into() }]),
+            unreadable_lines: 0,
+        };
+        assert!(Episodes::replay(&dropped_firing, &severities, &resolution_delivered).owed.is_empty());
+
+        // Nothing delivered: critical was posted before the restart, high is added at it.
+        let critical_and_high = [at(1, EventKind::Firing, "critical", "c"), at(2, EventKind::Firing, "high", "x")];
+        let only_critical = Deliveries { severities: Some(vec!["critical".into()]), ..Deliveries::default() };
+        let replay = Episodes::replay(&critical_and_high, &severities, &only_critical);
+        assert_eq!(kinds_and_ids(&replay.owed), [(EventKind::Firing, "c".to_owned())]);
+        let mut other_service = at(2, EventKind::Firing, "high", "x");
+        other_service.service = "b".into();
+        let replay = Episodes::replay(
+            &[at(1, EventKind::Firing, "critical", "c"), other_service.clone()],
+            &severities,
+            &only_critical,
+        );
+        assert_eq!(kinds_and_ids(&replay.owed), [(EventKind::Firing, "c".to_owned())], "the high was never queued");
+
+        // A damaged header: every severity taken as posted, preferring a repeat to a loss.
+        let replay = Episodes::replay(&[other_service], &severities, &Deliveries::unknown());
+        assert_eq!(kinds_and_ids(&replay.owed), [(EventKind::Firing, "x".to_owned())]);
+
+        // No file: nothing owed, as before the file existed.
+        assert!(Episodes::replay(&critical_and_high, &severities, &Deliveries::missing()).owed.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_notification_queued_when_the_daemon_stopped_is_posted_once_after_the_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (failing_url, failed_attempts) = scripted_slack(vec![(500, None); 20]).await;
+        let before = SlackMetrics::default();
+        let store = IncidentStore::open(dir.path()).unwrap();
+        let notifier = SlackNotifier::start(&config(), failing_url, None, before.clone(), &[], dir.path());
+        receive(&store, &notifier, &[alert("aa", "critical", AlertStatus::Firing)], 2_000);
+        for _ in 0..100 {
+            if !failed_attempts.lock().unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(outcomes(&before).get("sent"), None, "{:?}", outcomes(&before));
+        // The daemon stops while the post is being retried; its poster never records it.
+        drop((notifier, store));
+
+        let (url, posts) = scripted_slack(vec![]).await;
+        let restart = |metrics: &SlackMetrics| {
+            let store = IncidentStore::open(dir.path()).unwrap();
+            let notifier = SlackNotifier::start(
+                &config(),
+                url.clone(),
+                None,
+                metrics.clone(),
+                &store.events_in_recorded_order(),
+                dir.path(),
+            );
+            (store, notifier)
+        };
+        let after = SlackMetrics::default();
+        let (store, notifier) = restart(&after);
+        wait_for(&after, 1).await;
+        assert_eq!(outcomes(&after), BTreeMap::from([("requeued".into(), 1), ("sent".into(), 1)]));
+        let texts: Vec<String> = posts.lock().unwrap().iter().map(|post| post.text.clone()).collect();
+        assert_eq!(texts.len(), 1, "{texts:#?}");
+        assert!(texts[0].starts_with("*[FIRING:1] checkout* severity *critical*"), "{}", texts[0]);
+        // The re-sent firing went through the episode bookkeeping: its resolution is posted.
+        receive(&store, &notifier, &[alert("aa", "critical", AlertStatus::Resolved)], 3_000);
+        wait_for(&after, 2).await;
+        drop((notifier, store));
+
+        // Delivered before this restart: nothing is posted again.
+        let again = SlackMetrics::default();
+        let _running = restart(&again);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(outcomes(&again), BTreeMap::new());
+        let texts: Vec<String> = posts.lock().unwrap().iter().map(|post| post.text.clone()).collect();
+        assert_eq!(texts.len(), 2, "{texts:#?}");
+        assert!(texts[1].starts_with("*[RESOLVED:1] checkout* severity *critical*"), "{}", texts[1]);
     }
 }

@@ -173,19 +173,29 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         telemetry_path: args.telemetry_path.clone(),
         logs: log_index.clone().map(|index| Arc::new(LogsState::new(index, metrics.logs.clone()))),
     };
-    let incidents =
-        IncidentStore::open(config.alerts.incidents_dir_in(&config.datasets.path)).map_err(RunError::Incidents)?;
+    let incidents_dir = config.alerts.incidents_dir_in(&config.datasets.path);
+    let incidents = IncidentStore::open(&incidents_dir).map_err(RunError::Incidents)?;
     let slack = match &config.alerts.slack {
         Some(slack) => {
             let url = slack
                 .webhook_url()
                 .map_err(|problem| RunError::Config(ConfigError::Invalid { key: "alerts.slack".into(), problem }))?;
             // Before the webhook is served: the notifier learns from the journal which incidents
-            // it posted before this start, so their resolutions are posted.
+            // it posted before this start, so their resolutions are posted, and queues again what
+            // Slack had not received.
             let recorded = incidents.events_in_recorded_order();
-            Some(SlackNotifier::start(slack, url, log_index.clone(), metrics.slack.clone(), &recorded))
+            Some(SlackNotifier::start(slack, url, log_index.clone(), metrics.slack.clone(), &recorded, &incidents_dir))
         }
-        None => None,
+        None => {
+            // What is recorded while Slack is off was never queued: enabling Slack later must
+            // not take it for owed.
+            match crate::alerts::deliveries::remove(&incidents_dir) {
+                Ok(true) => info!("slack is not configured: its record of deliveries is removed"),
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, "slack is not configured, and its record of deliveries stays"),
+            }
+            None
+        }
     };
     metrics.webhook.observe_store(&incidents);
     let alerts_state = AlertsState {
