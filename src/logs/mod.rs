@@ -9,6 +9,13 @@
 //!
 //! The call is blocking file I/O: from async code, run it in `spawn_blocking`.
 //!
+//! **Memory of one call.** The window's lines held for the answer: at most
+//! `logs.max_lines_held` lines and `logs.max_bytes_held` bytes of their text. One example line per
+//! template, for at most [`rank::MAX_TEMPLATES`] templates, each cut to [`rank::MAX_EXAMPLE_BYTES`]
+//! (about 20 MiB in all, outside `logs.max_bytes_held`, which decides only which lines are held;
+//! a cut example is flagged in [`RankedTemplate::example_truncated`]). A read buffer and the
+//! longest line ([`search::MAX_LINE_BYTES`]) per reading thread, of which there are two.
+//!
 //! ```no_run
 //! # fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use anomaly_exporter::logs::{LogIndex, LogQuery, LogsConfig};

@@ -285,3 +285,34 @@ fn reading_on_two_threads_holds_within_max_bytes_held_as_one_pass_does() {
         assert_eq!(split, one_pass, "budget {budget}");
     }
 }
+
+#[test]
+fn examples_of_many_kinds_of_huge_lines_are_cut_and_the_answer_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    // 120 kinds of 100 kB lines (12 MB), and one short kind.
+    let kinds = 120;
+    let mut text = String::new();
+    for s in 0..kinds {
+        let word: String = format!("{s:x}").chars().map(|c| (b'g' + c.to_digit(16).unwrap() as u8) as char).collect();
+        text += &logstash(T0 + s * 1000, "ERROR", "a.B", &format!("{word} {}", "x".repeat(100_000)), None);
+    }
+    text += &logstash(T0 + kinds * 1000, "INFO", "a.B", "short", None);
+    std::fs::write(dir.path().join("app.log"), text).unwrap();
+    let index = index_for(dir.path());
+    let query = LogQuery { from_ms: T0, to_ms: T0 + 600_000, ..LogQuery::around("orders", T0, index.settings()) };
+    let answer = index.correlate(&query).unwrap();
+    assert_eq!(answer.template_count, kinds as usize + 1);
+    assert_eq!(answer.templates.len(), MAX_TEMPLATES_SHOWN);
+    for template in &answer.templates {
+        let example = &template.example;
+        assert!(example.text_bytes() <= rank::MAX_EXAMPLE_BYTES, "{} bytes", example.text_bytes());
+        assert_eq!(template.example_truncated, example.message != "short", "{}", template.template);
+    }
+    // The JSON answer carries the flag beside the example.
+    let json = serde_json::to_value(&answer).unwrap();
+    assert_eq!(json["templates"][0]["example_truncated"], true);
+    assert_eq!(json["templates"][0]["example"]["message"].as_str().unwrap().len(), rank::MAX_EXAMPLE_BYTES);
+    let query = LogQuery { contains: Some("short".into()), ..query };
+    let json = serde_json::to_value(index.correlate(&query).unwrap()).unwrap();
+    assert_eq!(json["templates"][0]["example_truncated"], false);
+}

@@ -20,6 +20,7 @@ use tokio::sync::Semaphore;
 
 use super::error::ApiError;
 use super::router::AppState;
+use crate::logs::rank::MAX_EXAMPLE_BYTES;
 use crate::logs::record::format_rfc3339_ms;
 use crate::logs::{Correlation, Level, LogIndex, LogParams, LogQuery, LogsError, LogsMetrics};
 use crate::web::escape::{encode_query_value, escape_html};
@@ -235,6 +236,10 @@ fn render_page(correlation: &Correlation, query: &LogQuery, max_window_ms: i64, 
         if let Some(error_type) = &template.error_type {
             let _ = write!(what, " <b>{}</b>", escape_html(error_type));
         }
+        let mut example = escape_html(&template.example.message);
+        if template.example_truncated {
+            let _ = write!(example, " <small>(example cut to {MAX_EXAMPLE_BYTES} bytes)</small>");
+        }
         let _ = write!(
             page,
             "<tr><td>{rank}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td class=\"msg\">{what}</td><td class=\"msg\">{}</td></tr>",
@@ -244,7 +249,7 @@ fn render_page(correlation: &Correlation, query: &LogQuery, max_window_ms: i64, 
             template.count,
             template.baseline_count,
             template.expected_count,
-            escape_html(&template.example.message),
+            example,
         );
     }
     page.push_str("</table>");
@@ -318,6 +323,7 @@ mod tests {
             surge_ratio: 4.0,
             reason: RankReason::NewError,
             example: record.clone(),
+            example_truncated: true,
         };
         let correlation = Correlation {
             service: "a\"><script>".into(),
@@ -364,6 +370,7 @@ mod tests {
         assert!(page.contains("&lt;/pre&gt;&lt;script&gt;x&lt;/script&gt;"));
         assert!(page.contains("could not read <code>/var/log/&lt;x&gt;</code>"));
         assert!(page.contains("2 corrupt or truncated lines skipped"));
+        assert!(page.contains("(example cut to 2048 bytes)"), "a cut example says so");
         // The service is percent-encoded inside links, and the links HTML-escaped.
         assert!(page.contains("href=\"/logs?service=a%22%3E%3Cscript%3E&amp;from=1789999640000&amp;to=1790000720000&amp;level=WARN&amp;q=a%26b\">wider</a>"), "{page}");
         assert!(page.contains(
