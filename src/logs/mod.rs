@@ -7,7 +7,9 @@
 //! before the window ([`rank`]). Only files named by the configuration are read; a request names
 //! a service, never a path.
 //!
-//! The call is blocking file I/O: from async code, run it in `spawn_blocking`.
+//! The call is blocking file I/O: from async code, run it in `spawn_blocking`, holding a turn
+//! from [`LogIndex::turns`] ([`turns`]): the daemon's callers share `logs.max_concurrent_queries`
+//! turns, so the notifier cannot add reads beyond what `/logs` is allowed.
 //!
 //! **Memory of one call.** The window's lines held for the answer: at most
 //! `logs.max_lines_held` lines and `logs.max_bytes_held` bytes of their text. One example line per
@@ -40,6 +42,7 @@ pub mod rank;
 pub mod record;
 pub mod search;
 pub mod template;
+pub mod turns;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -51,6 +54,7 @@ pub use metrics::LogsMetrics;
 pub use query::{LineOrder, LogParams, LogQuery};
 pub use rank::{RankReason, RankedTemplate};
 pub use record::{Level, LineFormat, LogRecord};
+pub use turns::{QueryTurn, QueryTurns};
 
 use parse::RecordView;
 use rank::TemplateCounter;
@@ -148,6 +152,9 @@ pub struct LogIndex {
     settings: LogsSettings,
     /// Files whose range is at least this long are read on two threads.
     split_min_bytes: u64,
+    /// `logs.max_concurrent_queries` turns, shared by everyone who queries this index (and by
+    /// its clones).
+    turns: QueryTurns,
 }
 
 impl LogIndex {
@@ -158,7 +165,15 @@ impl LogIndex {
 
     /// An index over already validated settings.
     pub fn from_settings(settings: LogsSettings) -> Self {
-        LogIndex { settings, split_min_bytes: SPLIT_MIN_BYTES }
+        let turns = QueryTurns::new(settings.max_concurrent_queries);
+        LogIndex { settings, split_min_bytes: SPLIT_MIN_BYTES, turns }
+    }
+
+    /// The turns to read ([`turns`]): every caller in the daemon takes one before
+    /// [`LogIndex::correlate`] and holds it until the call returns, so all of them together read
+    /// at most `logs.max_concurrent_queries` at once.
+    pub fn turns(&self) -> &QueryTurns {
+        &self.turns
     }
 
     /// The validated settings (defaults for the window, limits, Grafana link).
