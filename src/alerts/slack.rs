@@ -564,6 +564,10 @@ impl Poster {
     }
 
     /// The service's logs around the alert's start, ranked; `None` without logs or service.
+    ///
+    /// Reads in turn with `/logs` ([`crate::logs::turns`]): it waits for a turn rather than
+    /// posting without logs, since messages go out one at a time and the wait is at most the
+    /// shortest running read. It is never a refused `/logs` query, so it is not counted as one.
     async fn correlate(&self, event: &IncidentEvent) -> Option<Correlation> {
         let logs = Arc::clone(self.logs.as_ref()?);
         if event.service.is_empty() || event.kind != EventKind::Firing {
@@ -571,7 +575,13 @@ impl Poster {
         }
         let query =
             LogQuery { limit: 5, ..LogQuery::around(event.service.clone(), event.starts_at_ms, logs.settings()) };
-        match tokio::task::spawn_blocking(move || logs.correlate(&query)).await {
+        let turn = logs.turns().take().await;
+        let read = move || {
+            // Held by the reading thread, as `/logs` does: the turn ends when the read does.
+            let _turn = turn;
+            logs.correlate(&query)
+        };
+        match tokio::task::spawn_blocking(read).await {
             Ok(Ok(correlation)) => Some(correlation),
             Ok(Err(error)) => {
                 tracing::debug!(service = %event.service, error = %error, "no log correlation for the notification");
@@ -866,6 +876,51 @@ mod tests {
         notifier.notify(&many);
         assert!(started.elapsed() < Duration::from_millis(100));
         assert!(outcomes(&metrics).get("dropped").copied().unwrap_or(0) >= 18, "{:?}", outcomes(&metrics));
+    }
+
+    #[tokio::test]
+    async fn log_correlation_waits_for_a_turn_shared_with_the_logs_page() {
+        use crate::logs::{LogsConfig, LogsMetrics};
+        use crate::web::logs::LogsState;
+
+        let dir = tempfile::tempdir().unwrap();
+        let firing = event(EventKind::Firing, "critical", "orders");
+        let line = |ms: i64| {
+            format!(
+                "{{\"@timestamp\":\"{}\",\"message\":\"timeout calling payments\",\"logger_name\":\"a.B\",\"level\":\"ERROR\"}}\n",
+                format_rfc3339_ms(ms)
+            )
+        };
+        let text: String = (0..5).map(|s| line(firing.starts_at_ms + s * 1000)).collect();
+        std::fs::write(dir.path().join("app.log"), text).unwrap();
+        let logs_config = LogsConfig {
+            services: [("orders".to_owned(), vec![dir.path().join("app.log").display().to_string()])].into(),
+            max_concurrent_queries: 1,
+            ..LogsConfig::default()
+        };
+        // One index, as the daemon shares it between `/logs` and the notifier.
+        let index = Arc::new(LogIndex::new(&logs_config).unwrap());
+        let page = LogsState::new(Arc::clone(&index), LogsMetrics::default());
+        let poster = Poster {
+            client: reqwest::Client::new(),
+            url: String::new(),
+            config: config(),
+            logs: Some(Arc::clone(&index)),
+            metrics: SlackMetrics::default(),
+            incidents_dir: dir.path().to_owned(),
+        };
+
+        // A `/logs` query is reading: the notifier's correlation waits for its turn.
+        let reading = page.index.turns().try_take().unwrap();
+        let correlation = poster.correlate(&firing);
+        tokio::pin!(correlation);
+        let waited = tokio::time::timeout(Duration::from_millis(300), &mut correlation).await;
+        assert!(waited.is_err(), "the correlation read while every turn was taken");
+        drop(reading);
+        let correlation = correlation.await.expect("the correlation runs once the turn is free");
+        assert_eq!(correlation.lines_in_window, 5);
+        assert_eq!(index.turns().available(), 1, "the turn is given back");
+        assert_eq!(page.metrics.queries_rejected.get(), 0, "waiting is not a refused /logs query");
     }
 
     fn alert(fingerprint: &str, severity: &str, status: AlertStatus) -> Alert {

@@ -7,7 +7,20 @@
 //! before the window ([`rank`]). Only files named by the configuration are read; a request names
 //! a service, never a path.
 //!
-//! The call is blocking file I/O: from async code, run it in `spawn_blocking`.
+//! The call is blocking file I/O: from async code, run it in `spawn_blocking`, holding a turn
+//! from [`LogIndex::turns`] ([`turns`]): the daemon's callers share `logs.max_concurrent_queries`
+//! turns, so the notifier cannot add reads beyond what `/logs` is allowed.
+//!
+//! **Memory of one call.** The window's lines held for the answer: at most
+//! `logs.max_lines_held` lines and `logs.max_bytes_held` bytes of their text. One example line per
+//! template, for at most [`rank::MAX_TEMPLATES`] templates, each cut to [`rank::MAX_EXAMPLE_BYTES`]
+//! (about 20 MiB in all, outside `logs.max_bytes_held`, which decides only which lines are held;
+//! a cut example is flagged in [`RankedTemplate::example_truncated`]). A read buffer and the
+//! longest line ([`search::MAX_LINE_BYTES`]) per reading thread, of which there are two.
+//!
+//! **Rotation.** The service's files are listed and opened before any is read, each file once by
+//! (device, inode), and listed again if a rotation moved a name in between (see `files.rs`); each
+//! is then read through its one handle ([`search::OpenLogFile`]).
 //!
 //! ```no_run
 //! # fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -33,6 +46,7 @@ pub mod rank;
 pub mod record;
 pub mod search;
 pub mod template;
+pub mod turns;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -44,6 +58,7 @@ pub use metrics::LogsMetrics;
 pub use query::{LineOrder, LogParams, LogQuery};
 pub use rank::{RankReason, RankedTemplate};
 pub use record::{Level, LineFormat, LogRecord};
+pub use turns::{QueryTurn, QueryTurns};
 
 use parse::RecordView;
 use rank::TemplateCounter;
@@ -141,6 +156,9 @@ pub struct LogIndex {
     settings: LogsSettings,
     /// Files whose range is at least this long are read on two threads.
     split_min_bytes: u64,
+    /// `logs.max_concurrent_queries` turns, shared by everyone who queries this index (and by
+    /// its clones).
+    turns: QueryTurns,
 }
 
 impl LogIndex {
@@ -151,7 +169,15 @@ impl LogIndex {
 
     /// An index over already validated settings.
     pub fn from_settings(settings: LogsSettings) -> Self {
-        LogIndex { settings, split_min_bytes: SPLIT_MIN_BYTES }
+        let turns = QueryTurns::new(settings.max_concurrent_queries);
+        LogIndex { settings, split_min_bytes: SPLIT_MIN_BYTES, turns }
+    }
+
+    /// The turns to read ([`turns`]): every caller in the daemon takes one before
+    /// [`LogIndex::correlate`] and holds it until the call returns, so all of them together read
+    /// at most `logs.max_concurrent_queries` at once.
+    pub fn turns(&self) -> &QueryTurns {
+        &self.turns
     }
 
     /// The validated settings (defaults for the window, limits, Grafana link).
@@ -181,8 +207,17 @@ impl LogIndex {
         if width_ms > max_ms {
             return Err(LogsError::WindowTooWide { width_seconds: width_ms / 1000, max_seconds: max_ms / 1000 });
         }
-        let (paths, mut problems) = files::files_of(&self.settings, &query.service)?;
+        let listing = files::list(&self.settings, &query.service)?;
+        Ok(self.correlate_listed(query, listing, started))
+    }
+
+    /// [`LogIndex::correlate`] once the query is checked and the service's files listed: opens
+    /// them (following a rotation since the listing, [`files::open_listed`]) and reads them.
+    fn correlate_listed(&self, query: &LogQuery, listing: files::Listing, started: Instant) -> Correlation {
+        let width_ms = query.to_ms - query.from_ms;
         let baseline_from_ms = query.from_ms - width_ms * i64::from(self.settings.baseline_factor);
+        let (opened, mut problems) =
+            files::open_listed(&self.settings, &query.service, listing, baseline_from_ms - search::ORDER_SLACK_MS);
         let needle = query.contains.as_ref().map(|q| q.to_lowercase());
 
         let filter = WindowFilter {
@@ -193,9 +228,9 @@ impl LogIndex {
         };
         let mut tally = Tally::default();
         let (mut lines_read, mut lines_skipped, mut bytes_read) = (0, 0, 0);
-        let mut files_read = Vec::with_capacity(paths.len());
-        for path in &paths {
-            match self.scan_into(path, baseline_from_ms, query.to_ms, &filter, &mut tally) {
+        let mut files_read = Vec::with_capacity(opened.len());
+        for files::OpenedFile { path, file, .. } in &opened {
+            match self.scan_into(file, baseline_from_ms, query.to_ms, &filter, &mut tally) {
                 Ok(stats) => {
                     lines_read += stats.lines_read;
                     lines_skipped += stats.lines_skipped;
@@ -226,7 +261,7 @@ impl LogIndex {
         let template_count = ranking.templates.len();
         let mut templates = ranking.templates;
         templates.truncate(MAX_TEMPLATES_SHOWN);
-        Ok(Correlation {
+        Correlation {
             service: query.service.clone(),
             from_ms: query.from_ms,
             to_ms: query.to_ms,
@@ -242,7 +277,7 @@ impl LogIndex {
             lines_skipped,
             bytes_read,
             duration_seconds: started.elapsed().as_secs_f64(),
-        })
+        }
     }
 }
 
@@ -253,17 +288,16 @@ const SPLIT_MIN_BYTES: u64 = 1 << 20;
 impl LogIndex {
     /// Reads one file's range into `tally`, in two halves on two threads when it is big enough
     /// ([`search::OpenLogFile::scan_in_two`]); the second half's tally is merged after the
-    /// first's, so the answer is the one a single pass in file order gives. The file is opened
-    /// once: a rotation during the scan cannot swap the file under either half.
+    /// first's, so the answer is the one a single pass in file order gives. Both halves read the
+    /// one handle: a rotation during the scan cannot swap the file under either half.
     fn scan_into(
         &self,
-        path: &std::path::Path,
+        file: &search::OpenLogFile,
         from_ms: i64,
         to_ms: i64,
         filter: &WindowFilter<'_>,
         tally: &mut Tally,
     ) -> std::io::Result<search::ScanStats> {
-        let file = search::OpenLogFile::open(path)?;
         let mut second = Tally::default();
         let scan = file.scan_in_two(
             from_ms,

@@ -26,6 +26,16 @@ use super::template::push_template;
 /// overflow group, which keeps memory bounded on a window of random text.
 pub const MAX_TEMPLATES: usize = 10_000;
 
+/// What a group's example line may keep, in bytes ([`LogRecord::shrink_to`]): a longer one is
+/// cut, and [`RankedTemplate::example_truncated`] says so. Every group keeps its example until
+/// the ranking, whether or not it is shown, so this bounds the examples of one query at
+/// `MAX_TEMPLATES` × 2 KiB, about 20 MiB, where uncut lines (up to
+/// [`super::search::MAX_LINE_BYTES`], 1 MiB, each) could hold 10 GB. They are not counted in
+/// `logs.max_bytes_held`: that budget decides which window lines are held, and an example is
+/// kept for every group however the budget stands. 2 KiB shows a message whole in all but odd
+/// cases, with the start of its stack trace.
+pub const MAX_EXAMPLE_BYTES: usize = 2048;
+
 /// Why a template is where it is in the ranking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -101,8 +111,12 @@ pub struct RankedTemplate {
     pub surge_ratio: f64,
     /// Why it ranks where it does.
     pub reason: RankReason,
-    /// The first line of the window of this kind.
+    /// The first line of the window of this kind, cut to [`MAX_EXAMPLE_BYTES`].
     pub example: LogRecord,
+    /// True when `example` was cut to [`MAX_EXAMPLE_BYTES`]: each of its strings is the start of
+    /// the line's, and the later ones may be missing ([`LogRecord::shrink_to`] says what is kept
+    /// first).
+    pub example_truncated: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +132,21 @@ struct Group {
     count: u64,
     baseline_count: u64,
     level: Option<Level>,
-    example: Option<LogRecord>,
+    example: Option<Example>,
+}
+
+/// A group's example line, cut to [`MAX_EXAMPLE_BYTES`].
+#[derive(Debug)]
+struct Example {
+    record: LogRecord,
+    truncated: bool,
+}
+
+impl Example {
+    fn of(mut record: LogRecord) -> Self {
+        let truncated = record.shrink_to(MAX_EXAMPLE_BYTES);
+        Example { record, truncated }
+    }
 }
 
 /// Counts lines into groups: baseline lines first or interleaved, in any order.
@@ -210,8 +238,8 @@ impl TemplateCounter {
         group.count += 1;
         group.level = group.level.max(level);
         match &group.example {
-            Some(current) if current.timestamp_ms <= timestamp_ms => {}
-            _ => group.example = Some(example()),
+            Some(current) if current.record.timestamp_ms <= timestamp_ms => {}
+            _ => group.example = Some(Example::of(example())),
         }
         index
     }
@@ -247,7 +275,7 @@ impl TemplateCounter {
                 group.level = group.level.max(level);
                 if let Some(example) = example {
                     match &group.example {
-                        Some(current) if current.timestamp_ms <= example.timestamp_ms => {}
+                        Some(current) if current.record.timestamp_ms <= example.record.timestamp_ms => {}
                         _ => group.example = Some(example),
                     }
                 }
@@ -294,7 +322,8 @@ impl TemplateCounter {
                         expected_count,
                         surge_ratio,
                         reason,
-                        example,
+                        example: example.record,
+                        example_truncated: example.truncated,
                     },
                 ))
             })
@@ -387,6 +416,44 @@ mod tests {
         let ranking = counter.rank(1, 1);
         assert_eq!(ranking.templates.len(), MAX_TEMPLATES + 1);
         assert!(ranking.templates.iter().any(|t| t.count == 50));
+    }
+
+    /// Letters only (templating masks digits), one distinct word per `i`.
+    fn word_of(i: usize) -> String {
+        format!("{i:x}").chars().map(|c| (b'g' + c.to_digit(16).unwrap() as u8) as char).collect()
+    }
+
+    #[test]
+    fn examples_of_many_kinds_of_huge_lines_stay_within_max_example_bytes() {
+        let kinds = 300;
+        let line_bytes = 200_000;
+        let mut counter = TemplateCounter::default();
+        for i in 0..kinds {
+            let mut line = record(i as i64, Level::Error, &format!("{} {}", word_of(i), "x".repeat(line_bytes)));
+            line.stack_trace = Some("\tat a.B(B.java:1)\n".repeat(1000));
+            line.fields.insert("payload".into(), "y".repeat(line_bytes));
+            counter.add_window(&line);
+        }
+        // Short lines keep their example whole.
+        counter.add_window(&record(0, Level::Info, "short and whole"));
+        let ranking = counter.rank(1, 1);
+        assert_eq!(ranking.templates.len(), kinds + 1);
+        let (cut, whole): (Vec<_>, Vec<_>) = ranking.templates.iter().partition(|t| t.example_truncated);
+        assert_eq!((cut.len(), whole.len()), (kinds, 1));
+        assert_eq!(whole[0].example.message, "short and whole");
+        let mut held = 0;
+        for template in &cut {
+            let example = &template.example;
+            let word = template.template.split(' ').next().unwrap();
+            assert!(example.message.starts_with(&format!("{word} xxx")), "the message is kept first");
+            assert!(example.text_bytes() <= MAX_EXAMPLE_BYTES, "{}", example.text_bytes());
+            assert!(example.message.capacity() <= MAX_EXAMPLE_BYTES, "the cut-off text is freed");
+            held += example.message.capacity()
+                + example.stack_trace.as_ref().map_or(0, String::capacity)
+                + example.fields.values().map(String::capacity).sum::<usize>();
+        }
+        // 60 MB of lines, at most 600 KiB of examples.
+        assert!(held <= kinds * MAX_EXAMPLE_BYTES, "{held} bytes of examples held");
     }
 
     /// Lines of many kinds, a few of them repeated, at increasing times.

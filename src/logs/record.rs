@@ -174,6 +174,68 @@ impl LogRecord {
         let fields: usize = self.fields.iter().map(|(key, value)| key.len() + value.len()).sum();
         self.message.len() + optional.iter().filter_map(|text| text.as_ref()).map(String::len).sum::<usize>() + fields
     }
+
+    /// Cuts it down to what `max_bytes` buys and gives back the memory cut off; returns true
+    /// when anything was cut. Text is kept in the order that best tells a line apart: the
+    /// message, the exception type and message, the logger, thread, trace and span ids, the
+    /// stack trace, then the fields in key order, each string cut at a character boundary. A
+    /// field costs [`FIELD_OVERHEAD_BYTES`] beyond its text, so a line of thousands of tiny fields
+    /// cannot keep its bookkeeping while its text is counted as small. Afterwards
+    /// `text_bytes() + fields.len() * FIELD_OVERHEAD_BYTES <= max_bytes`, and no string holds
+    /// spare capacity (a record copied from a 1 MiB line and then truncated would otherwise keep
+    /// the whole 1 MiB allocation).
+    pub fn shrink_to(&mut self, max_bytes: usize) -> bool {
+        let mut left = max_bytes;
+        let mut cut = cut_to(&mut self.message, &mut left);
+        for text in [
+            &mut self.error_type,
+            &mut self.error_message,
+            &mut self.logger,
+            &mut self.thread,
+            &mut self.trace_id,
+            &mut self.span_id,
+            &mut self.stack_trace,
+        ] {
+            if let Some(inner) = text.as_mut()
+                && cut_to(inner, &mut left)
+            {
+                cut = true;
+                if inner.is_empty() {
+                    *text = None;
+                }
+            }
+        }
+        self.fields.retain(|key, value| {
+            let Some(after_key) = left.checked_sub(key.len() + FIELD_OVERHEAD_BYTES) else {
+                cut = true;
+                return false;
+            };
+            left = after_key;
+            cut |= cut_to(value, &mut left);
+            true
+        });
+        cut
+    }
+}
+
+/// What a field of [`LogRecord::fields`] costs beyond its text in [`LogRecord::shrink_to`]: its
+/// two string headers and its share of a map node, rounded up.
+pub const FIELD_OVERHEAD_BYTES: usize = 64;
+
+/// Cuts `text` to at most `*left` bytes at a character boundary, takes what it keeps from
+/// `*left`, and frees its spare capacity; returns true when it cut.
+fn cut_to(text: &mut String, left: &mut usize) -> bool {
+    let cut = text.len() > *left;
+    if cut {
+        let mut end = *left;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text.shrink_to_fit();
+    *left -= text.len();
+    cut
 }
 
 /// Log times are shown as every other timestamp of ours: RFC 3339 UTC with milliseconds.
@@ -280,6 +342,36 @@ mod tests {
             assert_eq!(parse_log_timestamp_ms(&format_rfc3339_ms(ms)), Some(ms));
         }
         assert_eq!(format_rfc3339_ms(1_704_104_100_067), "2024-01-01T10:15:00.067Z");
+    }
+
+    #[test]
+    fn shrinking_keeps_the_message_first_cuts_at_char_boundaries_and_frees_the_rest() {
+        let mut record = LogRecord::text(&"é".repeat(100), Some(0), Some(Level::Error));
+        record.error_type = Some("java.io.IOException".into());
+        record.stack_trace = Some("\tat a.B(B.java:1)\n".repeat(1000));
+        record.fields.insert("user".into(), "x".repeat(500));
+        let small = record.clone();
+        assert!(!record.clone().shrink_to(record.text_bytes() + FIELD_OVERHEAD_BYTES), "it fits: nothing cut");
+
+        // Room for the 200-byte message and nothing else.
+        let mut cut = small.clone();
+        assert!(cut.shrink_to(200));
+        assert_eq!(cut.message, small.message);
+        assert_eq!((cut.error_type, cut.stack_trace), (None, None));
+        assert!(cut.fields.is_empty());
+        // 99 bytes end inside a two-byte character: it goes whole.
+        let mut cut = small.clone();
+        assert!(cut.shrink_to(99));
+        assert_eq!(cut.message, "é".repeat(49));
+
+        // Room for the message, the exception and part of the stack trace.
+        let mut cut = small.clone();
+        assert!(cut.shrink_to(1000));
+        assert_eq!(cut.error_type, small.error_type);
+        let trace = cut.stack_trace.as_ref().unwrap();
+        assert_eq!(trace.len(), 1000 - 200 - "java.io.IOException".len());
+        assert_eq!(trace.capacity(), trace.len(), "the cut-off part is freed");
+        assert!(cut.text_bytes() + cut.fields.len() * FIELD_OVERHEAD_BYTES <= 1000);
     }
 
     #[test]

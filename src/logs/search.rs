@@ -22,6 +22,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 use std::time::UNIX_EPOCH;
 
+use super::files::FileId;
 use super::parse::{ParsedView, RecordView, line_timestamp_ms, parse_view};
 use super::record::{LineFormat, LogRecord};
 
@@ -90,6 +91,11 @@ impl OpenLogFile {
     pub fn open(path: &Path) -> io::Result<Self> {
         let gzip = path.extension().is_some_and(|extension| extension == "gz");
         Ok(OpenLogFile { file: File::open(path)?, gzip })
+    }
+
+    /// Which file this handle reads, whatever its name is now.
+    pub(crate) fn id(&self) -> io::Result<Option<FileId>> {
+        Ok(FileId::of(&self.file.metadata()?))
     }
 
     /// [`scan_file`] on this file.

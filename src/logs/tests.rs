@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
+use std::time::Instant;
 
 use super::*;
 use crate::logs::record::format_rfc3339_ms;
@@ -284,4 +285,130 @@ fn reading_on_two_threads_holds_within_max_bytes_held_as_one_pass_does() {
         assert_eq!(split.lines.len(), one_pass.lines.len(), "budget {budget}");
         assert_eq!(split, one_pass, "budget {budget}");
     }
+}
+
+#[test]
+fn examples_of_many_kinds_of_huge_lines_are_cut_and_the_answer_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    // 120 kinds of 100 kB lines (12 MB), and one short kind.
+    let kinds = 120;
+    let mut text = String::new();
+    for s in 0..kinds {
+        let word: String = format!("{s:x}").chars().map(|c| (b'g' + c.to_digit(16).unwrap() as u8) as char).collect();
+        text += &logstash(T0 + s * 1000, "ERROR", "a.B", &format!("{word} {}", "x".repeat(100_000)), None);
+    }
+    text += &logstash(T0 + kinds * 1000, "INFO", "a.B", "short", None);
+    std::fs::write(dir.path().join("app.log"), text).unwrap();
+    let index = index_for(dir.path());
+    let query = LogQuery { from_ms: T0, to_ms: T0 + 600_000, ..LogQuery::around("orders", T0, index.settings()) };
+    let answer = index.correlate(&query).unwrap();
+    assert_eq!(answer.template_count, kinds as usize + 1);
+    assert_eq!(answer.templates.len(), MAX_TEMPLATES_SHOWN);
+    for template in &answer.templates {
+        let example = &template.example;
+        assert!(example.text_bytes() <= rank::MAX_EXAMPLE_BYTES, "{} bytes", example.text_bytes());
+        assert_eq!(template.example_truncated, example.message != "short", "{}", template.template);
+    }
+    // The JSON answer carries the flag beside the example.
+    let json = serde_json::to_value(&answer).unwrap();
+    assert_eq!(json["templates"][0]["example_truncated"], true);
+    assert_eq!(json["templates"][0]["example"]["message"].as_str().unwrap().len(), rank::MAX_EXAMPLE_BYTES);
+    let query = LogQuery { contains: Some("short".into()), ..query };
+    let json = serde_json::to_value(index.correlate(&query).unwrap()).unwrap();
+    assert_eq!(json["templates"][0]["example_truncated"], false);
+}
+
+/// `seconds` logstash lines, one a second from `T0 + first * 1000`, each `tick <second>`.
+fn write_ticks(path: &Path, first: i64, seconds: i64) {
+    let text: String =
+        (first..first + seconds).map(|s| logstash(T0 + s * 1000, "INFO", "a.B", &format!("tick {s}"), None)).collect();
+    std::fs::write(path, text).unwrap();
+}
+
+/// An index over `app.log*` in `dir` alone, and a query of everything from T0 on.
+fn rotating_index(dir: &Path) -> (LogIndex, LogQuery) {
+    let services = [("orders".to_owned(), vec![format!("{}/app.log*", dir.display())])].into();
+    let index = LogIndex::new(&LogsConfig { services, ..LogsConfig::default() }).unwrap();
+    let query = LogQuery {
+        from_ms: T0,
+        to_ms: T0 + 3_600_000,
+        limit: 5000,
+        order: LineOrder::Time,
+        ..LogQuery::around("orders", T0, index.settings())
+    };
+    (index, query)
+}
+
+/// The seconds of the answer's lines, in time order.
+fn seconds_read(answer: &Correlation) -> Vec<i64> {
+    answer.lines.iter().map(|line| (line.record.timestamp_ms.unwrap() - T0) / 1000).collect()
+}
+
+fn file_names(answer: &Correlation) -> Vec<String> {
+    answer.files.iter().map(|path| Path::new(path).file_name().unwrap().to_string_lossy().into_owned()).collect()
+}
+
+#[test]
+fn a_file_rotated_between_listing_and_opening_is_read_once_under_its_new_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("app.log");
+    write_ticks(&live, 0, 300);
+    let (index, query) = rotating_index(dir.path());
+    let listing = files::list(&index.settings, "orders").unwrap();
+    // The rotation: the live file renamed, a new one started at its name.
+    std::fs::rename(&live, dir.path().join("app.log.1")).unwrap();
+    write_ticks(&live, 300, 100);
+    let answer = index.correlate_listed(&query, listing, Instant::now());
+    assert_eq!(seconds_read(&answer), (0..400).collect::<Vec<_>>(), "every line once");
+    assert_eq!(file_names(&answer), ["app.log", "app.log.1"]);
+    assert!(answer.problems.is_empty(), "{:?}", answer.problems);
+}
+
+#[test]
+fn a_file_renamed_before_it_was_opened_is_found_under_its_new_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("app.log");
+    write_ticks(&live, 0, 300);
+    let (index, query) = rotating_index(dir.path());
+    let listing = files::list(&index.settings, "orders").unwrap();
+    // Renamed, and no new file yet: the listed name is gone.
+    std::fs::rename(&live, dir.path().join("app.log.1")).unwrap();
+    let answer = index.correlate_listed(&query, listing, Instant::now());
+    assert_eq!(seconds_read(&answer), (0..300).collect::<Vec<_>>());
+    assert_eq!(file_names(&answer), ["app.log.1"]);
+    assert!(answer.problems.is_empty(), "a rotated name is not a problem: {:?}", answer.problems);
+}
+
+#[test]
+fn numbered_files_shifted_between_listing_and_opening_are_each_read_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = |n: usize| dir.path().join(if n == 0 { "app.log".to_owned() } else { format!("app.log.{n}") });
+    write_ticks(&name(1), 0, 300);
+    write_ticks(&name(0), 300, 300);
+    let (index, query) = rotating_index(dir.path());
+    let listing = files::list(&index.settings, "orders").unwrap();
+    // Every name now stands for the file before it: opening the listed names would read the old
+    // live file as `app.log.1` and never the oldest one.
+    std::fs::rename(name(1), name(2)).unwrap();
+    std::fs::rename(name(0), name(1)).unwrap();
+    write_ticks(&name(0), 600, 100);
+    let answer = index.correlate_listed(&query, listing, Instant::now());
+    assert_eq!(seconds_read(&answer), (0..700).collect::<Vec<_>>(), "every line once");
+    assert_eq!(file_names(&answer), ["app.log", "app.log.1", "app.log.2"]);
+    assert!(answer.problems.is_empty(), "{:?}", answer.problems);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_file_matched_under_two_names_is_read_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let dated = dir.path().join("app.log.2026-09-21");
+    write_ticks(&dated, 0, 300);
+    // A logger's "current" symlink, and a hard link, both matched by `app.log*`.
+    std::os::unix::fs::symlink(&dated, dir.path().join("app.log")).unwrap();
+    std::fs::hard_link(&dated, dir.path().join("app.log.copy")).unwrap();
+    let (index, query) = rotating_index(dir.path());
+    let answer = index.correlate(&query).unwrap();
+    assert_eq!(seconds_read(&answer), (0..300).collect::<Vec<_>>(), "every line once");
+    assert_eq!(file_names(&answer), ["app.log"], "the first name in path order");
 }

@@ -1,9 +1,10 @@
 //! `GET /logs`: a service's log lines around a moment, ranked, as an HTML page or JSON.
 //!
 //! The handler checks the parameters, runs [`LogIndex::correlate`] off the async runtime, and
-//! renders. At most `logs.max_concurrent_queries` queries read at once; one more is refused with
-//! 429 and `Retry-After` rather than queued, since every waiting query would hold a blocking
-//! thread and, once running, up to `logs.max_bytes_held` of memory. Log text is untrusted: the
+//! renders. At most `logs.max_concurrent_queries` queries read at once, counting the Slack
+//! notifier's ([`crate::logs::turns`]); one more is refused with 429 and `Retry-After` rather than
+//! queued, since every waiting query would hold a blocking thread and, once running, up to
+//! `logs.max_bytes_held` of memory. Log text is untrusted: the
 //! page escapes every byte of it, carries no script, and is served with a Content-Security-Policy
 //! that allows nothing but inline styles.
 
@@ -16,30 +17,28 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::Semaphore;
 
 use super::error::ApiError;
 use super::router::AppState;
+use crate::logs::rank::MAX_EXAMPLE_BYTES;
 use crate::logs::record::format_rfc3339_ms;
 use crate::logs::{Correlation, Level, LogIndex, LogParams, LogQuery, LogsError, LogsMetrics};
 use crate::web::escape::{encode_query_value, escape_html};
 
-/// What `/logs` needs: the index, where to count, and the turns to read files.
+/// What `/logs` needs: the index (with its turns to read files) and where to count.
 #[derive(Debug, Clone)]
 pub struct LogsState {
     /// The configured log files.
     pub index: Arc<LogIndex>,
     /// Self-metrics of log queries.
     pub metrics: LogsMetrics,
-    /// One permit per query allowed to read at once (`logs.max_concurrent_queries`).
-    scans: Arc<Semaphore>,
 }
 
 impl LogsState {
-    /// The state of `/logs` over `index`, allowing its `max_concurrent_queries` at once.
+    /// The state of `/logs` over `index`, reading in turn with every other user of `index`
+    /// ([`LogIndex::turns`]).
     pub fn new(index: Arc<LogIndex>, metrics: LogsMetrics) -> Self {
-        let scans = Arc::new(Semaphore::new(index.settings().max_concurrent_queries));
-        LogsState { index, metrics, scans }
+        LogsState { index, metrics }
     }
 }
 
@@ -89,7 +88,7 @@ async fn answer(
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     let query = params.to_query(logs.index.settings(), now_ms)?;
     // After the parameters are checked, so a bad request is told what is wrong with it first.
-    let Ok(scan_turn) = Arc::clone(&logs.scans).try_acquire_owned() else {
+    let Some(scan_turn) = logs.index.turns().try_take() else {
         logs.metrics.queries_rejected.inc();
         return Err(ApiError::too_many_requests(format!(
             "{} log queries are running already (logs.max_concurrent_queries); retry shortly",
@@ -235,6 +234,10 @@ fn render_page(correlation: &Correlation, query: &LogQuery, max_window_ms: i64, 
         if let Some(error_type) = &template.error_type {
             let _ = write!(what, " <b>{}</b>", escape_html(error_type));
         }
+        let mut example = escape_html(&template.example.message);
+        if template.example_truncated {
+            let _ = write!(example, " <small>(example cut to {MAX_EXAMPLE_BYTES} bytes)</small>");
+        }
         let _ = write!(
             page,
             "<tr><td>{rank}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td class=\"msg\">{what}</td><td class=\"msg\">{}</td></tr>",
@@ -244,7 +247,7 @@ fn render_page(correlation: &Correlation, query: &LogQuery, max_window_ms: i64, 
             template.count,
             template.baseline_count,
             template.expected_count,
-            escape_html(&template.example.message),
+            example,
         );
     }
     page.push_str("</table>");
@@ -318,6 +321,7 @@ mod tests {
             surge_ratio: 4.0,
             reason: RankReason::NewError,
             example: record.clone(),
+            example_truncated: true,
         };
         let correlation = Correlation {
             service: "a\"><script>".into(),
@@ -364,6 +368,7 @@ mod tests {
         assert!(page.contains("&lt;/pre&gt;&lt;script&gt;x&lt;/script&gt;"));
         assert!(page.contains("could not read <code>/var/log/&lt;x&gt;</code>"));
         assert!(page.contains("2 corrupt or truncated lines skipped"));
+        assert!(page.contains("(example cut to 2048 bytes)"), "a cut example says so");
         // The service is percent-encoded inside links, and the links HTML-escaped.
         assert!(page.contains("href=\"/logs?service=a%22%3E%3Cscript%3E&amp;from=1789999640000&amp;to=1790000720000&amp;level=WARN&amp;q=a%26b\">wider</a>"), "{page}");
         assert!(page.contains(
@@ -416,7 +421,7 @@ mod tests {
         let (app, logs, registry) = logs_app(dir.path());
         let uri = "/logs?service=orders&from=1790000000000&to=1790000006000&format=json";
         // Two queries reading, as two slow ones would be.
-        let reading = Arc::clone(&logs.scans).try_acquire_many_owned(2).unwrap();
+        let reading = [logs.index.turns().try_take().unwrap(), logs.index.turns().try_take().unwrap()];
         let (status, headers, body) = get(&app, uri).await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
         assert_eq!(headers[header::RETRY_AFTER], "1");
@@ -439,7 +444,7 @@ mod tests {
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["lines_in_window"], 6, "{body}");
         assert_eq!(body["templates"][0]["template"], "tick <n>", "{body}");
-        assert_eq!(logs.scans.available_permits(), 2);
+        assert_eq!(logs.index.turns().available(), 2);
     }
 
     #[test]
