@@ -694,7 +694,7 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn parses_rfc3339_and_epoch_seconds() {
+    fn parses_rfc3339_utc_date_times_and_epoch_seconds() {
         assert_eq!(parse_timestamp("1970-01-01T00:00:00Z"), Ok(0));
         assert_eq!(parse_timestamp("2024-01-01T00:00:00Z"), Ok(1_704_067_200_000));
         assert_eq!(parse_timestamp("2024-02-29T12:30:15.25Z"), Ok(1_709_209_815_250));
@@ -706,7 +706,10 @@ mod tests {
         assert_eq!(parse_timestamp("1704067200250"), Ok(1_704_067_200_250));
         assert_eq!(parse_timestamp("99999999999"), Ok(99_999_999_999_000), "just under 1e11: seconds");
         assert!(parse_timestamp("1e17").is_err());
-        for bad in ["", "2023-02-29T00:00:00Z", "2024-01-01T24:00:00Z", "2024-01-01T00:00:00", "yesterday", "NaN"] {
+        // Without an offset, as NAB's files and pandas write them: UTC.
+        assert_eq!(parse_timestamp("2024-01-01T00:00:00"), Ok(1_704_067_200_000));
+        assert_eq!(parse_timestamp("2024-01-01 00:00:00"), Ok(1_704_067_200_000));
+        for bad in ["", "2023-02-29T00:00:00Z", "2024-01-01T24:00:00Z", "2024-01-01 00:00", "yesterday", "NaN"] {
             assert!(parse_timestamp(bad).is_err(), "{bad:?} accepted");
         }
     }
