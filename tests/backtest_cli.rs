@@ -152,6 +152,30 @@ fn directory_mode_walks_subdirectories_and_skips_its_own_output() {
     assert!(!output.join("scores").exists(), "the first run's scores were read as input");
 }
 
+/// An --output that is a directory of series inside the input (skipped by the walk as the
+/// output) does not have them replaced by the scores of the series of the same name above it.
+#[test]
+fn directory_mode_does_not_overwrite_series_with_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("data");
+    let series_dir = input.join("sub");
+    std::fs::create_dir_all(&series_dir).unwrap();
+    std::fs::write(input.join("same.csv"), labelled_csv(TimestampFormat::Rfc3339)).unwrap();
+    std::fs::write(input.join("other.csv"), labelled_csv(TimestampFormat::Rfc3339)).unwrap();
+    let kept = labelled_csv(TimestampFormat::NaiveUtc);
+    std::fs::write(series_dir.join("same.csv"), &kept).unwrap();
+    let result = replay(&input, &series_dir, &[]);
+    assert_eq!(result.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("same.csv exists and is not a scores file: not overwritten"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(series_dir.join("same.csv")).unwrap(), kept);
+    // The other file was scored, and a second run replaces its scores.
+    assert_eq!(lines(&series_dir.join("other.csv"))[0], "timestamp,value,anomaly_score,severity");
+    let result = replay(&input, &series_dir, &[]);
+    assert_eq!(result.status.code(), Some(2), "only same.csv is refused again");
+    assert!(!String::from_utf8_lossy(&result.stderr).contains("other.csv"));
+}
+
 /// One bad file in a corpus: every bad file is named at once, every good one is still scored.
 #[test]
 fn directory_mode_replays_every_good_file_and_names_every_bad_one() {

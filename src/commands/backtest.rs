@@ -332,6 +332,9 @@ pub fn parse_timestamp(text: &str) -> Result<i64, String> {
     })
 }
 
+/// The first line of every scores file.
+const SCORES_HEADER: &str = "timestamp,value,anomaly_score,severity";
+
 /// Writes `timestamp,value,anomaly_score,severity`.
 fn write_scores(
     path: &Path,
@@ -341,7 +344,7 @@ fn write_scores(
 ) -> Result<(), BacktestError> {
     let io = |source| BacktestError::Output { path: path.to_owned(), source };
     let mut out = BufWriter::with_capacity(1 << 16, File::create(path).map_err(io)?);
-    out.write_all(b"timestamp,value,anomaly_score,severity\n").map_err(io)?;
+    out.write_all(SCORES_HEADER.as_bytes()).and_then(|()| out.write_all(b"\n")).map_err(io)?;
     for ((timestamp, (_, value)), row) in timestamps.iter().zip(points).zip(rows) {
         match row.anomaly_score {
             Some(score) => writeln!(out, "{timestamp},{value},{score:.6},{}", row.severity.as_str()),
@@ -447,6 +450,7 @@ fn backtest_dir(
                     let Some(relative) = files.get(index) else { break };
                     let output = output_dir.join(relative);
                     let result = create_parent(&output)
+                        .and_then(|()| refuse_to_overwrite_other_files(&output))
                         .and_then(|()| backtest_file(pipeline, &input_dir.join(relative), &output, label_column));
                     progress.inc(1);
                     // A bad file does not stop the others: a corpus run reports every bad file at
@@ -465,6 +469,23 @@ fn backtest_dir(
         Ok(replayed.into_iter().flatten().collect())
     } else {
         Err(BacktestError::Files { failed: failed.into_iter().filter_map(Result::err).collect(), total: files.len() })
+    }
+}
+
+/// In directory mode the user names a directory, not each file written in it: a file already at
+/// one of those paths is replaced only if it is a scores file (a previous run's). Anything else
+/// there (an `--output` inside the input, over its series) is refused rather than lost.
+fn refuse_to_overwrite_other_files(output: &Path) -> Result<(), BacktestError> {
+    let Ok(file) = File::open(output) else { return Ok(()) };
+    let mut first_line = String::new();
+    let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(std::io::Read::take(file, 256)), &mut first_line);
+    if first_line.trim_end() == SCORES_HEADER {
+        Ok(())
+    } else {
+        Err(BacktestError::Argument {
+            flag: "--output",
+            message: format!("{} exists and is not a scores file: not overwritten", output.display()),
+        })
     }
 }
 
