@@ -162,18 +162,25 @@ fn directory_mode_does_not_overwrite_series_with_scores() {
     std::fs::create_dir_all(&series_dir).unwrap();
     std::fs::write(input.join("same.csv"), labelled_csv(TimestampFormat::Rfc3339)).unwrap();
     std::fs::write(input.join("other.csv"), labelled_csv(TimestampFormat::Rfc3339)).unwrap();
+    std::fs::write(input.join("blank.csv"), labelled_csv(TimestampFormat::Rfc3339)).unwrap();
     let kept = labelled_csv(TimestampFormat::NaiveUtc);
     std::fs::write(series_dir.join("same.csv"), &kept).unwrap();
+    // An empty file (a run stopped before its first write) holds nothing to keep.
+    std::fs::write(series_dir.join("blank.csv"), "").unwrap();
     let result = replay(&input, &series_dir, &[]);
     assert_eq!(result.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("1 of 3 files"), "{stderr}");
     assert!(stderr.contains("same.csv exists and is not a scores file: not overwritten"), "{stderr}");
     assert_eq!(std::fs::read_to_string(series_dir.join("same.csv")).unwrap(), kept);
-    // The other file was scored, and a second run replaces its scores.
-    assert_eq!(lines(&series_dir.join("other.csv"))[0], "timestamp,value,anomaly_score,severity");
+    // The other files were scored, and a second run replaces their scores.
+    let scored = |name: &str| std::fs::read_to_string(series_dir.join(name)).unwrap();
+    assert!(scored("blank.csv").starts_with("timestamp,value,anomaly_score,severity\n"));
+    std::fs::write(series_dir.join("other.csv"), "timestamp,value,anomaly_score,severity\nstale\n").unwrap();
     let result = replay(&input, &series_dir, &[]);
     assert_eq!(result.status.code(), Some(2), "only same.csv is refused again");
     assert!(!String::from_utf8_lossy(&result.stderr).contains("other.csv"));
+    assert_eq!(lines(&series_dir.join("other.csv")).len(), 601, "the stale scores were replaced");
 }
 
 /// One bad file in a corpus: every bad file is named at once, every good one is still scored.

@@ -474,9 +474,13 @@ fn backtest_dir(
 
 /// In directory mode the user names a directory, not each file written in it: a file already at
 /// one of those paths is replaced only if it is a scores file (a previous run's). Anything else
-/// there (an `--output` inside the input, over its series) is refused rather than lost.
+/// there (an `--output` inside the input, over its series) is refused rather than lost. An empty
+/// file (a run stopped before its first write) holds nothing to lose, and is replaced.
 fn refuse_to_overwrite_other_files(output: &Path) -> Result<(), BacktestError> {
     let Ok(file) = File::open(output) else { return Ok(()) };
+    if file.metadata().is_ok_and(|metadata| metadata.len() == 0) {
+        return Ok(());
+    }
     let mut first_line = String::new();
     let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(std::io::Read::take(file, 256)), &mut first_line);
     if first_line.trim_end() == SCORES_HEADER {
