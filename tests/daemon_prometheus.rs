@@ -63,13 +63,6 @@ async fn latency_fault_flags_only_that_services_latency() {
     .await;
     let log = || std::fs::read_to_string(&exporter_log).unwrap_or_default();
     assert!(warmed, "latency models did not train in time; exporter log:\n{}", log());
-    // A series' first 50 scores after its first model are not calibrated yet (the divisor needs
-    // 50 recent raw scores: `detect::calibrate`), and a model fitted on 40 points of a heap's
-    // sawtooth scores some ordinary points above the high level then: CI once saw an
-    // untouched service's memory at severity 2 in that phase. The claim below is about the
-    // calibrated detector, so the fault comes once every series has had 50 scored cycles (1 s
-    // each here), all signals having warmed up together.
-    tokio::time::sleep(Duration::from_secs(55)).await;
 
     let target = fleet.services()[1].name.clone();
     fleet
