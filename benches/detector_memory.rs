@@ -13,7 +13,7 @@
 use std::process::Command;
 use std::time::Instant;
 
-use anomaly_exporter::detect::{DetectorParams, SeriesDetector};
+use anomaly_exporter::detect::{AlarmGate, DetectorParams, SeriesDetector};
 use anomaly_exporter::process::ProcessStats;
 
 const STEP_MS: i64 = 15_000;
@@ -47,7 +47,7 @@ fn measure(series: usize, long_window: usize) {
         let history = (0..params.training_points).map(|p| (p as i64 * STEP_MS, value(s, p)));
         detector.warm_up(&params, history);
         for p in params.training_points..params.training_points + LIVE_POINTS {
-            detector.observe(&params, 0.0, p as i64 * STEP_MS, value(s, p));
+            detector.observe(&params, AlarmGate::ANY, p as i64 * STEP_MS, value(s, p));
         }
         detectors.push(detector);
     }

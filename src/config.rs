@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::classify::{AnomalyLevels, Direction, Thresholds};
-use crate::detect::DetectorParams;
+use crate::detect::{AlarmGate, DetectionDirection, DetectorParams};
 use crate::logs::config::SERVICE_PLACEHOLDER;
 use crate::source::{MAX_RANGE_POINTS, SourceConfig, parse_duration};
 use crate::store::{DatasetsConfig, RawDatasetsConfig};
@@ -130,6 +130,10 @@ pub struct RawSignal {
     /// unit): the floor against low-volume noise.
     #[serde(default)]
     pub min_deviation: f64,
+    /// Which way a point must depart from the recent mean to be anomalous: `both` (the
+    /// default), `up` or `down`.
+    #[serde(default)]
+    pub detection_direction: DetectionDirection,
 }
 
 /// A validated signal.
@@ -147,9 +151,16 @@ pub struct Signal {
     pub overrides: BTreeMap<String, Thresholds>,
     /// Deviations below this are never anomalous.
     pub min_deviation: f64,
+    /// Deviations the other way are never anomalous.
+    pub detection_direction: DetectionDirection,
 }
 
 impl Signal {
+    /// What may raise this signal's scores above 1.
+    pub fn alarm_gate(&self) -> AlarmGate {
+        AlarmGate { min_deviation: self.min_deviation, direction: self.detection_direction }
+    }
+
     /// The thresholds that apply to `service`.
     pub fn thresholds_for(&self, service: &str) -> &Thresholds {
         self.overrides.get(service).unwrap_or(&self.thresholds)
@@ -195,6 +206,9 @@ pub fn default_signals() -> BTreeMap<String, RawSignal> {
         },
         overrides: BTreeMap::new(),
         min_deviation,
+        // Each is bad only when it rises: a heap falls at every collection, latency and errors
+        // fall as a service recovers, CPU falls with traffic (a lost service is `up == 0`).
+        detection_direction: DetectionDirection::Up,
     };
     BTreeMap::from([
         ("cpu".to_owned(), signal("max by (application) (process_cpu_usage)", 0.7, 0.85, 0.95, 0.05)),
@@ -313,6 +327,7 @@ impl TryFrom<RawConfig> for Config {
                 thresholds: signal.thresholds,
                 overrides: signal.overrides,
                 min_deviation: signal.min_deviation,
+                detection_direction: signal.detection_direction,
             });
         }
         // Relative to the working directory here; `Config::from_yaml` rebases it on the file's.
@@ -497,6 +512,10 @@ mod tests {
             ("source:\n  url: http://x\nsignals:\n  9cpu:\n    query: up\n", "config: signals.9cpu: a signal name"),
             ("source:\n  url: http://x\ndetector:\n  trees: 0\n", "config: detector.trees: must be at least 1"),
             ("source:\n  url: ''\n", "config: source.url: must not be empty"),
+            (
+                "source:\n  url: http://x\nsignals:\n  rps:\n    query: up\n    detection_direction: above\n",
+                "unknown variant `above`, expected one of `both`, `up`, `down`",
+            ),
             // Durations past a century, and backfills of more points than a range is split for.
             ("source:\n  url: http://x\nbackfill: 5215w\n", "config: backfill: duration \"5215w\" is out of range"),
             (
@@ -609,6 +628,19 @@ mod tests {
         assert_eq!(config.alerts.incidents_dir.as_deref(), Some(Path::new("/var/lib/incidents")));
         assert_eq!(config.alerts.slack.unwrap().url_file.as_deref(), Some(Path::new("/run/slack")));
         assert_eq!(config.datasets.path, Path::new("/var/lib/ae"));
+    }
+
+    #[test]
+    fn detection_direction_is_both_for_a_new_signal_and_up_for_the_spring_boot_ones() {
+        let config = parse(
+            "source:\n  url: http://x\nsignals:\n  rps:\n    query: up\n  free:\n    query: up\n    detection_direction: down\n",
+        )
+        .unwrap();
+        let direction = |name: &str| config.signals.iter().find(|s| s.name == name).unwrap().alarm_gate().direction;
+        assert_eq!(direction("rps"), DetectionDirection::Both);
+        assert_eq!(direction("free"), DetectionDirection::Down);
+        let defaults = parse("source:\n  url: http://x\n").unwrap();
+        assert!(defaults.signals.iter().all(|s| s.detection_direction == DetectionDirection::Up));
     }
 
     #[test]

@@ -246,7 +246,7 @@ impl Engine {
                 // The model that scores the point: observe may refit after scoring it.
                 let scoring_generation = tracked.detector.model_info().map(|m| m.generation);
                 if let Some(observation) =
-                    tracked.detector.observe(detector_params, signal.min_deviation, sample.timestamp_ms, sample.value)
+                    tracked.detector.observe(detector_params, signal.alarm_gate(), sample.timestamp_ms, sample.value)
                 {
                     tracked.last = Some(observation);
                     if self.store.is_some() {

@@ -136,11 +136,11 @@ async fn error_burst_reaches_slack_once_with_its_logs_and_resolves() {
     std::fs::write(
         &config_path,
         format!(
-            "source:\n  url: {}\n  step: 1s\ninterval: 1s\nservice_grace: 60s\nbackfill: 5m\n\
-             detector:\n  window: 10\n  min_training_points: 40\n  retrain_every_points: 30\n\
+            "source:\n  url: {}\n  step: 1s\ninterval: 1s\nservice_grace: 60s\nbackfill: 5m\n{}\
              logs:\n  service_files: {}/{{service}}/app.log*\n\
              alerts:\n  incidents_dir: {}\n  slack:\n    url_file: {}\n    external_url: http://{exporter_address}\n    min_interval_ms: 200\n",
             prometheus.url(),
+            common::FAST_DETECTOR,
             log_dir.display(),
             dir.path().join("incidents").display(),
             dir.path().join("slack-url").display(),

@@ -25,6 +25,28 @@ async fn services_matching(prometheus: &Prometheus, promql: &str) -> Vec<String>
     services
 }
 
+/// The last ten minutes of `service`'s values, scores and severities, one line per series and
+/// second, so a false positive can be replayed with `backtest`.
+async fn recent_history(prometheus: &Prometheus, service: &str) -> String {
+    let end = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let mut out = String::new();
+    for metric in ["anomaly_value", "anomaly_score", "anomaly_severity"] {
+        let query = urlencode(&format!("{metric}{{service=\"{service}\"}}"));
+        let url = format!("{}/api/v1/query_range?query={query}&start={}&end={end}&step=1", prometheus.url(), end - 600);
+        let body: serde_json::Value = serde_json::from_str(&fetch_text(&url).await).unwrap_or_default();
+        for series in body["data"]["result"].as_array().into_iter().flatten() {
+            let points: Vec<String> = series["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| format!("{},{}", p[0], p[1].as_str().unwrap_or("")))
+                .collect();
+            out += &format!("{metric} {}: {}\n", series["metric"], points.join(" "));
+        }
+    }
+    out
+}
+
 fn urlencode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
@@ -97,7 +119,11 @@ async fn latency_fault_flags_only_that_services_latency() {
                 prometheus.url(),
                 urlencode("anomaly_severity >= 1 or anomaly_score > 1")
             );
-            panic!("services flagged without a fault: {others:?}\n{}", fetch_text(&url).await);
+            let mut history = String::new();
+            for service in &others {
+                history += &recent_history(&prometheus, service).await;
+            }
+            panic!("services flagged without a fault: {others:?}\n{}\n{history}", fetch_text(&url).await);
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }

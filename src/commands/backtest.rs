@@ -1,8 +1,9 @@
 //! `anomaly-exporter backtest`: replay history through the daemon's per-series pipeline.
 //!
 //! Each series goes through exactly what the daemon does with it: a [`SeriesDetector`] built from
-//! the config's `detector:` parameters, fed point by point with the signal's `min_deviation`
-//! (each row scored only from the rows before it, models refitted by the data's own clock), and
+//! the config's `detector:` parameters, fed point by point with the signal's [`AlarmGate`]
+//! (`min_deviation` and `detection_direction`; each row scored only from the rows before it,
+//! models refitted by the data's own clock), and
 //! the severity of [`classify::severity`] from the signal's thresholds and the `anomaly_levels`.
 //! Sources: a CSV file, a directory of CSV files (in parallel, with a progress bar on a
 //! terminal), or a configured signal's history in Prometheus (`--from/--to`).
@@ -24,7 +25,7 @@ use clap::Args;
 
 use crate::classify::{self, AnomalyLevels, Severity, Thresholds};
 use crate::config::{Config, ConfigError, default_signals};
-use crate::detect::{DetectorParams, SeriesDetector};
+use crate::detect::{AlarmGate, DetectorParams, SeriesDetector};
 use crate::engine::SeriesKey;
 use crate::evaluate::nab::{self, Corpus, PROFILES};
 use crate::evaluate::synthetic;
@@ -47,8 +48,8 @@ pub struct BacktestArgs {
     /// built-in defaults, with no thresholds and no minimum deviation).
     #[arg(long = "config.file")]
     pub config_file: Option<PathBuf>,
-    /// The signal whose thresholds and `min_deviation` apply (from the config file, or from the
-    /// built-in Spring Boot signals without one).
+    /// The signal whose thresholds, `min_deviation` and `detection_direction` apply (from the
+    /// config file, or from the built-in Spring Boot signals without one).
     #[arg(long)]
     pub signal: Option<String>,
     /// The label column (1 = anomalous) of labelled input, needed by `--report nab`.
@@ -165,8 +166,8 @@ pub struct Pipeline {
     pub signal: String,
     /// Static thresholds on the value.
     pub thresholds: Thresholds,
-    /// Deviations below this are never anomalous.
-    pub min_deviation: f64,
+    /// Which deviations may score above 1 (the signal's; without one, every deviation).
+    pub alarm_gate: AlarmGate,
 }
 
 /// One scored row.
@@ -191,24 +192,24 @@ impl Pipeline {
             anomaly_levels,
             signal: "value".to_owned(),
             thresholds: Thresholds::default(),
-            min_deviation: 0.0,
+            alarm_gate: AlarmGate::ANY,
         };
         if let Some(name) = &args.signal {
             let found = match &config {
-                Some(config) => {
-                    config.signals.iter().find(|s| &s.name == name).map(|s| (s.thresholds, s.min_deviation))
-                }
-                None => default_signals().get(name).map(|s| (s.thresholds, s.min_deviation)),
+                Some(config) => config.signals.iter().find(|s| &s.name == name).map(|s| (s.thresholds, s.alarm_gate())),
+                None => default_signals().get(name).map(|s| {
+                    (s.thresholds, AlarmGate { min_deviation: s.min_deviation, direction: s.detection_direction })
+                }),
             };
             let known = match &config {
                 Some(config) => config.signals.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
                 None => default_signals().into_keys().collect(),
             };
-            let (thresholds, min_deviation) =
+            let (thresholds, alarm_gate) =
                 found.ok_or_else(|| BacktestError::UnknownSignal { name: name.clone(), known: known.join(", ") })?;
             pipeline.signal = name.clone();
             pipeline.thresholds = thresholds;
-            pipeline.min_deviation = min_deviation;
+            pipeline.alarm_gate = alarm_gate;
         }
         Ok((pipeline, config))
     }
@@ -225,7 +226,7 @@ impl Pipeline {
             .iter()
             .map(|&(timestamp_ms, value)| {
                 let anomaly_score = detector
-                    .observe(&self.detector, self.min_deviation, timestamp_ms, value)
+                    .observe(&self.detector, self.alarm_gate, timestamp_ms, value)
                     .and_then(|observation| observation.anomaly_score);
                 let anomaly_level = anomaly_score.map_or(Severity::Normal, |score| self.anomaly_levels.level(score));
                 let severity = classify::severity(self.thresholds.level(value), anomaly_level);
@@ -816,7 +817,7 @@ mod tests {
             anomaly_levels: AnomalyLevels::default(),
             signal: "latency".to_owned(),
             thresholds: Thresholds { critical: Some(100.0), ..Thresholds::default() },
-            min_deviation: 0.0,
+            alarm_gate: AlarmGate::ANY,
         };
         let points: Vec<(i64, f64)> =
             (0..400).map(|i| (i * 15_000, if i == 350 { 150.0 } else { 10.0 + (i as f64 / 9.0).sin() })).collect();
@@ -824,7 +825,7 @@ mod tests {
         let key = SeriesKey { service: "svc".to_owned(), signal: "latency".to_owned() };
         let mut detector = SeriesDetector::new(&pipeline.detector, key.seed());
         for (row, &(t, v)) in rows.iter().zip(&points) {
-            let direct = detector.observe(&pipeline.detector, 0.0, t, v).and_then(|o| o.anomaly_score);
+            let direct = detector.observe(&pipeline.detector, AlarmGate::ANY, t, v).and_then(|o| o.anomaly_score);
             assert_eq!(row.anomaly_score, direct);
         }
         assert_eq!(rows[0].anomaly_score, None, "warming up");

@@ -32,10 +32,14 @@
 //! clock (the `surge` module): calibration would otherwise hide the second of two incidents a
 //! few days apart. The largest is exported, quieted for a few points after an alarm.
 //!
-//! Above 1 is anomalous, the convention vmanomaly users already alert on. A point that deviates
-//! from its window's mean by less than the signal's `min_deviation` is never above 1: on
-//! low-volume or mostly-flat series (an error ratio that is 0 but for one failed request), any
-//! move is "unusual" to the model, and none is worth a page.
+//! Above 1 is anomalous, the convention vmanomaly users already alert on. Two settings of the
+//! signal ([`AlarmGate`]) keep a point at or below 1 whatever the model says:
+//! - a deviation from its window's mean smaller than `min_deviation`: on low-volume or
+//!   mostly-flat series (an error ratio that is 0 but for one failed request), any move is
+//!   "unusual" to the model, and none is worth a page;
+//! - a deviation the wrong way for the signal's `detection_direction`: a JVM heap falls at every
+//!   garbage collection, and a fall that deep is rare enough in a short history for the model to
+//!   flag, yet it is the heap being healthy.
 
 mod persist;
 
@@ -57,6 +61,47 @@ use self::surge::SurgeRun;
 use self::training::TrainingValues;
 use crate::features::{FEATURE_COUNT, FeatureWindow};
 use crate::forest::{Contamination, Forest, ForestParams, Matrix};
+
+/// Which way a point must depart from its window's mean to be anomalous: a signal's setting
+/// (`detection_direction`), like vmanomaly's `detection_direction`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DetectionDirection {
+    /// Rises and falls (what an unknown signal needs: a request rate that drops is news).
+    #[default]
+    Both,
+    /// Only rises (heap usage, latency, errors: their falls are recoveries).
+    Up,
+    /// Only falls (throughput, free space).
+    Down,
+}
+
+/// What a signal lets raise a series' score above 1; every other point scores at most 1.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AlarmGate {
+    /// A deviation from the window's mean smaller than this (in the signal's unit) is never
+    /// anomalous: the floor against low-volume noise.
+    pub min_deviation: f64,
+    /// Which way a deviation must go to be anomalous.
+    pub direction: DetectionDirection,
+}
+
+impl AlarmGate {
+    /// Every deviation may alarm: a series of no named signal (a benchmark's, in `backtest`).
+    pub const ANY: AlarmGate = AlarmGate { min_deviation: 0.0, direction: DetectionDirection::Both };
+
+    /// Whether a point at `value` may score above 1, against the mean of the window before it.
+    /// A NaN comparison admits the point, as the model's own score decides then.
+    fn admits(&self, value: f64, window_mean: f64) -> bool {
+        let departure = value - window_mean;
+        let wrong_way = match self.direction {
+            DetectionDirection::Both => false,
+            DetectionDirection::Up => departure < 0.0,
+            DetectionDirection::Down => departure > 0.0,
+        };
+        !(departure.abs() < self.min_deviation || wrong_way)
+    }
+}
 
 /// How every series' detector is built. At the defaults a series holds two models (the short and
 /// the long window's) of about 64 KiB each and its training set's values (3,180 × 8 bytes): 165
@@ -388,7 +433,7 @@ impl SeriesDetector {
     pub fn observe(
         &mut self,
         params: &DetectorParams,
-        min_deviation: f64,
+        gate: AlarmGate,
         timestamp_ms: i64,
         value: f64,
     ) -> Option<Observation> {
@@ -404,7 +449,7 @@ impl SeriesDetector {
             self.learn(params, value, None);
             return Some(Observation { timestamp_ms, value, anomaly_score: None });
         };
-        let deviation = (value - f64::from(features[1])).abs();
+        let admitted = gate.admits(value, f64::from(features[1]));
         let long_score = match (self.long.as_mut(), long_features) {
             (Some(long), Some(long_features)) => long.score(params, &long_features),
             _ => None,
@@ -417,7 +462,7 @@ impl SeriesDetector {
         let anomaly_score = anomaly_score.map(|raw| {
             let score = self.calibration.calibrate(raw, params.calibration_points, params.calibration_quantile);
             let score = long_score.map_or(score, |long| score.max(long)).max(surge_score);
-            let score = if deviation < min_deviation { score.min(1.0) } else { score };
+            let score = if admitted { score } else { score.min(1.0) };
             self.calibration.quiet(score, params.quiet_points)
         });
         self.learn(params, value, Some(features));
@@ -578,7 +623,7 @@ mod tests {
         let p = params();
         let mut detector = SeriesDetector::new(&p, 1);
         for i in 0..600 {
-            let observation = detector.observe(&p, 0.0, i as i64 * 15_000, signal(i)).unwrap();
+            let observation = detector.observe(&p, AlarmGate::ANY, i as i64 * 15_000, signal(i)).unwrap();
             // Two points start the window, then 50 points of features train the first model.
             if i < 52 {
                 assert_eq!(observation.anomaly_score, None, "point {i} scored before a model exists");
@@ -587,11 +632,12 @@ mod tests {
             }
         }
         // After two full periods of history, ordinary points sit inside the model's boundary.
-        let mut scores: Vec<f64> =
-            (600..800).filter_map(|i| detector.observe(&p, 0.0, i as i64 * 15_000, signal(i))?.anomaly_score).collect();
+        let mut scores: Vec<f64> = (600..800)
+            .filter_map(|i| detector.observe(&p, AlarmGate::ANY, i as i64 * 15_000, signal(i))?.anomaly_score)
+            .collect();
         scores.sort_by(f64::total_cmp);
         let typical = scores[scores.len() / 2];
-        let spike = detector.observe(&p, 0.0, 800 * 15_000, 0.9).unwrap().anomaly_score.unwrap();
+        let spike = detector.observe(&p, AlarmGate::ANY, 800 * 15_000, 0.9).unwrap().anomaly_score.unwrap();
         assert!(typical < 1.0, "typical point scored {typical}");
         assert!(spike > 1.5, "spike scored {spike}");
         assert!(detector.model_info().unwrap().generation >= 7, "refits every 100 points");
@@ -605,8 +651,8 @@ mod tests {
         let info = detector.model_info().expect("model after backfill");
         assert_eq!(info.trained_at_ms, 199 * 15_000);
         // The backfilled range is not replayed: an older point is ignored, a newer one scored.
-        assert_eq!(detector.observe(&p, 0.0, 100 * 15_000, 1.0), None);
-        assert!(detector.observe(&p, 0.0, 200 * 15_000, signal(200)).unwrap().anomaly_score.is_some());
+        assert_eq!(detector.observe(&p, AlarmGate::ANY, 100 * 15_000, 1.0), None);
+        assert!(detector.observe(&p, AlarmGate::ANY, 200 * 15_000, signal(200)).unwrap().anomaly_score.is_some());
     }
 
     #[test]
@@ -616,10 +662,30 @@ mod tests {
         // A flat zero series (an error ratio without errors)...
         detector.warm_up(&p, (0..200).map(|i| (i as i64, 0.0)));
         // ...then one failed request: unusual to the model, not worth a page.
-        let small = detector.observe(&p, 0.01, 200, 0.003).unwrap().anomaly_score.unwrap();
+        let floor = AlarmGate { min_deviation: 0.01, ..AlarmGate::ANY };
+        let small = detector.observe(&p, floor, 200, 0.003).unwrap().anomaly_score.unwrap();
         assert!(small <= 1.0, "{small}");
-        let big = detector.observe(&p, 0.01, 201, 0.3).unwrap().anomaly_score.unwrap();
+        let big = detector.observe(&p, floor, 201, 0.3).unwrap().anomaly_score.unwrap();
         assert!(big > 1.0, "{big}");
+    }
+
+    #[test]
+    fn deviations_the_wrong_way_are_never_anomalous() {
+        let p = params();
+        let scores = |direction, step: f64| {
+            let mut detector = SeriesDetector::new(&p, 4);
+            detector.warm_up(&p, (0..200).map(|i| (i as i64, signal(i as usize))));
+            let gate = AlarmGate { direction, ..AlarmGate::ANY };
+            detector.observe(&p, gate, 200, signal(200) + step).unwrap().anomaly_score.unwrap()
+        };
+        // A fall the model flags (a heap right after a collection) is not news for a signal that
+        // is bad only when it rises, and the reverse; a rise is still flagged, as with `both`.
+        let (fall, rise) = (scores(DetectionDirection::Both, -0.6), scores(DetectionDirection::Both, 0.6));
+        assert!(fall > 1.0 && rise > 1.0, "fall {fall}, rise {rise}");
+        assert!(scores(DetectionDirection::Up, -0.6) <= 1.0);
+        assert_eq!(scores(DetectionDirection::Up, 0.6), rise);
+        assert!(scores(DetectionDirection::Down, 0.6) <= 1.0);
+        assert_eq!(scores(DetectionDirection::Down, -0.6), fall);
     }
 
     #[test]
@@ -682,7 +748,7 @@ mod tests {
             (4 * 288..4 * 288 + 100)
                 .filter_map(|i| {
                     let value = daily(i) - 30.0 * (std::f64::consts::TAU * i as f64 / 288.0).sin();
-                    detector.observe(p, 0.0, i as i64 * FIVE_MINUTES, value)?.anomaly_score
+                    detector.observe(p, AlarmGate::ANY, i as i64 * FIVE_MINUTES, value)?.anomaly_score
                 })
                 .fold(0.0, f64::max)
         };
@@ -703,14 +769,15 @@ mod tests {
         let mut detector = SeriesDetector::new(&p, 7);
         let noisy_flat = |i: usize| 10.0 + ((i * 7919) % 101) as f64 / 101.0;
         detector.warm_up(&p, (0..500).map(|i| (i as i64 * FIVE_MINUTES, noisy_flat(i))));
-        let typical = detector.observe(&p, 0.0, 500 * FIVE_MINUTES, noisy_flat(500)).unwrap().anomaly_score.unwrap();
-        let high = detector.observe(&p, 0.0, 501 * FIVE_MINUTES, 11.5).unwrap().anomaly_score.unwrap();
+        let typical =
+            detector.observe(&p, AlarmGate::ANY, 500 * FIVE_MINUTES, noisy_flat(500)).unwrap().anomaly_score.unwrap();
+        let high = detector.observe(&p, AlarmGate::ANY, 501 * FIVE_MINUTES, 11.5).unwrap().anomaly_score.unwrap();
         assert!(typical <= 1.0, "{typical}");
         assert!(high > 1.2, "half a range above everything in three days: {high}");
         let off = DetectorParams { extreme_horizon: Duration::ZERO, ..p.clone() };
         let mut detector = SeriesDetector::new(&off, 7);
         detector.warm_up(&off, (0..501).map(|i| (i as i64 * FIVE_MINUTES, noisy_flat(i))));
-        let high_off = detector.observe(&off, 0.0, 501 * FIVE_MINUTES, 11.5).unwrap().anomaly_score.unwrap();
+        let high_off = detector.observe(&off, AlarmGate::ANY, 501 * FIVE_MINUTES, 11.5).unwrap().anomaly_score.unwrap();
         assert!(high_off < high, "the term adds to what the model says: {high_off} vs {high}");
     }
 
@@ -745,7 +812,7 @@ mod tests {
         let mut detector = SeriesDetector::new(&p, 3);
         detector.warm_up(&p, (0..500).map(|i| (i as i64 * 15_000, signal(i))));
         for i in 500..900 {
-            detector.observe(&p, 0.0, i as i64 * 15_000, signal(i));
+            detector.observe(&p, AlarmGate::ANY, i as i64 * 15_000, signal(i));
         }
         // 300 training points and the long window's 200 before them.
         assert_eq!(detector.training.len(), 300);
@@ -766,7 +833,7 @@ mod tests {
         // A level far from 0 and a long run, so the live windows' running sums carry rounding.
         let value = |i: usize| 1e4 + 100.0 * signal(i);
         for i in 0..5_000 {
-            detector.observe(&p, 0.0, i as i64 * 15_000, value(i));
+            detector.observe(&p, AlarmGate::ANY, i as i64 * 15_000, value(i));
             short_rows.extend(short.push(value(i)));
             long_rows.extend(long.push(value(i)));
         }
@@ -814,7 +881,7 @@ mod tests {
         let points: Vec<(i64, f64)> = (0..1_000).map(|i| (i as i64 * 15_000, signal(i))).collect();
         let mut live = SeriesDetector::new(&p, 11);
         for &(timestamp_ms, value) in &points {
-            live.observe(&p, 0.0, timestamp_ms, value);
+            live.observe(&p, AlarmGate::ANY, timestamp_ms, value);
         }
         let mut restarted = SeriesDetector::new(&p, 11);
         restarted.warm_up(&p, points.iter().copied());
@@ -861,7 +928,7 @@ mod tests {
         let mut last = 0.0;
         for i in 0..420 {
             let value = if i == 419 { 420.0 } else { bursty(i, 30) };
-            last = detector.observe(p, 0.0, i as i64 * step_ms, value).unwrap().anomaly_score.unwrap_or(0.0);
+            last = detector.observe(p, AlarmGate::ANY, i as i64 * step_ms, value).unwrap().anomaly_score.unwrap_or(0.0);
         }
         last
     }
@@ -886,7 +953,7 @@ mod tests {
         let mut detector = SeriesDetector::new(p, 4);
         let mut last = 0.0;
         for (i, value) in values.enumerate() {
-            last = detector.observe(p, 0.0, i as i64 * HOUR, value).unwrap().anomaly_score.unwrap_or(0.0);
+            last = detector.observe(p, AlarmGate::ANY, i as i64 * HOUR, value).unwrap().anomaly_score.unwrap_or(0.0);
         }
         last
     }
@@ -924,7 +991,7 @@ mod tests {
         let mut detector = SeriesDetector::new(&p, 5);
         detector.warm_up(&p, (0..400).map(|i| (i as i64 * 15_000, signal(i))));
         let scores: Vec<f64> = (400..420)
-            .filter_map(|i| detector.observe(&p, 0.0, i as i64 * 15_000, signal(i) + 1.0)?.anomaly_score)
+            .filter_map(|i| detector.observe(&p, AlarmGate::ANY, i as i64 * 15_000, signal(i) + 1.0)?.anomaly_score)
             .collect();
         assert!(scores[0] > 1.5, "the shift is flagged at once: {scores:?}");
         // The quiet period, then the series' own recent scores, keep it from paging every point.
