@@ -386,7 +386,7 @@ impl Engine {
                         .collect(),
                 );
             }
-            detector.warm_up(params, points);
+            detector.backfill(params, points);
             if let Some(bytes) = self.pending_models.remove(&key) {
                 import_model(&mut detector, &key, &bytes);
             }

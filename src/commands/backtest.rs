@@ -214,13 +214,13 @@ impl Pipeline {
         Ok((pipeline, config))
     }
 
-    /// Replays one series (`service` seeds its models as the daemon's would), `history` first
-    /// without scoring it (the daemon's backfill), then `points` scored one by one.
+    /// Replays one series (`service` seeds its models as the daemon's would), `history` first as
+    /// the daemon's backfill ([`SeriesDetector::backfill`]), then `points` scored one by one.
     pub fn replay(&self, service: &str, history: &[(i64, f64)], points: &[(i64, f64)]) -> Vec<ScoredRow> {
         let key = SeriesKey { service: service.to_owned(), signal: self.signal.clone() };
         let mut detector = SeriesDetector::new(&self.detector, key.seed());
         if !history.is_empty() {
-            detector.warm_up(&self.detector, history.iter().copied());
+            detector.backfill(&self.detector, history.iter().copied());
         }
         points
             .iter()

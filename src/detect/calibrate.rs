@@ -54,6 +54,17 @@ impl Calibration {
         raw / divisor
     }
 
+    /// How many recent raw scores it holds.
+    #[cfg(test)]
+    pub(crate) fn recorded(&self) -> usize {
+        self.recent.len()
+    }
+
+    /// Ends a quiet period, if one is open.
+    pub(crate) fn end_quiet(&mut self) {
+        self.quiet_left = 0;
+    }
+
     /// Applies the quiet period to an exported score, and opens one after an alarm.
     pub(crate) fn quiet(&mut self, score: f64, quiet_points: usize) -> f64 {
         if self.quiet_left > 0 {

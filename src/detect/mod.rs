@@ -477,7 +477,8 @@ impl SeriesDetector {
         Some(Observation { timestamp_ms, value, anomaly_score })
     }
 
-    /// Learns from history without scoring it (cold start), then fits at once if there is enough.
+    /// Learns from history without scoring it (cold start), then fits at once if there is enough:
+    /// a model of the whole history, what `train` writes.
     pub fn warm_up(&mut self, params: &DetectorParams, points: impl IntoIterator<Item = (i64, f64)>) {
         let mut last = None;
         for (timestamp_ms, value) in points {
@@ -496,6 +497,37 @@ impl SeriesDetector {
             && self.training.len() >= params.min_training_points
         {
             self.fit(params, now);
+        }
+    }
+
+    /// Takes a new series' history (the daemon's backfill): as [`warm_up`](Self::warm_up), and
+    /// the series' calibration starts from its own recent scores. The history's last
+    /// `calibration_points` are scored as live points (by a model fitted on the points before
+    /// them), their scores dropped, before the model is fitted on the whole history. Without
+    /// them the first `calibration_points` scores after every restart are raw, and a restart
+    /// raises more alarms (README, Detection: measured by `benches/restart_calibration.rs`; so
+    /// was leaving the model fitted before those points, which raised more still). It costs a
+    /// second fit. The quiet period does not carry over.
+    pub fn backfill(&mut self, params: &DetectorParams, points: impl IntoIterator<Item = (i64, f64)>) {
+        let points: Vec<(i64, f64)> = points.into_iter().collect();
+        // What a first model needs: its training points, and the window before the first.
+        let first_model_points = params.min_training_points + params.window;
+        let replayed = params.calibration_points.min(points.len().saturating_sub(first_model_points));
+        let (learned, replayed) = points.split_at(points.len() - replayed);
+        self.warm_up(params, learned.iter().copied());
+        if replayed.is_empty() {
+            return;
+        }
+        for &(timestamp_ms, value) in replayed {
+            self.observe(params, AlarmGate::ANY, timestamp_ms, value);
+        }
+        self.calibration.end_quiet();
+        if let Some(now) = self.last_timestamp_ms
+            && self.training.len() >= params.min_training_points
+        {
+            self.fit(params, now);
+            // Spread as after a first fit: series that start together must not refit together.
+            self.points_since_fit = self.refit_offset(params);
         }
     }
 
@@ -586,10 +618,14 @@ impl SeriesDetector {
                 long.model = Some(model);
             }
         }
-        // Series that start together (a daemon restart, a backfill) would all refit in the same
-        // cycle forever; a per-series offset after the first fit spreads them.
-        self.points_since_fit =
-            if generation == 1 { (self.seed % params.retrain_every_points as u64) as usize } else { 0 };
+        self.points_since_fit = if generation == 1 { self.refit_offset(params) } else { 0 };
+    }
+
+    /// Where a series starts counting towards its next refit after a first fit: series that start
+    /// together (a daemon restart, a backfill) would all refit in the same cycle forever; a
+    /// per-series offset spreads them.
+    fn refit_offset(&self, params: &DetectorParams) -> usize {
+        (self.seed % params.retrain_every_points as u64) as usize
     }
 
     /// The current model's facts, or `None` while warming up.
@@ -686,6 +722,25 @@ mod tests {
         assert_eq!(scores(DetectionDirection::Up, 0.6), rise);
         assert!(scores(DetectionDirection::Down, 0.6) <= 1.0);
         assert_eq!(scores(DetectionDirection::Down, -0.6), fall);
+    }
+
+    #[test]
+    fn backfill_leaves_the_calibration_its_history_scores() {
+        let p = params();
+        let history = |points: usize| (0..points).map(|i| (i as i64 * 15_000, signal(i)));
+        let mut detector = SeriesDetector::new(&p, 2);
+        detector.backfill(&p, history(400));
+        // The last 100 points were scored, by both views, so the first live score is calibrated.
+        assert_eq!(detector.calibration.recorded(), p.calibration_points);
+        assert_eq!(detector.long.as_ref().unwrap().calibration.recorded(), p.calibration_points);
+        // The model is then fitted on all of it, and refits on the spread schedule.
+        assert_eq!(detector.model_info().unwrap().trained_at_ms, 399 * 15_000);
+        assert_eq!(detector.points_since_fit, detector.refit_offset(&p));
+        // A history just long enough for a first model is all learned, none of it scored.
+        let mut short = SeriesDetector::new(&p, 2);
+        short.backfill(&p, history(p.min_training_points + p.window));
+        assert_eq!(short.calibration.recorded(), 0);
+        assert!(short.model_info().is_some());
     }
 
     #[test]
@@ -874,9 +929,9 @@ mod tests {
 
     #[test]
     fn a_restart_from_history_learns_the_live_training_set() {
-        // The daemon keeps no training state across a restart: a new detector warms up from the
-        // series' history (backfill or the `history` dataset). It then fits on the same values,
-        // so it scores as the one that saw them live.
+        // The daemon keeps no training state across a restart: a new detector takes the series'
+        // history (backfill or the `history` dataset). It then fits on the same values, so it
+        // scores as the one that saw them live.
         let p = DetectorParams { training_points: 300, ..params() };
         let points: Vec<(i64, f64)> = (0..1_000).map(|i| (i as i64 * 15_000, signal(i))).collect();
         let mut live = SeriesDetector::new(&p, 11);
@@ -884,7 +939,7 @@ mod tests {
             live.observe(&p, AlarmGate::ANY, timestamp_ms, value);
         }
         let mut restarted = SeriesDetector::new(&p, 11);
-        restarted.warm_up(&p, points.iter().copied());
+        restarted.backfill(&p, points.iter().copied());
         assert!(restarted.training.values().eq(live.training.values()));
         assert_eq!(restarted.training.rows(p.long_window), live.training.rows(p.long_window));
         // Fitted now, as the same generation (the same seed), both have the same models.
