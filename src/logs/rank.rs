@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use super::parse::RecordView;
 use super::record::{Level, LogRecord};
-use super::template::push_template;
+use super::template::{push_template, truncate_at_char_boundary};
 
 /// Distinct groups tracked per query; beyond this, further new groups are folded into one
 /// overflow group, which keeps memory bounded on a window of random text.
@@ -35,6 +35,14 @@ pub const MAX_TEMPLATES: usize = 10_000;
 /// kept for every group however the budget stands. 2 KiB shows a message whole in all but odd
 /// cases, with the start of its stack trace.
 pub const MAX_EXAMPLE_BYTES: usize = 2048;
+
+/// What a group's logger and exception class may keep, in bytes: a line can name either with up
+/// to [`super::search::MAX_LINE_BYTES`] (1 MiB), and each group holds its key twice (the lookup
+/// string and the key shown), so uncut names could hold 40 GB at [`MAX_TEMPLATES`] groups. With
+/// the template's own 4 KiB bound, a group's key holds at most 5 KiB, about 100 MiB for a query
+/// at the group limit. Real logger and exception names are well under 256 bytes; two names that
+/// share their first 512 bytes count as one.
+pub const MAX_NAME_BYTES: usize = 512;
 
 /// Why a template is where it is in the ranking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -164,6 +172,8 @@ const OVERFLOW_TEMPLATE: &str = "<other kinds of lines: too many to group>";
 impl TemplateCounter {
     /// The group of a line, created if new; returns its index.
     fn group_of(&mut self, logger: Option<&str>, message: &str, error_type: Option<&str>) -> usize {
+        let logger = logger.map(|name| truncate_at_char_boundary(name, MAX_NAME_BYTES));
+        let error_type = error_type.map(|name| truncate_at_char_boundary(name, MAX_NAME_BYTES));
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         scratch.push_str(logger.unwrap_or(""));
@@ -403,6 +413,31 @@ mod tests {
         assert_eq!((top.count, top.baseline_count), (2, 0));
         assert_eq!(top.example.message, "connection refused to 10.0.0.1");
         assert_eq!(ranking.templates[3].expected_count, 60.0);
+    }
+
+    #[test]
+    fn huge_logger_and_exception_names_are_cut_in_the_key() {
+        let mut counter = TemplateCounter::default();
+        // Two-byte characters, so a cut at 512 bytes must land on a character boundary.
+        for suffix in ["a", "b"] {
+            let huge = |prefix: &str| format!("{prefix}{}{suffix}", "é".repeat(300_000));
+            let line = LogRecord {
+                level: Some(Level::Error),
+                logger: Some(huge("com.example.")),
+                error_type: Some(huge("java.lang.")),
+                ..LogRecord::text("boom", Some(0), None)
+            };
+            counter.add_window(&line);
+        }
+        let ranking = counter.rank(1, 1);
+        // One group: the names differ only past the bound.
+        assert_eq!(ranking.templates.len(), 1, "{:?}", ranking.templates.len());
+        let group = &ranking.templates[0];
+        assert_eq!(group.count, 2);
+        let logger = group.logger.as_deref().unwrap();
+        assert!(logger.len() <= MAX_NAME_BYTES && logger.len() > MAX_NAME_BYTES - 2, "{}", logger.len());
+        assert!(logger.starts_with("com.example.é"));
+        assert!(group.error_type.as_deref().unwrap().len() <= MAX_NAME_BYTES);
     }
 
     #[test]

@@ -57,7 +57,8 @@ pub fn push_template(message: &str, out: &mut String) {
     }
 }
 
-fn truncate_at_char_boundary(text: &str, max: usize) -> &str {
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+pub(crate) fn truncate_at_char_boundary(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
     }
