@@ -505,9 +505,9 @@ impl SeriesDetector {
     /// `calibration_points` are scored as live points (by a model fitted on the points before
     /// them), their scores dropped, before the model is fitted on the whole history. Without
     /// them the first `calibration_points` scores after every restart are raw, and a restart
-    /// raises more alarms (README, Detection: measured by `benches/restart_calibration.rs`; so
-    /// was leaving the model fitted before those points, which raised more still). It costs a
-    /// second fit. The quiet period does not carry over.
+    /// raises more alarms (`benches/restart_calibration.rs`, README "How a value becomes a score
+    /// and a severity"; so did leaving the model fitted before those points). It costs a second
+    /// fit. The quiet period does not carry over.
     pub fn backfill(&mut self, params: &DetectorParams, points: impl IntoIterator<Item = (i64, f64)>) {
         let points: Vec<(i64, f64)> = points.into_iter().collect();
         // What a first model needs: its training points, and the window before the first.
