@@ -32,10 +32,13 @@
 //! differently later (another `severities`, a compaction) is never taken for owed.
 //!
 //! Choices, each erring toward telling the on-call:
-//! - Messages dropped because the queue was full (`dropped`), and those that ran out of retries
-//!   (`failed`), are owed too, and posted after the next restart: they are recorded incidents
-//!   that Slack never received. A start queues at most `queue` messages again; the rest are
-//!   dropped and counted again, and stay owed.
+//! - A post that ran out of its quick retries (`failed`, counted once) is tried again every
+//!   `retry_failed_every_ms` (5 minutes) while the daemon runs, until Slack takes it or refuses
+//!   it for good; newer notifications wait behind it in the queue, so Slack gets them in order.
+//! - Messages dropped because the queue was full (`dropped`) are owed too, and posted after the
+//!   next restart, as is a failed post still waiting for its next try: they are recorded
+//!   incidents that Slack never received. A start queues at most `queue` messages again; the
+//!   rest are dropped and counted again, and stay owed.
 //! - A firing whose resolution Slack received is not owed any more: posting it would announce as
 //!   firing an incident Slack was told is over.
 //! - Only the `severities` posted before the restart (the file's header) can be owed: the
@@ -101,6 +104,11 @@ pub struct SlackConfig {
     /// Notifications waiting beyond this many are dropped (and counted).
     #[serde(default = "default_queue")]
     pub queue: usize,
+    /// Once a post has used its quick retries (counted `failed`), it is tried again this often,
+    /// in milliseconds, until Slack takes it or refuses it for good; newer notifications wait
+    /// behind it, so Slack still gets them in order.
+    #[serde(default = "default_retry_failed_every_ms")]
+    pub retry_failed_every_ms: u64,
 }
 
 fn default_url_env() -> String {
@@ -120,6 +128,9 @@ fn default_min_interval_ms() -> u64 {
 }
 fn default_queue() -> usize {
     1000
+}
+fn default_retry_failed_every_ms() -> u64 {
+    300_000
 }
 
 /// The largest queue taken: far more notifications than Slack's one post a second drains in a
@@ -171,6 +182,14 @@ impl SlackConfig {
             return Err((
                 "alerts.slack.min_interval_ms".into(),
                 format!("{}: must be at most {MAX_MIN_INTERVAL_MS} (an hour)", self.min_interval_ms),
+            ));
+        }
+        // Under 100 ms a down Slack would be hammered; past an hour, the on-call would hear of
+        // an incident long after Slack came back.
+        if !(100..=MAX_MIN_INTERVAL_MS).contains(&self.retry_failed_every_ms) {
+            return Err((
+                "alerts.slack.retry_failed_every_ms".into(),
+                format!("{}: must be 100 to {MAX_MIN_INTERVAL_MS} (an hour)", self.retry_failed_every_ms),
             ));
         }
         Ok(())
@@ -487,61 +506,74 @@ struct Poster {
 impl Poster {
     async fn run(self, mut receiver: mpsc::Receiver<Vec<IncidentEvent>>) {
         let min_interval = Duration::from_millis(self.config.min_interval_ms);
+        let retry_failed_every = Duration::from_millis(self.config.retry_failed_every_ms);
         let mut next_post = tokio::time::Instant::now();
         while let Some(events) = receiver.recv().await {
             let Some(event) = events.iter().min_by_key(|e| e.starts_at_ms) else { continue };
             let correlation = self.correlate(event).await;
             let message = render_message(&events, correlation.as_ref(), &self.config);
             let mut attempt = 1;
-            // The final outcome, and whether it settles the message: Slack received it or
-            // refused it for good, so nothing more is owed.
-            let (outcome, settled) = loop {
+            // Slack received it or refused it for good (`rejected`): nothing more is owed. A post
+            // that ran out of its quick retries is counted `failed` once and tried again every
+            // `retry_failed_every`, ahead of every newer notification: a RESOLVED must not reach
+            // Slack before its FIRING. A restart while it waits posts it again, as it is not
+            // recorded as delivered.
+            let outcome = loop {
                 tokio::time::sleep_until(next_post).await;
                 next_post = tokio::time::Instant::now() + min_interval;
-                match self.client.post(&self.url).json(&message).send().await {
-                    Ok(response) if response.status().is_success() => break ("sent", true),
+                let quick_retry = attempt < MAX_ATTEMPTS;
+                let mut retry_after_seconds = None;
+                let failure = match self.client.post(&self.url).json(&message).send().await {
+                    Ok(response) if response.status().is_success() => break "sent",
                     Ok(response) => {
                         let status = response.status();
                         let retry_after = response
                             .headers()
                             .get(reqwest::header::RETRY_AFTER)
                             .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+                        retry_after_seconds = retry_after;
                         let body = response.text().await.unwrap_or_default();
-                        if status.as_u16() == 429 && attempt < MAX_ATTEMPTS {
+                        if status.is_client_error() && status.as_u16() != 429 {
+                            // 400 invalid_payload, 403, 404 channel_not_found, 410
+                            // channel_is_archived: the same message would fail again.
+                            tracing::warn!(incident = %event.incident_id, status = status.as_u16(), body = %body, "slack refused the notification");
+                            break "rejected";
+                        }
+                        if status.as_u16() == 429 && quick_retry {
                             self.metrics.count("rate_limited");
                             let wait = Duration::from_secs(retry_after.unwrap_or(1).min(300));
                             next_post = next_post.max(tokio::time::Instant::now() + wait);
-                        } else if status.is_server_error() && attempt < MAX_ATTEMPTS {
+                        } else if quick_retry {
                             self.metrics.count("retried");
                             next_post = tokio::time::Instant::now() + backoff(attempt);
-                        } else {
-                            // 400 invalid_payload, 403, 404 channel_not_found, 410 channel_is_archived:
-                            // the same message would fail again.
-                            let rejected = status.is_client_error() && status.as_u16() != 429;
-                            if rejected {
-                                tracing::warn!(incident = %event.incident_id, status = status.as_u16(), body = %body, "slack refused the notification");
-                            } else {
-                                tracing::warn!(incident = %event.incident_id, status = status.as_u16(), body = %body, "slack post failed; it is posted again after the next restart");
-                            }
-                            break if rejected { ("rejected", true) } else { ("failed", false) };
                         }
-                    }
-                    Err(error) if attempt < MAX_ATTEMPTS => {
-                        self.metrics.count("retried");
-                        tracing::debug!(incident = %event.incident_id, error = %error, "slack post failed, retrying");
-                        next_post = tokio::time::Instant::now() + backoff(attempt);
+                        format!("HTTP {}: {body}", status.as_u16())
                     }
                     Err(error) => {
-                        tracing::warn!(incident = %event.incident_id, error = %error, "slack post failed; it is posted again after the next restart");
-                        break ("failed", false);
+                        if quick_retry {
+                            self.metrics.count("retried");
+                            tracing::debug!(incident = %event.incident_id, error = %error, "slack post failed, retrying");
+                            next_post = tokio::time::Instant::now() + backoff(attempt);
+                        }
+                        error.to_string()
                     }
+                };
+                if !quick_retry {
+                    if attempt == MAX_ATTEMPTS {
+                        self.metrics.count("failed");
+                        tracing::warn!(incident = %event.incident_id, error = %failure, retry_every_ms = self.config.retry_failed_every_ms, "slack post failed after its retries; it is tried again until Slack takes it, and newer notifications wait behind it");
+                    }
+                    // Slack's Retry-After, when longer, is honoured as in the quick retries.
+                    let asked = Duration::from_secs(retry_after_seconds.unwrap_or(0).min(300));
+                    next_post = tokio::time::Instant::now() + retry_failed_every.max(asked);
                 }
                 attempt += 1;
             };
             // Counted once recorded: a scrape that shows a message sent also promises that a
             // restart will not post it again (unless the record failed, which is logged).
-            if settled {
-                self.record_delivered(&events).await;
+            self.record_delivered(&events).await;
+            if attempt > MAX_ATTEMPTS {
+                tracing::info!(incident = %event.incident_id, attempts = attempt, outcome, "slack notification settled after failing");
             }
             self.metrics.count(outcome);
         }
@@ -729,6 +761,8 @@ mod tests {
             ("queue: 0", "alerts.slack.queue"),
             ("queue: 2305843009213693952", "alerts.slack.queue"),
             ("min_interval_ms: 3600001", "alerts.slack.min_interval_ms"),
+            ("retry_failed_every_ms: 99", "alerts.slack.retry_failed_every_ms"),
+            ("retry_failed_every_ms: 3600001", "alerts.slack.retry_failed_every_ms"),
             // Matched exactly against the alerts' labels: these would post nothing.
             ("severities: [Critical, high]", "alerts.slack.severities"),
             ("severities: [crit]", "alerts.slack.severities"),
@@ -860,6 +894,37 @@ mod tests {
         for pair in arrivals.windows(2) {
             assert!(pair[1] - pair[0] >= Duration::from_millis(190), "paced: {:?}", pair[1] - pair[0]);
         }
+    }
+
+    #[tokio::test]
+    async fn a_post_out_of_quick_retries_is_tried_again_later_ahead_of_newer_ones() {
+        // Five 500s use up the quick retries (about 15 s of backoff); Slack is back for the sixth.
+        let (url, arrivals) = scripted_slack(vec![(500, None); 5]).await;
+        let metrics = SlackMetrics::default();
+        let dir = tempfile::tempdir().unwrap();
+        let config: SlackConfig = serde_yaml_ng::from_str("min_interval_ms: 10\nretry_failed_every_ms: 1500").unwrap();
+        let notifier = SlackNotifier::start(&config, url, None, metrics.clone(), &[], dir.path());
+        let in_a = |kind| IncidentEvent { incident_id: "a-1".into(), ..event(kind, "critical", "a") };
+        notifier.notify(&[in_a(EventKind::Firing)]);
+        notifier.notify(&[in_a(EventKind::Resolved)]);
+        for _ in 0..600 {
+            if outcomes(&metrics).get("sent") == Some(&2) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            outcomes(&metrics),
+            BTreeMap::from([("retried".into(), 4), ("failed".into(), 1), ("sent".into(), 2)])
+        );
+        let arrivals = arrivals.lock().unwrap();
+        let texts: Vec<&str> = arrivals.iter().map(|post| &post.text[..12]).collect();
+        // The FIRING six times, then its RESOLVED, never the other way round.
+        assert_eq!(texts, [&["*[FIRING:1] "; 6][..], &["*[RESOLVED:1"]].concat());
+        assert!(arrivals[5].at - arrivals[4].at >= Duration::from_millis(1450), "the later retry waits its interval");
+        // Both are recorded as delivered: a restart owes nothing.
+        let delivered = read_deliveries(dir.path());
+        assert!([in_a(EventKind::Firing), in_a(EventKind::Resolved)].iter().all(|e| !is_owed(e, &delivered)));
     }
 
     #[tokio::test]
