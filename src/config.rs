@@ -155,6 +155,14 @@ pub struct Signal {
     pub detection_direction: DetectionDirection,
 }
 
+impl RawSignal {
+    /// What may raise this signal's scores above 1 (for a built-in signal, which needs no
+    /// validation).
+    pub fn alarm_gate(&self) -> AlarmGate {
+        AlarmGate { min_deviation: self.min_deviation, direction: self.detection_direction }
+    }
+}
+
 impl Signal {
     /// What may raise this signal's scores above 1.
     pub fn alarm_gate(&self) -> AlarmGate {

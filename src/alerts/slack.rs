@@ -522,8 +522,8 @@ impl Poster {
                 tokio::time::sleep_until(next_post).await;
                 next_post = tokio::time::Instant::now() + min_interval;
                 let quick_retry = attempt < MAX_ATTEMPTS;
-                let mut retry_after_seconds = None;
-                let failure = match self.client.post(&self.url).json(&message).send().await {
+                // What went wrong, and the seconds Slack asked to wait (a 429's Retry-After).
+                let (failure, retry_after) = match self.client.post(&self.url).json(&message).send().await {
                     Ok(response) if response.status().is_success() => break "sent",
                     Ok(response) => {
                         let status = response.status();
@@ -531,7 +531,6 @@ impl Poster {
                             .headers()
                             .get(reqwest::header::RETRY_AFTER)
                             .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
-                        retry_after_seconds = retry_after;
                         let body = response.text().await.unwrap_or_default();
                         if status.is_client_error() && status.as_u16() != 429 {
                             // 400 invalid_payload, 403, 404 channel_not_found, 410
@@ -547,7 +546,7 @@ impl Poster {
                             self.metrics.count("retried");
                             next_post = tokio::time::Instant::now() + backoff(attempt);
                         }
-                        format!("HTTP {}: {body}", status.as_u16())
+                        (format!("HTTP {}: {body}", status.as_u16()), retry_after)
                     }
                     Err(error) => {
                         if quick_retry {
@@ -555,7 +554,7 @@ impl Poster {
                             tracing::debug!(incident = %event.incident_id, error = %error, "slack post failed, retrying");
                             next_post = tokio::time::Instant::now() + backoff(attempt);
                         }
-                        error.to_string()
+                        (error.to_string(), None)
                     }
                 };
                 if !quick_retry {
@@ -564,7 +563,7 @@ impl Poster {
                         tracing::warn!(incident = %event.incident_id, error = %failure, retry_every_ms = self.config.retry_failed_every_ms, "slack post failed after its retries; it is tried again until Slack takes it, and newer notifications wait behind it");
                     }
                     // Slack's Retry-After, when longer, is honoured as in the quick retries.
-                    let asked = Duration::from_secs(retry_after_seconds.unwrap_or(0).min(300));
+                    let asked = Duration::from_secs(retry_after.unwrap_or(0).min(300));
                     next_post = tokio::time::Instant::now() + retry_failed_every.max(asked);
                 }
                 attempt += 1;

@@ -197,9 +197,7 @@ impl Pipeline {
         if let Some(name) = &args.signal {
             let found = match &config {
                 Some(config) => config.signals.iter().find(|s| &s.name == name).map(|s| (s.thresholds, s.alarm_gate())),
-                None => default_signals().get(name).map(|s| {
-                    (s.thresholds, AlarmGate { min_deviation: s.min_deviation, direction: s.detection_direction })
-                }),
+                None => default_signals().get(name).map(|s| (s.thresholds, s.alarm_gate())),
             };
             let known = match &config {
                 Some(config) => config.signals.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),

@@ -431,7 +431,7 @@ mod tests {
         }
         let ranking = counter.rank(1, 1);
         // One group: the names differ only past the bound.
-        assert_eq!(ranking.templates.len(), 1, "{:?}", ranking.templates.len());
+        assert_eq!(ranking.templates.len(), 1);
         let group = &ranking.templates[0];
         assert_eq!(group.count, 2);
         let logger = group.logger.as_deref().unwrap();

@@ -601,17 +601,17 @@ async fn ecs_format_writes_flat_ecs_lines() {
     assert!(first["message"].as_str().unwrap().starts_with("Starting OrderServiceApplication"));
 }
 
-/// Each service's heap ratio (what the default `memory` signal queries) once a second for
-/// `seconds`, from a fleet of `services` built as `simulate::start` builds it from `seed`.
-fn heap_ratios(seed: u64, services: usize, start: SystemTime, seconds: u64) -> Vec<Vec<f64>> {
+/// Each service's name and heap ratio (what the default `memory` signal queries) once a second
+/// for `seconds`, from a fleet of `services` built as `simulate::start` builds it from `seed`.
+fn heap_ratios(seed: u64, services: usize, start: SystemTime, seconds: u64) -> Vec<(String, Vec<f64>)> {
     let mut seeds = StdRng::seed_from_u64(seed);
     let profiles: Vec<ServiceProfile> = (0..services).map(|i| ServiceProfile::generate(i, &mut seeds)).collect();
     profiles
         .into_iter()
         .map(|profile| {
-            let heap_max = profile.heap_max_bytes;
+            let (name, heap_max) = (profile.name.clone(), profile.heap_max_bytes);
             let mut model = ServiceModel::new(profile, rand::Rng::random(&mut seeds), start);
-            (1..=seconds * 10)
+            let ratios = (1..=seconds * 10)
                 .filter_map(|tick| {
                     model.advance(start + Duration::from_millis(tick * 100), DAY, &[]);
                     let used = model.eden_used_bytes.round()
@@ -619,7 +619,8 @@ fn heap_ratios(seed: u64, services: usize, start: SystemTime, seconds: u64) -> V
                         + model.survivor_used_bytes.round();
                     (tick % 10 == 0).then_some(used / heap_max)
                 })
-                .collect()
+                .collect();
+            (name, ratios)
         })
         .collect()
 }
@@ -633,19 +634,17 @@ fn heap_ratios(seed: u64, services: usize, start: SystemTime, seconds: u64) -> V
 fn a_healthy_heap_does_not_alarm_the_default_memory_signal() {
     use crate::classify::{AnomalyLevels, Severity};
     use crate::config::default_signals;
-    use crate::detect::{AlarmGate, DetectorParams, SeriesDetector};
+    use crate::detect::{DetectorParams, SeriesDetector};
     use crate::engine::SeriesKey;
 
     let params =
         DetectorParams { window: 10, min_training_points: 60, retrain_every_points: 30, ..DetectorParams::default() };
-    let memory = &default_signals()["memory"];
-    let gate = AlarmGate { min_deviation: memory.min_deviation, direction: memory.detection_direction };
-    let names: Vec<String> = (0..3).map(|i| ServiceProfile::generate(i, &mut StdRng::seed_from_u64(7)).name).collect();
+    let gate = default_signals()["memory"].alarm_gate();
     let mut alarms = Vec::new();
     // Every 20 minutes of a day, as the rhythm sets the load and so the collections' pace.
     for start_index in 0..72u64 {
         let start = UNIX_EPOCH + Duration::from_secs(T0 + start_index * 1200);
-        for (name, ratios) in names.iter().zip(heap_ratios(7, 3, start, 300)) {
+        for (name, ratios) in heap_ratios(7, 3, start, 300) {
             let key = SeriesKey { service: name.clone(), signal: "memory".to_owned() };
             let mut detector = SeriesDetector::new(&params, key.seed());
             for (second, ratio) in ratios.into_iter().enumerate() {
