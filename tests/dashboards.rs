@@ -477,7 +477,9 @@ async fn every_panel_query_returns_data_from_a_real_prometheus() {
         format!(r#"ALERTS{{alertstate="firing",alertname="AnomalyCritical",service="{target}"}}"#),
         format!(r#"anomaly_score{{service="{target}"}}"#),
         format!(r#"anomaly_model_trained_timestamp_seconds{{service="{target}"}}"#),
-        "service:anomaly_score:max".to_owned(),
+        // The target's own recorded series: the panels filter on it, and the rule records it one
+        // evaluation after the target's first score, possibly after other services' series.
+        format!(r#"service:anomaly_score:max{{service="{target}"}}"#),
         "rate(anomaly_exporter_cycle_duration_seconds_count[4s]) > 0".to_owned(),
     ];
     let ready = wait_until(Duration::from_secs(240), || async {
