@@ -17,8 +17,10 @@
 //! At every start the notifier rewrites the file whole ([`rewrite`]: temporary, fsync, rename)
 //! with every firing and resolved event of the journal except those it still owes; while it runs,
 //! it appends (and fsyncs) the events of each message Slack accepted or refused for good
-//! ([`append`]). So the file stays about as large as the journal, and a line torn by a crash
-//! during an append is gone before the next one.
+//! ([`append`]), and after each compaction of the journal it drops the lines of the incidents
+//! the compaction dropped ([`forget`], the same atomic rewrite). So the file stays about as large
+//! as the journal however long the daemon runs, and a line torn by a crash during an append is
+//! gone before the next one.
 //!
 //! Reading forgives damage, preferring a repeated post to a lost one: a last line without its
 //! newline (a torn append) and a line that names nothing known are skipped, so their events count
@@ -184,6 +186,24 @@ pub fn append(dir: &Path, keys: &[DeliveryKey]) -> Result<(), DeliveriesError> {
     file.sync_data().map_err(io)
 }
 
+/// Drops from the file in `dir` the lines of `incidents` (incidents the journal no longer holds,
+/// so that no replay selects their events again), keeping the header and every other event, by
+/// the same atomic rewrite as [`rewrite`]. Returns how many lines were dropped, damaged ones
+/// included (their events count as not delivered either way). Without a file, or with a header
+/// it cannot read, it changes nothing: rewriting would have to guess which severities were
+/// posted. Blocking I/O, and the caller keeps [`append`] out while it runs, or an append between
+/// the read and the rename would be lost (and its message posted again after a restart).
+pub fn forget(dir: &Path, incidents: &HashSet<String>) -> Result<usize, DeliveriesError> {
+    let Some(recorded) = read(dir)? else { return Ok(0) };
+    let Some(severities) = &recorded.severities else { return Ok(0) };
+    let kept: Vec<&DeliveryKey> = recorded.keys.iter().filter(|key| !incidents.contains(&key.incident_id)).collect();
+    let dropped = recorded.keys.len() - kept.len() + recorded.unreadable_lines;
+    if dropped > 0 {
+        rewrite(dir, severities, kept)?;
+    }
+    Ok(dropped)
+}
+
 /// Removes the file from `dir`, if there is one; true when there was.
 pub fn remove(dir: &Path) -> Result<bool, DeliveriesError> {
     let path = path_in(dir);
@@ -240,6 +260,33 @@ mod tests {
         assert!(remove(&incidents).unwrap());
         assert!(!remove(&incidents).unwrap(), "removing no file is fine");
         assert_eq!(read(&incidents).unwrap(), None);
+    }
+
+    #[test]
+    fn forgetting_incidents_drops_their_lines_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let incidents = dir.path().join("incidents");
+        let forgotten = HashSet::from(["aa-1".to_owned()]);
+        assert_eq!(forget(&incidents, &forgotten).unwrap(), 0, "no file: nothing to do");
+        rewrite(&incidents, &high_and_critical(), &[key(EventKind::Firing, "aa-1"), key(EventKind::Firing, "bb-2")])
+            .unwrap();
+        append(&incidents, &[key(EventKind::Resolved, "aa-1"), key(EventKind::Resolved, "bb-2")]).unwrap();
+        assert_eq!(forget(&incidents, &forgotten).unwrap(), 2);
+        let kept = read(&incidents).unwrap().unwrap();
+        assert_eq!(kept.severities, Some(high_and_critical()));
+        assert_eq!(kept.keys, HashSet::from([key(EventKind::Firing, "bb-2"), key(EventKind::Resolved, "bb-2")]));
+        let size = std::fs::metadata(path_in(&incidents)).unwrap().len();
+        assert_eq!(forget(&incidents, &forgotten).unwrap(), 0);
+        assert_eq!(std::fs::metadata(path_in(&incidents)).unwrap().len(), size, "nothing more to drop");
+
+        // Appends go on landing in the rewritten file.
+        append(&incidents, &[key(EventKind::Firing, "cc-3")]).unwrap();
+        assert!(read(&incidents).unwrap().unwrap().contains(EventKind::Firing, "cc-3"));
+
+        // A header it cannot read is left alone, lines and all.
+        std::fs::write(path_in(&incidents), "sev\nfiring aa-1\n").unwrap();
+        assert_eq!(forget(&incidents, &forgotten).unwrap(), 0);
+        assert_eq!(std::fs::read_to_string(path_in(&incidents)).unwrap(), "sev\nfiring aa-1\n");
     }
 
     #[test]

@@ -210,10 +210,10 @@ impl Incident {
 }
 
 /// What [`IncidentStore::compact`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Compaction {
-    /// Resolved incidents dropped for being older than the retention.
-    pub incidents_pruned: usize,
+    /// The ids of the resolved incidents dropped for being older than the retention, sorted.
+    pub pruned: Vec<String>,
     /// Journal files the compacted file replaced.
     pub files_replaced: usize,
 }
@@ -525,7 +525,9 @@ impl IncidentStore {
         for path in &replaced {
             journal::remove_file(path)?;
         }
-        Ok(Compaction { incidents_pruned: expired.len(), files_replaced: replaced.len() })
+        let mut pruned: Vec<String> = expired.into_iter().collect();
+        pruned.sort();
+        Ok(Compaction { pruned, files_replaced: replaced.len() })
     }
 
     /// Every stored event, in the order it was recorded (across restarts and compactions): what
@@ -684,7 +686,7 @@ mod tests {
 
         // Retention 5 days at day 12: b1 and c1 (resolved at day 0) go; a1 was resolved at day 10.
         let done = store.compact(5 * DAY_MS, 12 * DAY_MS).unwrap();
-        assert_eq!(done, Compaction { incidents_pruned: 2, files_replaced: 4 });
+        assert_eq!(done, Compaction { pruned: vec!["b1-20".into(), "c1-40".into()], files_replaced: 4 });
         assert_eq!(ids(&store), ["a1-30", "d1-864000000"]);
         assert_eq!(store.open_count(), 1);
         let names = journal_names(dir.path());
@@ -704,7 +706,7 @@ mod tests {
         assert_eq!(names_after[0], names[0], "the new file sorts last: {names_after:?}");
         assert_eq!(
             reopened.compact(5 * DAY_MS, 12 * DAY_MS).unwrap(),
-            Compaction { incidents_pruned: 0, files_replaced: 2 }
+            Compaction { pruned: Vec::new(), files_replaced: 2 }
         );
         let compacted = journal_names(dir.path());
         assert_eq!(compacted.len(), 1);
@@ -714,7 +716,7 @@ mod tests {
         // When the compacted file is the newest, the next one replaces it under the same name.
         assert_eq!(
             reopened.compact(5 * DAY_MS, 16 * DAY_MS).unwrap(),
-            Compaction { incidents_pruned: 2, files_replaced: 0 }
+            Compaction { pruned: vec!["a1-30".into(), "d1-864000000".into()], files_replaced: 0 }
         );
         assert_eq!(journal_names(dir.path()), compacted);
         assert!(IncidentStore::open(dir.path()).unwrap().list(&ListQuery::default()).is_empty());
@@ -751,7 +753,7 @@ mod tests {
         );
 
         // Retention 5 days at day 12 drops old1 only; the rest keeps its order on disk.
-        assert_eq!(store.compact(5 * DAY_MS, 12 * DAY_MS).unwrap().incidents_pruned, 1);
+        assert_eq!(store.compact(5 * DAY_MS, 12 * DAY_MS).unwrap().pruned, ["old1-5"]);
         let expected = [firing("z1-10"), firing("a1-20"), resolved("z1-10"), acknowledged];
         assert_eq!(order(&store), expected);
         assert_eq!(order(&IncidentStore::open(dir.path()).unwrap()), expected);

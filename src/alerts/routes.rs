@@ -28,7 +28,7 @@ use tracing::{info, warn};
 
 use super::incidents::{ActionError, Incident, IncidentStatus, IncidentStore, ListQuery, Recorded, SortKey};
 use super::payload::parse_webhook;
-use super::slack::OutcomeLabels;
+use super::slack::{OutcomeLabels, SlackNotifier};
 use crate::calendar::format_rfc3339_ms;
 use crate::web::auth::{Authenticator, Principal, Role};
 use crate::web::error::ApiError;
@@ -93,9 +93,11 @@ impl WebhookMetrics {
 }
 
 /// Compacts the incidents journal now and then every `every` until `stop` turns true: one file
-/// instead of one per notification, without the incidents resolved more than `retention` ago.
+/// instead of one per notification, without the incidents resolved more than `retention` ago,
+/// whose lines `slack` then drops from its record of deliveries.
 pub async fn compact_incidents(
     store: Arc<IncidentStore>,
+    slack: Option<SlackNotifier>,
     retention: Duration,
     every: Duration,
     metrics: WebhookMetrics,
@@ -112,9 +114,12 @@ pub async fn compact_incidents(
         let compacting = Arc::clone(&store);
         match tokio::task::spawn_blocking(move || compacting.compact(retention_ms, now_ms())).await {
             Ok(Ok(done)) => {
-                metrics.pruned_incidents.inc_by(done.incidents_pruned as u64);
+                metrics.pruned_incidents.inc_by(done.pruned.len() as u64);
                 if done.files_replaced > 0 {
-                    info!(pruned = done.incidents_pruned, files = done.files_replaced, "incidents journal compacted");
+                    info!(pruned = done.pruned.len(), files = done.files_replaced, "incidents journal compacted");
+                }
+                if let Some(slack) = &slack {
+                    slack.forget_incidents(&done.pruned).await;
                 }
             }
             Ok(Err(error)) => warn!(%error, "incidents journal compaction failed; retrying at the next pass"),

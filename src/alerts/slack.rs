@@ -237,6 +237,35 @@ pub struct SlackNotifier {
     episodes: Arc<Mutex<Episodes>>,
     severities: Vec<String>,
     metrics: SlackMetrics,
+    deliveries: DeliveriesFile,
+}
+
+/// The deliveries file, and the lock that keeps its appends (the poster's) and its rewrites
+/// after a compaction (the compaction task's) apart.
+#[derive(Debug, Clone)]
+struct DeliveriesFile {
+    incidents_dir: PathBuf,
+    writing: Arc<Mutex<()>>,
+}
+
+impl DeliveriesFile {
+    /// Runs `write` on the directory under the lock, on a blocking thread.
+    async fn write<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&Path) -> Result<T, deliveries::DeliveriesError> + Send + 'static,
+    ) -> Result<T, String> {
+        let file = self.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let _writing = file.writing.lock().unwrap_or_else(PoisonError::into_inner);
+            write(&file.incidents_dir)
+        })
+        .await;
+        match written {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(error) => Err(error.to_string()),
+        }
+    }
 }
 
 impl SlackNotifier {
@@ -267,17 +296,23 @@ impl SlackNotifier {
             tracing::warn!(%error, "slack deliveries not rewritten: the previous record is kept and appended to");
         }
         let (queue, receiver) = mpsc::channel(config.queue);
+        let deliveries = DeliveriesFile { incidents_dir: incidents_dir.to_owned(), writing: Arc::default() };
         let poster = Poster {
             client: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default(),
             url,
             config: config.clone(),
             logs,
             metrics: metrics.clone(),
-            incidents_dir: incidents_dir.to_owned(),
+            deliveries: deliveries.clone(),
         };
         tokio::spawn(poster.run(receiver));
-        let notifier =
-            Self { queue, severities: config.severities.clone(), metrics, episodes: Arc::new(Mutex::new(episodes)) };
+        let notifier = Self {
+            queue,
+            severities: config.severities.clone(),
+            metrics,
+            episodes: Arc::new(Mutex::new(episodes)),
+            deliveries,
+        };
         notifier.requeue(owed);
         notifier
     }
@@ -305,6 +340,20 @@ impl SlackNotifier {
             );
         } else {
             tracing::info!(requeued, "slack notifications not delivered before the restart are posted again");
+        }
+    }
+
+    /// Drops from the deliveries file the events of the incidents a compaction of the journal
+    /// pruned: no replay selects them again, and without this the file would grow for as long as
+    /// the daemon runs. A failure only leaves their lines until the next start's rewrite.
+    pub async fn forget_incidents(&self, pruned: &[String]) {
+        if pruned.is_empty() {
+            return;
+        }
+        let pruned: HashSet<String> = pruned.iter().cloned().collect();
+        match self.deliveries.write(move |dir| deliveries::forget(dir, &pruned)).await {
+            Ok(dropped) => tracing::debug!(dropped, "slack deliveries of pruned incidents dropped"),
+            Err(error) => tracing::warn!(%error, "slack deliveries of pruned incidents kept until the next start"),
         }
     }
 
@@ -499,8 +548,8 @@ struct Poster {
     config: SlackConfig,
     logs: Option<Arc<LogIndex>>,
     metrics: SlackMetrics,
-    /// Where the deliveries file is.
-    incidents_dir: PathBuf,
+    /// Where the delivered events are recorded.
+    deliveries: DeliveriesFile,
 }
 
 impl Poster {
@@ -582,13 +631,7 @@ impl Poster {
     /// that they are posted again after a restart.
     async fn record_delivered(&self, events: &[IncidentEvent]) {
         let keys: Vec<DeliveryKey> = events.iter().map(DeliveryKey::of).collect();
-        let dir = self.incidents_dir.clone();
-        let recorded = tokio::task::spawn_blocking(move || deliveries::append(&dir, &keys)).await;
-        if let Some(error) = match recorded {
-            Ok(Ok(())) => None,
-            Ok(Err(error)) => Some(error.to_string()),
-            Err(error) => Some(error.to_string()),
-        } {
+        if let Err(error) = self.deliveries.write(move |dir| deliveries::append(dir, &keys)).await {
             let incident = events.first().map(|e| e.incident_id.as_str()).unwrap_or_default();
             tracing::warn!(incident, %error, "slack delivery not recorded: the notification is posted again after a restart");
         }
@@ -730,6 +773,7 @@ mod tests {
     use super::*;
     use crate::alerts::IncidentStore;
     use crate::alerts::payload::{Alert, AlertStatus};
+    use crate::alerts::routes::WebhookMetrics;
 
     fn event(kind: EventKind, severity: &str, service: &str) -> IncidentEvent {
         IncidentEvent {
@@ -971,7 +1015,7 @@ mod tests {
             config: config(),
             logs: Some(Arc::clone(&index)),
             metrics: SlackMetrics::default(),
-            incidents_dir: dir.path().to_owned(),
+            deliveries: DeliveriesFile { incidents_dir: dir.path().to_owned(), writing: Arc::default() },
         };
 
         // A `/logs` query is reading: the notifier's correlation waits for its turn.
@@ -1045,6 +1089,65 @@ mod tests {
         assert!(texts[0].starts_with("*[FIRING:1] checkout* severity *critical*"), "{}", texts[0]);
         assert!(texts[1].starts_with("*[RESOLVED:1] checkout* severity *critical*"), "{}", texts[1]);
         assert!(texts[1].contains("incident `aa-1000`"), "{}", texts[1]);
+    }
+
+    #[tokio::test]
+    async fn compaction_drops_the_pruned_incidents_deliveries_and_a_restart_owes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, posts) = scripted_slack(vec![]).await;
+        let metrics = SlackMetrics::default();
+        let store = Arc::new(IncidentStore::open(dir.path()).unwrap());
+        let notifier = SlackNotifier::start(
+            &config(),
+            url.clone(),
+            None,
+            metrics.clone(),
+            &store.events_in_recorded_order(),
+            dir.path(),
+        );
+        receive(&store, &notifier, &[alert("aa", "critical", AlertStatus::Firing)], 2_000);
+        receive(&store, &notifier, &[alert("aa", "critical", AlertStatus::Resolved)], 3_000);
+        wait_for(&metrics, 2).await;
+        // A second episode, still open when the journal is compacted.
+        let mut other = alert("bb", "critical", AlertStatus::Firing);
+        other.labels.insert("service".into(), "payments".into());
+        receive(&store, &notifier, &[other], 4_000);
+        wait_for(&metrics, 3).await;
+        let recorded = || deliveries::read(dir.path()).unwrap().unwrap();
+        assert!(
+            recorded().contains(EventKind::Resolved, "aa-1000") && recorded().contains(EventKind::Firing, "bb-1000")
+        );
+
+        // A retention of 0 prunes every resolved incident: aa's lines go, bb's stay.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let compacting = tokio::spawn(crate::alerts::compact_incidents(
+            Arc::clone(&store),
+            Some(notifier.clone()),
+            Duration::ZERO,
+            Duration::from_secs(3600),
+            WebhookMetrics::default(),
+            stopped,
+        ));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while recorded().contains(EventKind::Firing, "aa-1000") {
+            assert!(tokio::time::Instant::now() < deadline, "the pruned incident's deliveries were kept");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.send(true).unwrap();
+        compacting.await.unwrap();
+        let kept = recorded();
+        assert_eq!(kept.keys, HashSet::from([DeliveryKey { kind: EventKind::Firing, incident_id: "bb-1000".into() }]));
+        assert_eq!(kept.severities, Some(config().severities));
+
+        // The restart owes nothing, and posts nothing again.
+        drop((notifier, store));
+        let after = SlackMetrics::default();
+        let store = IncidentStore::open(dir.path()).unwrap();
+        let _notifier =
+            SlackNotifier::start(&config(), url, None, after.clone(), &store.events_in_recorded_order(), dir.path());
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(outcomes(&after), BTreeMap::new());
+        assert_eq!(posts.lock().unwrap().len(), 3);
     }
 
     /// The notifications of [`one_page_per_episode_unless_it_escalates`] (plus a warning, a

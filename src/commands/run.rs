@@ -207,6 +207,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(crate::alerts::compact_incidents(
         Arc::clone(&alerts_state.store),
+        alerts_state.slack.clone(),
         config.alerts.incident_retention,
         INCIDENT_COMPACTION_EVERY,
         metrics.webhook.clone(),
