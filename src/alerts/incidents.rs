@@ -8,7 +8,7 @@
 //! is a duplicate and is not recorded twice.
 
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -209,6 +209,29 @@ impl Incident {
     }
 }
 
+/// The `resolved` event that closes `older` when `firing`, a later occurrence of the same alert,
+/// arrives without Alertmanager having reported `older` resolved.
+fn superseded_resolution(older: &Incident, firing: &IncidentEvent) -> IncidentEvent {
+    IncidentEvent {
+        incident_id: older.id.clone(),
+        fingerprint: firing.fingerprint.clone(),
+        kind: EventKind::Resolved,
+        alertname: older.alertname.clone(),
+        service: older.service.clone(),
+        severity: older.severity.clone(),
+        labels: older.labels.clone(),
+        annotations: older.annotations.clone(),
+        starts_at_ms: older.starts_at_ms,
+        ends_at_ms: Some(firing.starts_at_ms),
+        received_at_ms: firing.received_at_ms,
+        note: Some(format!(
+            "superseded by {}: the alert fired again before Alertmanager reported this occurrence resolved",
+            firing.incident_id
+        )),
+        actor: None,
+    }
+}
+
 /// What [`IncidentStore::compact`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Compaction {
@@ -334,12 +357,32 @@ struct Inner {
     /// Slack notifier's replay see events across incidents in the order they happened (which
     /// incident escalated an episode, which one resolved first).
     recorded_order: Vec<String>,
+    /// For each alert fingerprint, its incidents that Alertmanager has not reported resolved:
+    /// what a later firing of the same alert supersedes (see [`IncidentStore::record`]).
+    unresolved_by_fingerprint: HashMap<String, BTreeSet<String>>,
 }
 
 impl Inner {
     fn apply(&mut self, event: &IncidentEvent) {
         if matches!(event.kind, EventKind::Firing | EventKind::Resolved) {
             self.seen.insert((event.incident_id.clone(), event.kind));
+        }
+        match event.kind {
+            EventKind::Firing if !self.seen.contains(&(event.incident_id.clone(), EventKind::Resolved)) => {
+                self.unresolved_by_fingerprint
+                    .entry(event.fingerprint.clone())
+                    .or_default()
+                    .insert(event.incident_id.clone());
+            }
+            EventKind::Resolved => {
+                if let Some(ids) = self.unresolved_by_fingerprint.get_mut(&event.fingerprint) {
+                    ids.remove(&event.incident_id);
+                    if ids.is_empty() {
+                        self.unresolved_by_fingerprint.remove(&event.fingerprint);
+                    }
+                }
+            }
+            _ => {}
         }
         self.recorded_order.push(event.incident_id.clone());
         let incident = match self.incidents.entry(event.incident_id.clone()) {
@@ -373,6 +416,19 @@ impl Inner {
             *index += 1;
         }
         events
+    }
+
+    /// The incidents of `firing`'s alert that started before it and that Alertmanager never
+    /// reported resolved, oldest first.
+    fn superseded_by(&self, firing: &IncidentEvent) -> Vec<&Incident> {
+        let Some(ids) = self.unresolved_by_fingerprint.get(&firing.fingerprint) else { return Vec::new() };
+        let mut older: Vec<&Incident> = ids
+            .iter()
+            .filter_map(|id| self.incidents.get(id))
+            .filter(|incident| incident.starts_at_ms < firing.starts_at_ms)
+            .collect();
+        older.sort_by_key(|incident| incident.starts_at_ms);
+        older
     }
 
     /// Whether an alert event says something new.
@@ -440,15 +496,30 @@ impl IncidentStore {
     }
 
     /// Like [`IncidentStore::record_alerts`], returning the events that were new.
+    ///
+    /// Alertmanager keeps one alert per fingerprint: when an alert resolves and fires again
+    /// before its group's next notification, the new occurrence (a later `startsAt`, so another
+    /// incident) replaces the old one, whose resolution is never sent. So a new firing resolves
+    /// the older incidents of its alert that are still open, with a `resolved` event recorded
+    /// just before it (`endsAt` its start, a note saying why): otherwise they stayed open
+    /// forever, and kept the service's Slack episode open, silencing its next pages.
     pub fn record(&self, alerts: &[Alert], received_at_ms: i64) -> Result<Vec<IncidentEvent>, JournalError> {
         let mut inner = self.lock();
         let mut fresh: Vec<IncidentEvent> = Vec::new();
+        let mut in_batch: HashSet<(String, EventKind)> = HashSet::new();
         for alert in alerts {
             let event = IncidentEvent::from_alert(alert, received_at_ms);
-            let repeated_in_batch = fresh.iter().any(|e| e.incident_id == event.incident_id && e.kind == event.kind);
-            if inner.is_new(&event) && !repeated_in_batch {
-                fresh.push(event);
+            if !inner.is_new(&event) || !in_batch.insert((event.incident_id.clone(), event.kind)) {
+                continue;
             }
+            if event.kind == EventKind::Firing {
+                for older in inner.superseded_by(&event) {
+                    if in_batch.insert((older.id.clone(), EventKind::Resolved)) {
+                        fresh.push(superseded_resolution(older, &event));
+                    }
+                }
+            }
+            fresh.push(event);
         }
         if !fresh.is_empty() {
             self.write(&mut inner, &fresh)?;
@@ -521,6 +592,11 @@ impl IncidentStore {
             inner.seen.remove(&(id.clone(), EventKind::Resolved));
         }
         inner.recorded_order.retain(|id| !expired.contains(id));
+        // Resolved by hand only, an expired incident may still be listed as unresolved.
+        inner.unresolved_by_fingerprint.retain(|_, ids| {
+            ids.retain(|id| !expired.contains(id));
+            !ids.is_empty()
+        });
         let replaced: Vec<&PathBuf> = files.iter().filter(|path| path.file_name() != Some(name.as_ref())).collect();
         for path in &replaced {
             journal::remove_file(path)?;
@@ -669,6 +745,45 @@ mod tests {
         store
             .record_alerts(&[alert("d1", "search", "critical", AlertStatus::Firing, 10 * DAY_MS)], 10 * DAY_MS)
             .unwrap();
+    }
+
+    #[test]
+    fn an_alert_firing_again_before_its_resolution_arrived_resolves_the_older_occurrence() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = IncidentStore::open(dir.path()).unwrap();
+        store.record_alerts(&[alert("f1", "checkout", "high", AlertStatus::Firing, 1_000)], 2_000).unwrap();
+        // Alertmanager replaced the first occurrence by the second: its resolution never comes.
+        let fresh = store.record(&[alert("f1", "checkout", "high", AlertStatus::Firing, 600_000)], 700_000).unwrap();
+        let kinds: Vec<(&str, EventKind)> = fresh.iter().map(|e| (e.incident_id.as_str(), e.kind)).collect();
+        assert_eq!(kinds, [("f1-1000", EventKind::Resolved), ("f1-600000", EventKind::Firing)]);
+        let old = store.get("f1-1000").unwrap();
+        assert_eq!((old.status, old.ends_at_ms), (IncidentStatus::Resolved, Some(600_000)));
+        assert!(old.events[1].note.as_deref().unwrap().starts_with("superseded by f1-600000"), "{:?}", old.events[1]);
+        assert_eq!(store.open_count(), 1);
+
+        // Repeats of either notification change nothing; nor does the late real resolution.
+        let repeats = [
+            alert("f1", "checkout", "high", AlertStatus::Firing, 600_000),
+            alert("f1", "checkout", "high", AlertStatus::Resolved, 1_000),
+        ];
+        assert_eq!(store.record(&repeats, 800_000).unwrap(), []);
+        // Another alert's incidents, and an older occurrence arriving late, are not touched.
+        store.record_alerts(&[alert("g1", "checkout", "high", AlertStatus::Firing, 5_000)], 900_000).unwrap();
+        assert_eq!(store.get("g1-5000").unwrap().status, IncidentStatus::Firing);
+        store.record_alerts(&[alert("f1", "checkout", "high", AlertStatus::Firing, 500)], 900_001).unwrap();
+        assert_eq!(store.get("f1-600000").unwrap().status, IncidentStatus::Firing);
+        assert_eq!(store.open_count(), 3);
+
+        // After a restart, the next occurrence still finds the open ones to resolve.
+        let reopened = IncidentStore::open(dir.path()).unwrap();
+        assert_eq!(reopened.open_count(), 3);
+        let fresh = reopened.record(&[alert("f1", "checkout", "high", AlertStatus::Firing, 900_000)], 950_000).unwrap();
+        let kinds: Vec<(&str, EventKind)> = fresh.iter().map(|e| (e.incident_id.as_str(), e.kind)).collect();
+        assert_eq!(
+            kinds,
+            [("f1-500", EventKind::Resolved), ("f1-600000", EventKind::Resolved), ("f1-900000", EventKind::Firing)]
+        );
+        assert_eq!(reopened.open_count(), 2, "g1 and the newest f1");
     }
 
     #[test]

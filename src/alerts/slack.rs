@@ -503,11 +503,24 @@ impl Episodes {
             .filter(|e| e.kind == EventKind::Firing)
             .chain(notification.iter().filter(|e| e.kind == EventKind::Resolved));
         for event in ordered {
-            if !severities.contains(&event.severity) {
+            // An alert without a service is about the exporter itself: Alertmanager posts those
+            // to Slack directly (the shipped `slack-direct` receiver), since the exporter may be
+            // what is down; posting them here too would post each twice.
+            if !severities.contains(&event.severity) || event.service.is_empty() {
                 continue;
             }
             let episode = self.by_service.entry(event.service.clone()).or_default();
             let post = match event.kind {
+                EventKind::Firing if let Some(older) = continued_occurrence(notification, event, &episode.posted) => {
+                    // The store resolved an older occurrence of this alert that Alertmanager
+                    // replaced (`IncidentStore::record`): for Slack it is one problem that never
+                    // stopped, so nothing is posted, and the new occurrence's resolution will be.
+                    episode.posted.remove(&older.incident_id);
+                    episode.posted.insert(event.incident_id.clone());
+                    episode.open.insert(event.incident_id.clone());
+                    posts.suppressed += 1;
+                    false
+                }
                 EventKind::Firing => {
                     let escalates = episode.worst_posted.is_none_or(|worst| severity_rank(&event.severity) < worst);
                     episode.open.insert(event.incident_id.clone());
@@ -538,6 +551,24 @@ impl Episodes {
         }
         posts
     }
+}
+
+/// The older occurrence of `firing`'s alert that `notification` resolves as superseded by it
+/// (the same fingerprint, an earlier start, ended at `firing`'s start: what the store records
+/// when Alertmanager replaced it, since Alertmanager itself sends one alert per fingerprint),
+/// if the episode posted it.
+fn continued_occurrence<'a>(
+    notification: &'a [IncidentEvent],
+    firing: &IncidentEvent,
+    posted: &HashSet<String>,
+) -> Option<&'a IncidentEvent> {
+    notification.iter().find(|older| {
+        older.kind == EventKind::Resolved
+            && older.fingerprint == firing.fingerprint
+            && older.starts_at_ms < firing.starts_at_ms
+            && older.ends_at_ms == Some(firing.starts_at_ms)
+            && posted.contains(&older.incident_id)
+    })
 }
 
 const MAX_ATTEMPTS: u32 = 5;
@@ -1089,6 +1120,60 @@ mod tests {
         assert!(texts[0].starts_with("*[FIRING:1] checkout* severity *critical*"), "{}", texts[0]);
         assert!(texts[1].starts_with("*[RESOLVED:1] checkout* severity *critical*"), "{}", texts[1]);
         assert!(texts[1].contains("incident `aa-1000`"), "{}", texts[1]);
+    }
+
+    #[test]
+    fn alerts_without_a_service_are_left_to_alertmanager() {
+        let mut episodes = Episodes::default();
+        let health = |kind| IncidentEvent { alertname: "AnomalyExporterSourceDown".into(), ..event(kind, "high", "") };
+        let posts = episodes.select_posts(&[health(EventKind::Firing)], &config().severities);
+        assert!(posts.messages.is_empty() && posts.suppressed == 0);
+        assert!(episodes.by_service.is_empty(), "no episode opened");
+        assert!(episodes.select_posts(&[health(EventKind::Resolved)], &config().severities).messages.is_empty());
+        let service = episodes.select_posts(&[event(EventKind::Firing, "high", "checkout")], &config().severities);
+        assert_eq!(service.messages.len(), 1, "a service's alert is still posted");
+    }
+
+    #[tokio::test]
+    async fn an_alert_firing_again_without_its_resolution_goes_on_as_one_episode_that_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, posts) = scripted_slack(vec![]).await;
+        let metrics = SlackMetrics::default();
+        let store = IncidentStore::open(dir.path()).unwrap();
+        let notifier = SlackNotifier::start(
+            &config(),
+            url.clone(),
+            None,
+            metrics.clone(),
+            &store.events_in_recorded_order(),
+            dir.path(),
+        );
+        receive(&store, &notifier, &[alert("aa", "critical", AlertStatus::Firing)], 2_000);
+        wait_for(&metrics, 1).await;
+        // Alertmanager sends the second occurrence only: the first one's resolution is lost. The
+        // store resolves the first; for Slack the problem goes on, and nothing is posted.
+        let again = Alert { starts_at_ms: 600_000, ..alert("aa", "critical", AlertStatus::Firing) };
+        receive(&store, &notifier, std::slice::from_ref(&again), 700_000);
+        // The second occurrence's resolution is posted, and ends the episode: the next alert pages.
+        let resolved = Alert { status: AlertStatus::Resolved, ends_at_ms: Some(800_000), ..again };
+        receive(&store, &notifier, &[resolved], 800_000);
+        receive(&store, &notifier, &[alert("bb", "high", AlertStatus::Firing)], 900_000);
+        wait_for(&metrics, 3).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(outcomes(&metrics), BTreeMap::from([("sent".into(), 3), ("suppressed".into(), 1)]));
+        let texts: Vec<String> = posts.lock().unwrap().iter().map(|post| post.text.clone()).collect();
+        assert_eq!(texts.len(), 3, "{texts:#?}");
+        assert!(texts[1].starts_with("*[RESOLVED:1] checkout*") && texts[1].contains("`aa-600000`"), "{}", texts[1]);
+        assert!(texts[2].starts_with("*[FIRING:1] checkout* severity *high*"), "{}", texts[2]);
+
+        // A restart replays the same decisions: nothing is owed.
+        drop((notifier, store));
+        let after = SlackMetrics::default();
+        let store = IncidentStore::open(dir.path()).unwrap();
+        let _notifier =
+            SlackNotifier::start(&config(), url, None, after.clone(), &store.events_in_recorded_order(), dir.path());
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(outcomes(&after), BTreeMap::new());
     }
 
     #[tokio::test]
