@@ -83,7 +83,12 @@ async fn demo_brings_the_stack_up_and_ctrl_c_takes_it_down() {
     let output = tempfile::NamedTempFile::new().unwrap();
     let root = env!("CARGO_MANIFEST_DIR");
     let mut demo = Demo {
-        child: child_command("bash")
+        // Through `env --default-signal=INT`: a shell that starts a command in the background
+        // without job control (as a CI runner may start the test suite) makes it ignore SIGINT,
+        // every process under it inherits that, and bash cannot trap a signal ignored on entry.
+        // A user's Ctrl-C reaches the demo with SIGINT's default handling; so does the test's.
+        child: child_command("env")
+            .args(["--default-signal=INT", "bash"])
             .arg(format!("{root}/scripts/demo.sh"))
             .env("SERVICES", SERVICES.to_string())
             .env("FLEET_CONTROL", &fleet)
