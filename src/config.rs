@@ -125,7 +125,7 @@ pub struct RawSignal {
     pub thresholds: Thresholds,
     /// Per-service thresholds replacing the signal's own.
     #[serde(default, deserialize_with = "crate::unique_keys::deserialize")]
-    pub overrides: BTreeMap<String, Thresholds>,
+    pub overrides: BTreeMap<String, ThresholdsOverride>,
     /// A deviation from the recent mean smaller than this is never anomalous (in the signal's
     /// unit): the floor against low-volume noise.
     #[serde(default)]
@@ -134,6 +134,38 @@ pub struct RawSignal {
     /// default), `up` or `down`.
     #[serde(default)]
     pub detection_direction: DetectionDirection,
+}
+
+/// A service's thresholds in place of its signal's. Without a `direction` it keeps the signal's:
+/// an override of a `down` signal that names only its levels is meant the same way, and read as
+/// `up` (the default of a signal's own thresholds) it would put a healthy service at critical.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdsOverride {
+    /// Warning from here.
+    #[serde(default)]
+    pub warning: Option<f64>,
+    /// High from here.
+    #[serde(default)]
+    pub high: Option<f64>,
+    /// Critical from here.
+    #[serde(default)]
+    pub critical: Option<f64>,
+    /// Which way is bad; the signal's direction when absent.
+    #[serde(default)]
+    pub direction: Option<Direction>,
+}
+
+impl ThresholdsOverride {
+    /// The thresholds it stands for under a signal whose own thresholds are `signal`.
+    pub fn under(&self, signal: &Thresholds) -> Thresholds {
+        Thresholds {
+            warning: self.warning,
+            high: self.high,
+            critical: self.critical,
+            direction: self.direction.unwrap_or(signal.direction),
+        }
+    }
 }
 
 /// A validated signal.
@@ -325,15 +357,18 @@ impl TryFrom<RawConfig> for Config {
             if !(signal.min_deviation >= 0.0 && signal.min_deviation.is_finite()) {
                 return Err(invalid(format!("{key}.min_deviation"), "must be a number at least 0"));
             }
-            for (service, thresholds) in &signal.overrides {
+            let mut overrides = BTreeMap::new();
+            for (service, written) in signal.overrides {
+                let thresholds = written.under(&signal.thresholds);
                 thresholds.validate().map_err(|problem| invalid(format!("{key}.overrides.{service}"), problem))?;
+                overrides.insert(service, thresholds);
             }
             signals.push(Signal {
                 name,
                 query: signal.query,
                 service_label: signal.service_label,
                 thresholds: signal.thresholds,
-                overrides: signal.overrides,
+                overrides,
                 min_deviation: signal.min_deviation,
                 detection_direction: signal.detection_direction,
             });
@@ -458,6 +493,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::classify::Severity;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::from_yaml(text, Path::new("test.yml"))
@@ -660,5 +696,25 @@ mod tests {
         let cpu = &config.signals[0];
         assert_eq!(cpu.thresholds_for("web").warning, Some(0.5));
         assert_eq!(cpu.thresholds_for("batch").warning, Some(0.9));
+    }
+
+    #[test]
+    fn an_override_keeps_its_signals_direction_unless_it_names_one() {
+        let config = parse(
+            "source:\n  url: http://x\nsignals:\n  tput:\n    query: rate(x[1m])\n    thresholds: {critical: 10, direction: down}\n    overrides:\n      batch: {critical: 5}\n      odd: {critical: 50, direction: up}\n",
+        )
+        .unwrap();
+        let tput = &config.signals[0];
+        assert_eq!(tput.thresholds_for("batch").direction, Direction::Down);
+        assert_eq!(tput.thresholds_for("batch").level(100.0), Severity::Normal, "plenty of throughput is healthy");
+        assert_eq!(tput.thresholds_for("batch").level(4.0), Severity::Critical);
+        assert_eq!(tput.thresholds_for("odd").level(100.0), Severity::Critical);
+        // Validated in the direction it ends up with: 1 then 5 is out of order for `down`.
+        let error = parse(
+            "source:\n  url: http://x\nsignals:\n  tput:\n    query: x\n    thresholds: {critical: 10, direction: down}\n    overrides:\n      batch: {warning: 1, critical: 5}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("signals.tput.overrides.batch") && error.contains("at least"), "{error}");
     }
 }
