@@ -315,15 +315,26 @@ impl TryFrom<RawConfig> for Config {
             return Err(invalid("service_grace", "must be at least the interval"));
         }
         let backfill = duration("backfill", &raw.backfill)?;
-        // `source.validate` above has checked the step.
-        let step = duration("source.step", &raw.source.step)?;
-        let backfill_points = backfill.as_millis() / step.as_millis().max(1);
+        // `source.validate` above has checked its form.
+        if let Some(text) = &raw.source.step
+            && duration("source.step", text)? != interval
+        {
+            return Err(invalid(
+                "source.step",
+                format!(
+                    "{text} differs from interval {}: backfilled history must be on the live points' grid; \
+                     leave source.step out (range queries run at the interval)",
+                    raw.interval
+                ),
+            ));
+        }
+        let backfill_points = backfill.as_millis() / interval.as_millis().max(1);
         if backfill_points > MAX_RANGE_POINTS as u128 {
             return Err(invalid(
                 "backfill",
                 format!(
-                    "{} at source.step {} is {backfill_points} points a series: at most {MAX_RANGE_POINTS}",
-                    raw.backfill, raw.source.step
+                    "{} at interval {} is {backfill_points} points a series: at most {MAX_RANGE_POINTS}",
+                    raw.backfill, raw.interval
                 ),
             ));
         }
@@ -563,8 +574,12 @@ mod tests {
             // Durations past a century, and backfills of more points than a range is split for.
             ("source:\n  url: http://x\nbackfill: 5215w\n", "config: backfill: duration \"5215w\" is out of range"),
             (
-                "source:\n  url: http://x\n  step: 1ms\nbackfill: 3000w\n",
-                "config: backfill: 3000w at source.step 1ms is 1814400000000 points a series: at most 10000000",
+                "source:\n  url: http://x\ninterval: 1s\nbackfill: 3000w\n",
+                "config: backfill: 3000w at interval 1s is 1814400000 points a series: at most 10000000",
+            ),
+            (
+                "source:\n  url: http://x\n  step: 15s\ninterval: 1m\n",
+                "config: source.step: 15s differs from interval 1m: backfilled history must be on the live points' grid",
             ),
         ];
         for (text, expected) in cases {

@@ -16,7 +16,7 @@ use crate::classify::{self, Severity};
 use crate::config::{Config, Signal};
 use crate::detect::{Observation, SeriesDetector};
 use crate::export::{SelfMetrics, SeriesState, SignalErrorLabels, SignalLabels, Snapshot, SnapshotCell, unix_seconds};
-use crate::source::{PrometheusClient, Sample, SourceError};
+use crate::source::{PrometheusClient, Sample, Series, SourceError};
 use crate::store::writer::{StoreSink, StoredPoint};
 use crate::train::ModelSwap;
 
@@ -343,18 +343,11 @@ impl Engine {
             let start = now.checked_sub(self.config.backfill).unwrap_or(SystemTime::UNIX_EPOCH);
             let start = resume_from.map_or(start, |resume| resume.min(start));
             // End one step before now: the instant query of this cycle provides the last point.
-            let end = now.checked_sub(self.client.step()).unwrap_or(start).max(start);
-            match self.client.query_range(&signal.query, start, end, self.client.step()).await {
-                Ok(matrix) => {
-                    for series in matrix.series {
-                        let Some(service) = series.labels.get(&signal.service_label) else { continue };
-                        if services.contains(service) {
-                            let points =
-                                series.points.iter().filter(|p| p.value.is_finite()).map(|p| (p.timestamp_ms, p.value));
-                            history.entry(service.clone()).or_default().extend(points);
-                        }
-                    }
-                }
+            // At the interval: the detector's history is on the live points' grid.
+            let step = self.config.interval;
+            let end = now.checked_sub(step).unwrap_or(start).max(start);
+            match self.client.query_range(&signal.query, start, end, step).await {
+                Ok(matrix) => history = history_by_service(&signal.service_label, services, matrix.series),
                 Err(error) => {
                     let labels = SignalErrorLabels { signal: signal.name.clone(), reason: error.reason().to_owned() };
                     self.metrics.query_errors.get_or_create(&labels).inc();
@@ -469,15 +462,44 @@ fn split_by_service(service_label: &str, samples: Vec<Sample>) -> (Answer, usize
             unlabelled += 1;
             continue;
         };
-        match answer.get(&service) {
-            // NaN never replaces a number: the comparison is false for it.
-            Some(existing) if sample.value.partial_cmp(&existing.value) != Some(std::cmp::Ordering::Greater) => {}
-            _ => {
-                answer.insert(service, sample);
-            }
+        let replaces = answer.get(&service).is_none_or(|existing| keeps_over(sample.value, existing.value));
+        if replaces {
+            answer.insert(service, sample);
         }
     }
     (answer, unlabelled)
+}
+
+/// Whether `candidate` wins over `kept` as a service's one value at a time: the larger number,
+/// and any number over NaN (a NaN never replaces a number).
+fn keeps_over(candidate: f64, kept: f64) -> bool {
+    candidate > kept || (kept.is_nan() && !candidate.is_nan())
+}
+
+/// The backfilled points of each of `services`, in time order, merged as [`split_by_service`]
+/// merges a live answer: at each timestamp, the largest finite value of the service's series.
+/// Appending the series one after another instead would leave the detector learning only the
+/// first (it skips points not after the last one it took) while the live path scores the
+/// largest.
+fn history_by_service(
+    service_label: &str,
+    services: &HashSet<String>,
+    series: Vec<Series>,
+) -> HashMap<String, Vec<(i64, f64)>> {
+    let mut merged: HashMap<String, BTreeMap<i64, f64>> = HashMap::new();
+    for series in series {
+        let Some(service) = series.labels.get(service_label).filter(|service| services.contains(*service)) else {
+            continue;
+        };
+        let points = merged.entry(service.clone()).or_default();
+        for point in series.points.iter().filter(|p| p.value.is_finite()) {
+            let value = points.entry(point.timestamp_ms).or_insert(point.value);
+            if keeps_over(point.value, *value) {
+                *value = point.value;
+            }
+        }
+    }
+    merged.into_iter().map(|(service, points)| (service, points.into_iter().collect())).collect()
 }
 
 #[cfg(test)]
@@ -503,6 +525,42 @@ mod tests {
         assert_eq!(answer.len(), 2);
         assert_eq!(answer["a"].value, 3.0);
         assert_eq!(answer["b"].value, 2.0);
+    }
+
+    #[test]
+    fn a_number_replaces_a_nan_whichever_comes_first() {
+        for values in [[f64::NAN, 5.0], [5.0, f64::NAN]] {
+            let (answer, _) = split_by_service("application", values.map(|v| sample(Some("a"), v)).to_vec());
+            assert_eq!(answer["a"].value, 5.0, "{values:?}");
+        }
+    }
+
+    #[test]
+    fn backfilled_history_merges_a_services_series_as_live_answers_do() {
+        let series = |service: &str, instance: &str, points: &[(i64, f64)]| {
+            let mut labels = Labels::new();
+            labels.insert("application".into(), service.into());
+            labels.insert("instance".into(), instance.into());
+            Series {
+                labels,
+                points: points
+                    .iter()
+                    .map(|&(timestamp_ms, value)| crate::source::Point { timestamp_ms, value })
+                    .collect(),
+            }
+        };
+        let services = HashSet::from(["s".to_owned()]);
+        let history = history_by_service(
+            "application",
+            &services,
+            vec![
+                series("s", "a", &[(1000, 1.0), (2000, 1.1), (3000, 1.2)]),
+                series("s", "b", &[(1000, 100.0), (2000, f64::NAN), (4000, 101.0)]),
+                series("other", "a", &[(1000, 7.0)]),
+            ],
+        );
+        assert_eq!(history.len(), 1, "only the services asked for");
+        assert_eq!(history["s"], [(1000, 100.0), (2000, 1.1), (3000, 1.2), (4000, 101.0)]);
     }
 
     #[test]

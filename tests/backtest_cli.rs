@@ -278,7 +278,7 @@ async fn replays_a_signal_from_prometheus() {
     std::fs::write(
         &config,
         format!(
-            "source:\n  url: {}\n  step: 1s\nbackfill: 20s\ndetector:\n  min_training_points: 10\n\
+            "source:\n  url: {}\ninterval: 1s\nbackfill: 20s\ndetector:\n  min_training_points: 10\n\
              signals:\n  queue:\n    query: queue_depth\n    thresholds: {{ warning: 100 }}\n",
             prometheus.url()
         ),

@@ -669,17 +669,17 @@ fn backtest_prometheus(
         .build()
         .map_err(|source| BacktestError::Output { path: output_dir.to_owned(), source })?;
     let start = from.checked_sub(config.backfill).unwrap_or(SystemTime::UNIX_EPOCH);
-    let matrix = runtime.block_on(client.query_range(&signal.query, start, to, client.step())).map_err(|error| {
+    let matrix = runtime.block_on(client.query_range(&signal.query, start, to, config.interval)).map_err(|error| {
         match error {
             // Said in the flags' terms: the client's message is in epoch milliseconds.
             SourceError::InvalidArgument(message) => BacktestError::Argument {
                 flag: "--from",
                 message: format!(
-                    "{} to {} (with the {}s of warm-up before it, `backfill`) at source.step {}s: {message}",
+                    "{} to {} (with the {}s of warm-up before it, `backfill`) at interval {}s: {message}",
                     crate::calendar::format_rfc3339_ms(epoch_ms(from)),
                     crate::calendar::format_rfc3339_ms(epoch_ms(to)),
                     config.backfill.as_secs(),
-                    client.step().as_secs_f64(),
+                    config.interval.as_secs_f64(),
                 ),
             },
             other => BacktestError::Source(other),

@@ -23,7 +23,6 @@ pub struct PrometheusClient {
     http: reqwest::Client,
     base_url: Url,
     timeout: Duration,
-    step: Duration,
     credentials: Option<Credentials>,
 }
 
@@ -44,7 +43,6 @@ impl fmt::Debug for PrometheusClient {
         f.debug_struct("PrometheusClient")
             .field("base_url", &self.base_url.as_str())
             .field("timeout", &self.timeout)
-            .field("step", &self.step)
             .field("auth", &auth)
             .finish_non_exhaustive()
     }
@@ -54,7 +52,7 @@ impl PrometheusClient {
     /// Validates `config`, reads its secret and CA files, and builds the client. No request is
     /// sent: an unreachable server shows up on the first query, not here.
     pub fn new(config: &SourceConfig) -> Result<Self, SourceError> {
-        let CheckedSource { base_url, timeout, step, headers } = config.check()?;
+        let CheckedSource { base_url, timeout, headers } = config.check()?;
         let credentials = match (&config.basic_auth, &config.bearer_token_file) {
             (Some(auth), _) => Some(Credentials::Basic {
                 username: auth.username.clone(),
@@ -81,12 +79,7 @@ impl PrometheusClient {
             builder = builder.tls_danger_accept_invalid_certs(true);
         }
         let http = builder.build().map_err(|e| SourceError::Client(error_chain(&e)))?;
-        Ok(Self { http, base_url, timeout, step, credentials })
-    }
-
-    /// The configured resolution for range queries (`source.step`).
-    pub fn step(&self) -> Duration {
-        self.step
+        Ok(Self { http, base_url, timeout, credentials })
     }
 
     /// Evaluates `expr` at `at` (`POST /api/v1/query`). A scalar result becomes one sample

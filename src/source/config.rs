@@ -42,9 +42,12 @@ pub struct SourceConfig {
     /// Accept any server certificate. For test setups only: it turns TLS into plain obfuscation.
     #[serde(default)]
     pub insecure_skip_verify: bool,
-    /// Resolution of range queries (backfill), such as `"15s"`.
-    #[serde(default = "default_step")]
-    pub step: String,
+    /// Resolution of range queries (backfill, `backtest --from/--to`): the daemon's `interval`,
+    /// which is what a series' detector sees live. Only checked when written, and then it must
+    /// equal `interval` (see `Config`): history at another resolution than the live points would
+    /// give every feature counted in points (windows, deltas) another meaning.
+    #[serde(default)]
+    pub step: Option<String>,
 }
 
 /// Basic auth credentials: a user name and the file that holds the password.
@@ -62,16 +65,11 @@ fn default_timeout() -> String {
     "10s".to_owned()
 }
 
-fn default_step() -> String {
-    "15s".to_owned()
-}
-
 /// [`SourceConfig`] checked and parsed: what the client is built from.
 #[derive(Debug)]
 pub(super) struct CheckedSource {
     pub(super) base_url: Url,
     pub(super) timeout: Duration,
-    pub(super) step: Duration,
     pub(super) headers: Vec<(HeaderName, HeaderValue)>,
 }
 
@@ -86,7 +84,7 @@ impl SourceConfig {
             headers: BTreeMap::new(),
             ca_file: None,
             insecure_skip_verify: false,
-            step: default_step(),
+            step: None,
         }
     }
 
@@ -99,9 +97,11 @@ impl SourceConfig {
     pub(super) fn check(&self) -> Result<CheckedSource, SourceError> {
         let base_url = check_url(&self.url)?;
         let timeout = positive_duration("timeout", &self.timeout)?;
-        let step = positive_duration("step", &self.step)?;
-        if step.subsec_nanos() % 1_000_000 != 0 {
-            return Err(invalid("step", format!("{:?} is finer than the API's 1ms resolution", self.step)));
+        if let Some(text) = &self.step {
+            let step = positive_duration("step", text)?;
+            if step.subsec_nanos() % 1_000_000 != 0 {
+                return Err(invalid("step", format!("{text:?} is finer than the API's 1ms resolution")));
+            }
         }
         if let Some(auth) = &self.basic_auth {
             if auth.username.is_empty() {
@@ -137,7 +137,7 @@ impl SourceConfig {
         if (self.ca_file.is_some() || self.insecure_skip_verify) && base_url.scheme() != "https" {
             return Err(invalid("ca_file", format!("TLS settings need an https URL, got {:?}", base_url.scheme())));
         }
-        Ok(CheckedSource { base_url, timeout, step, headers })
+        Ok(CheckedSource { base_url, timeout, headers })
     }
 }
 
@@ -279,7 +279,6 @@ step: 1m
         let config: SourceConfig = serde_yaml_ng::from_str(yaml).unwrap();
         let checked = config.check().unwrap();
         assert_eq!(checked.timeout, Duration::from_secs(30));
-        assert_eq!(checked.step, Duration::from_secs(60));
         assert_eq!(checked.headers[0].0.as_str(), "x-scope-orgid");
     }
 

@@ -17,7 +17,7 @@
 //! is kept, so a backfill that brings it back still writes no duplicate.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
@@ -51,7 +51,13 @@ pub struct StoredPoint {
 #[derive(Debug, Clone)]
 pub struct StoreSink {
     sender: UnboundedSender<Vec<StoredPoint>>,
-    last_flushed: Arc<HashMap<SeriesKey, i64>>,
+    /// Each series' newest point: on disk at start, then as handed to the writer. Kept up to
+    /// date because a series the engine dropped (gone for longer than `service_grace`, or every
+    /// series after an outage of Prometheus) is backfilled from here when it comes back: from the
+    /// start's snapshot, that was as far back as the daemon's start (a range query over every
+    /// service of the signal for days), and a series first seen after the start had no entry at
+    /// all (a hole when it was gone for longer than `backfill`).
+    newest_points: Arc<Mutex<HashMap<SeriesKey, i64>>>,
     retention: Duration,
 }
 
@@ -60,30 +66,45 @@ impl StoreSink {
     /// start, and `retention` bounds how far back a backfill reaches.
     pub fn new(
         sender: UnboundedSender<Vec<StoredPoint>>,
-        last_flushed: Arc<HashMap<SeriesKey, i64>>,
+        last_flushed: HashMap<SeriesKey, i64>,
         retention: Duration,
     ) -> Self {
-        Self { sender, last_flushed, retention }
+        Self { sender, newest_points: Arc::new(Mutex::new(last_flushed)), retention }
     }
 
     /// Hands points to the writer; never blocks. After the writer stopped (shutdown) they are
     /// dropped, and the next start backfills them.
     pub fn send(&self, points: Vec<StoredPoint>) {
+        {
+            let mut newest = self.newest_points.lock().unwrap_or_else(PoisonError::into_inner);
+            for point in &points {
+                match newest.get_mut(&point.key) {
+                    Some(timestamp_ms) => *timestamp_ms = (*timestamp_ms).max(point.timestamp_ms),
+                    None => {
+                        newest.insert(point.key.clone(), point.timestamp_ms);
+                    }
+                }
+            }
+        }
         let _ = self.sender.send(points);
     }
 
-    /// Where a backfill of `services` of `signal` must start so no flushed series has a hole:
-    /// the oldest of their last flushed points, but not before `now − retention`. `None` when
-    /// none of them has a dataset.
+    /// Where a backfill of `services` of `signal` must start so no stored series has a hole: the
+    /// oldest of their newest points, but not before `now − retention`. `None` when none of them
+    /// has one (within retention).
     pub fn resume_from(&self, signal: &Signal, services: &HashSet<String>, now: SystemTime) -> Option<SystemTime> {
+        let horizon = now.checked_sub(self.retention).unwrap_or(UNIX_EPOCH);
+        let horizon_ms = i64::try_from(horizon.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(0);
+        let mut newest = self.newest_points.lock().unwrap_or_else(PoisonError::into_inner);
+        // Series not seen within retention can never be resumed: forget them, so the map holds
+        // the series of the last `retention` only.
+        newest.retain(|_, timestamp_ms| *timestamp_ms >= horizon_ms);
         let oldest = services
             .iter()
-            .filter_map(|service| {
-                self.last_flushed.get(&SeriesKey { service: service.clone(), signal: signal.name.clone() })
-            })
+            .filter_map(|service| newest.get(&SeriesKey { service: service.clone(), signal: signal.name.clone() }))
             .min()?;
         let resume = UNIX_EPOCH + Duration::from_millis(u64::try_from(*oldest).unwrap_or(0));
-        Some(resume.max(now.checked_sub(self.retention).unwrap_or(UNIX_EPOCH)))
+        Some(resume.max(horizon))
     }
 }
 
@@ -446,7 +467,7 @@ pub async fn start(
     info!(path = %config.path.display(), series = last_flushed.len(), "datasets opened");
     let writer = DatasetWriter::open(datasets, window_points, &last_flushed);
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
-    let sink = StoreSink::new(sender, Arc::new(last_flushed), config.retention);
+    let sink = StoreSink::new(sender, last_flushed, config.retention);
     let retention_ms = config.retention.as_millis() as i64;
     let maintenance_metrics = metrics.clone();
     let maintenance = move |datasets: &Datasets| {
@@ -480,6 +501,43 @@ mod tests {
 
     fn point(service: &str, timestamp_ms: i64, value: f64) -> StoredPoint {
         StoredPoint { key: key(service), timestamp_ms, value, anomaly_score: None, severity: 0, model_version: None }
+    }
+
+    #[test]
+    fn a_backfill_resumes_from_the_newest_point_handed_to_the_writer_not_the_starts_snapshot() {
+        let day_ms = 86_400_000;
+        let now = UNIX_EPOCH + Duration::from_millis(10 * day_ms as u64);
+        let (sender, _receiver) = tokio::sync::mpsc::unbounded_channel();
+        // On disk at start: a three days ago, `old` eight days ago (beyond a 7-day retention).
+        let at_start = HashMap::from([(key("a"), 7 * day_ms), (key("old"), 2 * day_ms)]);
+        let sink = StoreSink::new(sender, at_start, Duration::from_millis(7 * day_ms as u64));
+        let cpu = crate::config::default_signals().remove("cpu").unwrap();
+        let signal = Signal {
+            name: "cpu".into(),
+            query: cpu.query,
+            service_label: cpu.service_label,
+            thresholds: cpu.thresholds,
+            overrides: std::collections::BTreeMap::new(),
+            min_deviation: cpu.min_deviation,
+            detection_direction: cpu.detection_direction,
+        };
+        let resume = |services: &[&str]| {
+            let services: HashSet<String> = services.iter().map(|s| (*s).to_owned()).collect();
+            sink.resume_from(&signal, &services, now).map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_millis() as i64)
+        };
+        assert_eq!(resume(&["a"]), Some(7 * day_ms));
+        assert_eq!(resume(&["old"]), None, "gone for longer than the retention: a plain backfill");
+
+        // The daemon runs on: a's points and b's (first seen after the start) reach the writer.
+        let newest = 10 * day_ms - 60_000;
+        sink.send(vec![point("a", newest - 15_000, 1.0), point("a", newest, 1.0), point("b", newest - 30_000, 1.0)]);
+        assert_eq!(resume(&["a"]), Some(newest), "where a stopped, not where the daemon started");
+        assert_eq!(resume(&["b"]), Some(newest - 30_000));
+        assert_eq!(resume(&["a", "b"]), Some(newest - 30_000), "the oldest of the services' newest points");
+        assert_eq!(resume(&["never-seen"]), None);
+        // An older point (a backfill) does not move it back.
+        sink.send(vec![point("a", 8 * day_ms, 1.0)]);
+        assert_eq!(resume(&["a"]), Some(newest));
     }
 
     #[test]
