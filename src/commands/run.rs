@@ -1,7 +1,7 @@
 //! `anomaly-exporter run` (the default command): the daemon.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -309,18 +309,30 @@ fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
 }
 
 /// Locks the directories this daemon writes: the datasets root when datasets are on, and the
-/// incidents directory (the webhook is always served) unless that lock already covers it, as it
-/// does by default (`<datasets>/incidents`).
+/// incidents directory always (the webhook is always served), even when it sits under the locked
+/// datasets root as it does by default (`<datasets>/incidents`). The root's lock alone would not
+/// keep out a daemon with `datasets.enabled: false` on the same path, or one whose
+/// `alerts.incidents_dir` points into this root: those lock only the incidents directory, and two
+/// journals compacting one directory delete each other's events. Only when the incidents
+/// directory *is* the root is one lock enough (a second `flock` on the same file from this
+/// process would refuse this process itself).
 fn lock_directories(config: &Config) -> Result<Vec<crate::store::DirectoryLock>, RunError> {
     let mut locks = Vec::new();
+    let incidents = config.alerts.incidents_dir_in(&config.datasets.path);
     if config.datasets.enabled {
         locks.push(crate::store::lock_directory(&config.datasets.path)?);
+        if is_same_directory(&incidents, &config.datasets.path) {
+            return Ok(locks);
+        }
     }
-    let incidents = config.alerts.incidents_dir_in(&config.datasets.path);
-    if !(config.datasets.enabled && incidents.starts_with(&config.datasets.path)) {
-        locks.push(crate::store::lock_directory(&incidents).map_err(RunError::IncidentsDirectory)?);
-    }
+    locks.push(crate::store::lock_directory(&incidents).map_err(RunError::IncidentsDirectory)?);
     Ok(locks)
+}
+
+/// Whether two paths name one directory: spelled alike, or resolving to the same place (a
+/// directory that does not exist yet is no other one).
+fn is_same_directory(a: &Path, b: &Path) -> bool {
+    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
@@ -348,6 +360,43 @@ pub async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::StoreError;
+
+    /// A config of `datasets:` `yaml` beside `dir` (no Prometheus is reached: nothing runs).
+    fn config_with_datasets(dir: &Path, datasets: &str) -> Config {
+        let yaml = format!("source: {{url: \"http://127.0.0.1:9\"}}\ndatasets: {datasets}\n");
+        Config::from_yaml(&yaml, &dir.join("ae.yml")).unwrap()
+    }
+
+    #[test]
+    fn a_daemon_without_datasets_on_another_ones_root_is_refused_its_incidents_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("datasets");
+        let staging = config_with_datasets(dir.path(), &format!("{{enabled: false, path: {}}}", root.display()));
+        let production = config_with_datasets(dir.path(), &format!("{{enabled: true, path: {}}}", root.display()));
+        let _held = lock_directories(&staging).unwrap();
+        // Before, production locked only the root, and both compacted `<root>/incidents`.
+        let refused = lock_directories(&production).unwrap_err();
+        assert!(matches!(refused, RunError::IncidentsDirectory(StoreError::Locked { .. })), "{refused:?}");
+        assert_eq!(refused.exit_code(), 2);
+        drop(_held);
+        // And the other way round: the one with datasets on holds its incidents directory too.
+        let _held = lock_directories(&production).unwrap();
+        let refused = lock_directories(&staging).unwrap_err();
+        assert!(matches!(refused, RunError::IncidentsDirectory(StoreError::Locked { .. })), "{refused:?}");
+    }
+
+    #[test]
+    fn incidents_kept_in_the_datasets_root_itself_take_one_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("datasets");
+        let yaml = format!(
+            "source: {{url: \"http://127.0.0.1:9\"}}\ndatasets: {{path: {0}}}\nalerts: {{incidents_dir: {0}}}\n",
+            root.display()
+        );
+        let config = Config::from_yaml(&yaml, &dir.path().join("ae.yml")).unwrap();
+        assert_eq!(lock_directories(&config).unwrap().len(), 1);
+    }
 
     #[test]
     fn listen_addresses_are_taken_as_prometheus_takes_them() {
