@@ -16,7 +16,10 @@
 //! the day with fewer rows for an instant, never the same row twice: the choice we document.
 //! A manifest whose merged file is gone (neither hidden nor visible: removed by hand, or lost
 //! by a file system that did not keep it) deletes nothing: the parts it names are then the only
-//! copy of their rows.
+//! copy of their rows. A manifest that is there but cannot be read, or is not one this module
+//! writes (not UTF-8, no visible merged file name, a part name that could reach outside the
+//! partition), deletes nothing either: it is an error, retried (and logged) each pass, for a
+//! person to repair, since the hidden merged file may be the only copy of parts already deleted.
 //!
 //! A partition the pass cannot maintain (a directory it may not write, say) is logged and
 //! counted, and the pass goes on with the others: one bad day must not stop retention for all.
@@ -135,34 +138,85 @@ enum Finished {
     MergedFileMissing,
 }
 
+/// Why a compaction manifest cannot be acted on. Recovery then deletes nothing: a damaged
+/// manifest may name files outside the partition, or no visible name for the merged rows, and
+/// after a crash in step 3 the hidden merged file may be the only copy of some parts' rows.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestProblem {
+    /// The bytes are not UTF-8 (a flipped bit, a torn write outside our atomic one).
+    #[error("not UTF-8")]
+    NotUtf8,
+    /// The first line is not a name the merged file could be made visible as.
+    #[error("its first line {0:?} is not a visible Parquet file name")]
+    InvalidTarget(String),
+    /// A listed part is not a plain file name in the partition.
+    #[error("the part {0:?} is not a file name in the partition")]
+    InvalidPart(String),
+}
+
+/// Whether `name` is a plain name of a file in the partition: not empty, not hidden (which also
+/// excludes `.` and `..`), no separator, no `..` anywhere, not absolute. Anything else in a
+/// manifest was not written by [`compact_partition`], and joined onto the partition it could
+/// name a file elsewhere.
+fn is_partition_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && !is_hidden(name)
+        && !name.contains('/')
+        && !name.contains("..")
+        && !Path::new(name).is_absolute()
+}
+
+/// Whether `path` exists, an error of the file system being an error, never a "no".
+fn exists(path: &Path) -> Result<bool, StoreError> {
+    path.try_exists().map_err(|source| StoreError::Io { path: path.to_owned(), source })
+}
+
 /// Steps 3–5 of a compaction whose manifest is written: delete the parts it replaces, make the
 /// merged file visible, delete the manifest.
+///
+/// Only a manifest that is not there means no compaction is under way. A manifest that cannot
+/// be read (any other error), or that is not one [`compact_partition`] writes, is an error and
+/// every file is kept: after a crash in step 3 the hidden merged file can be the only copy of
+/// the deleted parts' rows, so it must not be taken for a stale one. Parts are deleted only when
+/// the merged file is visible or is about to be.
 fn finish_compaction(partition: &Path) -> Result<Finished, StoreError> {
     let manifest = partition.join(MANIFEST);
     let hidden = partition.join(COMPACTED_HIDDEN);
-    let Ok(text) = std::fs::read_to_string(&manifest) else {
-        if hidden.exists() {
-            remove(&hidden)?;
+    let bytes = match std::fs::read(&manifest) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            if exists(&hidden)? {
+                remove(&hidden)?;
+            }
+            return Ok(Finished::NoManifest);
         }
-        return Ok(Finished::NoManifest);
+        Err(source) => return Err(StoreError::Io { path: manifest, source }),
     };
+    let damaged = |problem| StoreError::CompactionManifest { path: manifest.clone(), problem };
+    let text = String::from_utf8(bytes).map_err(|_| damaged(ManifestProblem::NotUtf8))?;
     let mut lines = text.lines();
     let target = lines.next().unwrap_or_default();
-    let target_is_valid = !target.is_empty() && !is_hidden(target) && !target.contains('/');
-    let merged_exists = hidden.exists() || (target_is_valid && partition.join(target).exists());
-    if !merged_exists {
+    if !is_partition_file_name(target) || !target.ends_with(".parquet") {
+        return Err(damaged(ManifestProblem::InvalidTarget(target.to_owned())));
+    }
+    let parts: Vec<&str> = lines.filter(|part| *part != target).collect();
+    if let Some(part) = parts.iter().find(|part| !is_partition_file_name(part)) {
+        return Err(damaged(ManifestProblem::InvalidPart((*part).to_owned())));
+    }
+    let hidden_exists = exists(&hidden)?;
+    if !hidden_exists && !exists(&partition.join(target))? {
         // The parts are the only copy of their rows: deleting them now would lose the day.
         remove(&manifest)?;
         sync_directory(partition)?;
         return Ok(Finished::MergedFileMissing);
     }
-    for part in lines.filter(|part| *part != target) {
+    for part in parts {
         let path = partition.join(part);
-        if path.exists() {
+        if exists(&path)? {
             remove(&path)?;
         }
     }
-    if hidden.exists() && target_is_valid {
+    if hidden_exists {
         let final_path = partition.join(target);
         std::fs::rename(&hidden, &final_path).map_err(|source| StoreError::Io { path: final_path, source })?;
     }
@@ -286,6 +340,102 @@ mod tests {
         assert_eq!(files, [partition.join("part-000-compacted.parquet")]);
         assert_eq!(read_rows(&files[0]).unwrap().len(), 30);
         assert!(!partition.join(MANIFEST).exists() && !partition.join(COMPACTED_HIDDEN).exists());
+    }
+
+    const MANIFEST_TEXT: &str = "part-000-compacted.parquet\npart-000.parquet\npart-001.parquet\npart-002.parquet";
+
+    /// Day 5 of three 10-row parts after a crash in step 3 of its compaction: the 30 merged rows
+    /// only in the hidden file, `part-000` already deleted, and `manifest` as the manifest.
+    fn crashed_in_step_3(manifest: &[u8]) -> (tempfile::TempDir, Datasets, SeriesKey, PathBuf) {
+        let (dir, datasets, key) = setup(&[5], 3);
+        let partition = datasets.partitions(&key, DatasetKind::History).unwrap()[0].1.clone();
+        let rows: Vec<PointRow> = (0..30).map(|i| row(5 * DAY_MS + i * 1000)).collect();
+        write_batch_atomically(&partition, COMPACTED_HIDDEN, &rows_to_batch(&rows).unwrap()).unwrap();
+        std::fs::write(partition.join(MANIFEST), manifest).unwrap();
+        std::fs::remove_file(partition.join("part-000.parquet")).unwrap();
+        (dir, datasets, key, partition)
+    }
+
+    /// Every file recovery must have kept: the two parts left, the hidden merged file (whole) and
+    /// the manifest.
+    fn assert_everything_kept(partition: &Path) {
+        for part in ["part-001.parquet", "part-002.parquet"] {
+            assert!(partition.join(part).exists(), "{part} deleted");
+        }
+        assert_eq!(read_rows(&partition.join(COMPACTED_HIDDEN)).unwrap().len(), 30, "the merged rows");
+        assert!(partition.join(MANIFEST).exists());
+    }
+
+    #[test]
+    fn a_manifest_that_is_not_utf8_keeps_the_merged_file_until_it_is_repaired() {
+        let mut manifest = MANIFEST_TEXT.as_bytes().to_vec();
+        manifest.push(0xFF);
+        let (_dir, datasets, key, partition) = crashed_in_step_3(&manifest);
+        for _ in 0..2 {
+            let error = recover_partition(&partition).unwrap_err();
+            assert!(
+                matches!(error, StoreError::CompactionManifest { problem: ManifestProblem::NotUtf8, .. }),
+                "{error:?}"
+            );
+            assert_everything_kept(&partition);
+        }
+        // Before, the merged file went as a stale one, and the repaired manifest found it gone:
+        // `part-000`'s rows were lost.
+        std::fs::write(partition.join(MANIFEST), MANIFEST_TEXT).unwrap();
+        assert!(recover_partition(&partition).unwrap());
+        assert_eq!(datasets.read_series(&key, DatasetKind::History, 0, i64::MAX).unwrap().len(), 30);
+    }
+
+    #[test]
+    fn a_manifest_that_cannot_be_read_is_no_missing_manifest() {
+        let (_dir, datasets, key, partition) = crashed_in_step_3(b"");
+        // Any error but "not found" (here EISDIR; EMFILE or EIO under load): retried next pass.
+        std::fs::remove_file(partition.join(MANIFEST)).unwrap();
+        std::fs::create_dir(partition.join(MANIFEST)).unwrap();
+        let error = recover_partition(&partition).unwrap_err();
+        assert!(matches!(error, StoreError::Io { .. }), "{error:?}");
+        assert_eq!(read_rows(&partition.join(COMPACTED_HIDDEN)).unwrap().len(), 30, "the merged rows kept");
+        std::fs::remove_dir(partition.join(MANIFEST)).unwrap();
+        std::fs::write(partition.join(MANIFEST), MANIFEST_TEXT).unwrap();
+        assert!(recover_partition(&partition).unwrap());
+        assert_eq!(datasets.read_series(&key, DatasetKind::History, 0, i64::MAX).unwrap().len(), 30);
+    }
+
+    #[test]
+    fn a_manifest_without_a_visible_target_deletes_no_part() {
+        for target in ["", "_compacted.parquet", ".part.parquet", "sub/part.parquet", "/tmp/part.parquet", "part"] {
+            let manifest = format!("{target}\npart-000.parquet\npart-001.parquet\npart-002.parquet");
+            let (_dir, datasets, key, partition) = crashed_in_step_3(manifest.as_bytes());
+            for _ in 0..2 {
+                let error = recover_partition(&partition).unwrap_err();
+                assert!(
+                    matches!(&error, StoreError::CompactionManifest { problem: ManifestProblem::InvalidTarget(t), .. } if t == target),
+                    "{target:?}: {error:?}"
+                );
+                assert_everything_kept(&partition);
+            }
+            // Before, the first pass deleted the parts and the second the hidden file: no rows.
+            assert_eq!(datasets.read_series(&key, DatasetKind::History, 0, i64::MAX).unwrap().len(), 20, "{target:?}");
+        }
+    }
+
+    #[test]
+    fn a_manifest_naming_files_outside_the_partition_deletes_nothing() {
+        let (_dir, _datasets, _key, partition) = crashed_in_step_3(b"");
+        let outside = partition.parent().unwrap().join("outside.parquet");
+        std::fs::write(&outside, b"not the partition's").unwrap();
+        let absolute = outside.display().to_string();
+        for part in ["../outside.parquet", absolute.as_str(), "a..b.parquet", "_hidden.parquet", ""] {
+            let manifest = format!("part-000-compacted.parquet\npart-001.parquet\n{part}\npart-002.parquet");
+            std::fs::write(partition.join(MANIFEST), manifest).unwrap();
+            let error = recover_partition(&partition).unwrap_err();
+            assert!(
+                matches!(&error, StoreError::CompactionManifest { problem: ManifestProblem::InvalidPart(p), .. } if p == part),
+                "{part:?}: {error:?}"
+            );
+            assert_everything_kept(&partition);
+            assert!(outside.exists(), "{part:?}");
+        }
     }
 
     #[test]

@@ -59,6 +59,20 @@ pub enum StoreError {
     /// Columns that are not the point schema.
     #[error("schema: {0}")]
     Schema(String),
+    /// A compaction's manifest that recovery cannot act on: the partition is left as it is (its
+    /// hidden `_compacted.parquet` may hold rows of parts already deleted) and retried each pass.
+    #[error(
+        "{path}: {problem}; the partition is left as it is: repair the manifest by hand (its first line \
+         names the merged file, the others the parts it replaces; removing it would drop the hidden \
+         merged file, which may be the only copy of some rows)"
+    )]
+    CompactionManifest {
+        /// The manifest.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        problem: maintain::ManifestProblem,
+    },
     /// Another process holds the directory's lock (see [`lock_directory`]).
     #[error(
         "{path} is in use by another anomaly-exporter ({holder}): two processes on one directory would \
