@@ -213,6 +213,62 @@ struct JobTable {
 /// Jobs kept for `GET /retrain/<id>` after they end.
 const FINISHED_JOBS_KEPT: usize = 100;
 
+/// Failures a job's status lists (the count goes on past them).
+const MAX_JOB_ERRORS: usize = 10;
+
+/// A job being run: it ends the job in the table when dropped, whether the job ran to its end
+/// or a panic unwound out of one series' training. Without it such a panic (a decoder bug the
+/// store did not catch, say) left that series and every later one of the job busy, answering
+/// `POST /retrain` with 409 and skipped by the schedule, and the job `running`, until a restart.
+struct JobInProgress<'a> {
+    trainer: &'a Trainer,
+    id: u64,
+    keys: &'a [SeriesKey],
+    /// How many of `keys` are done with (trained or failed) and released.
+    next: usize,
+}
+
+impl Drop for JobInProgress<'_> {
+    fn drop(&mut self) {
+        let mut table = self.trainer.table();
+        let unfinished = &self.keys[self.next..];
+        for key in unfinished {
+            // Only this job's own entries: a key it no longer holds may be another job's by now.
+            if table.busy.get(key) == Some(&self.id) {
+                table.busy.remove(key);
+            }
+        }
+        let Some(status) = table.jobs.get_mut(&self.id) else { return };
+        if let Some(interrupted) = unfinished.first() {
+            // Unwinding: the series being trained panicked, and the ones after it were not tried.
+            status.failed += unfinished.len();
+            self.trainer.metrics.training_failures.inc_by(unfinished.len() as u64);
+            if status.errors.len() < MAX_JOB_ERRORS {
+                status.errors.push(format!(
+                    "{}/{}: training panicked; the job stopped there, {} series after it not trained",
+                    interrupted.service,
+                    interrupted.signal,
+                    unfinished.len() - 1
+                ));
+            }
+            warn!(
+                job = self.id,
+                service = %interrupted.service,
+                signal = %interrupted.signal,
+                "training panicked; the job is marked failed and its series released"
+            );
+        }
+        status.state = if status.failed == 0 { "done" } else { "failed" };
+        info!(
+            job = self.id,
+            trained = status.trained,
+            failed = status.failed,
+            reason = status.reason,
+            "training job finished"
+        );
+    }
+}
+
 /// Runs training jobs for the daemon.
 #[derive(Debug)]
 pub struct Trainer {
@@ -297,12 +353,24 @@ impl Trainer {
     }
 
     fn run_job(&self, id: u64, keys: &[SeriesKey]) {
+        self.run_job_with(id, keys, |key| train_series(&self.datasets, key, &self.params, self.window, now_ms()));
+    }
+
+    /// Trains `keys` one by one with `train`, recording each outcome in job `id`'s status.
+    fn run_job_with(
+        &self,
+        id: u64,
+        keys: &[SeriesKey],
+        train: impl Fn(&SeriesKey) -> Result<TrainedModel, TrainError>,
+    ) {
+        let mut job = JobInProgress { trainer: self, id, keys, next: 0 };
         for key in keys {
             let started = Instant::now();
-            let outcome = train_series(&self.datasets, key, &self.params, self.window, now_ms());
+            let outcome = train(key);
             self.metrics.training_duration.observe(started.elapsed().as_secs_f64());
             let mut table = self.table();
             table.busy.remove(key);
+            job.next += 1;
             let Some(status) = table.jobs.get_mut(&id) else { continue };
             match outcome {
                 Ok(model) => {
@@ -312,23 +380,12 @@ impl Trainer {
                 Err(error) => {
                     self.metrics.training_failures.inc();
                     status.failed += 1;
-                    if status.errors.len() < 10 {
+                    if status.errors.len() < MAX_JOB_ERRORS {
                         status.errors.push(format!("{}/{}: {error}", key.service, key.signal));
                     }
                     warn!(service = %key.service, signal = %key.signal, %error, "training failed");
                 }
             }
-        }
-        let mut table = self.table();
-        if let Some(status) = table.jobs.get_mut(&id) {
-            status.state = if status.failed == 0 { "done" } else { "failed" };
-            info!(
-                job = id,
-                trained = status.trained,
-                failed = status.failed,
-                reason = status.reason,
-                "training job finished"
-            );
         }
     }
 
@@ -487,6 +544,52 @@ mod tests {
         assert_eq!(refused.to_string(), "no series with a dataset matches service=\"b\" signal=any");
         trainer.table().busy.clear();
         assert_eq!(trainer.submit(Some("a"), None, "api").unwrap().job, 1);
+    }
+
+    #[test]
+    fn a_job_that_panics_releases_its_series_and_is_marked_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (swaps, _swapped) = tokio::sync::mpsc::unbounded_channel();
+        let trainer = Arc::new(Trainer::new(
+            Datasets::new(dir.path()),
+            DetectorParams::default(),
+            Duration::from_secs(3600),
+            DatasetMetrics::default(),
+            swaps,
+        ));
+        let keys: Vec<SeriesKey> =
+            ["a", "b", "c"].iter().map(|s| SeriesKey { service: (*s).into(), signal: "cpu".into() }).collect();
+        // What `submit_keys` records before it hands the job to a blocking thread.
+        let id = 7;
+        {
+            let mut table = trainer.table();
+            for key in &keys {
+                table.busy.insert(key.clone(), id);
+            }
+            let status = JobStatus {
+                job: id,
+                state: "running",
+                reason: "api",
+                total: 3,
+                trained: 0,
+                failed: 0,
+                errors: Vec::new(),
+            };
+            table.jobs.insert(id, status);
+        }
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            trainer.run_job_with(id, &keys, |key| {
+                assert_ne!(key.service, "b", "a bug in training b");
+                Err(TrainError::NotEnoughRows { rows: 0, needed: 1 })
+            })
+        }));
+        assert!(unwound.is_err());
+        // Before, `b` and `c` stayed busy and the job `running` until a restart.
+        assert!(trainer.table().busy.is_empty());
+        let status = trainer.status(id).unwrap();
+        assert_eq!((status.state, status.trained, status.failed), ("failed", 0, 3));
+        assert!(status.errors[1].starts_with("b/cpu: training panicked"), "{:?}", status.errors);
+        assert_eq!(trainer.metrics.training_failures.get(), 3);
     }
 
     #[tokio::test]

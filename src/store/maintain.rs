@@ -475,6 +475,25 @@ mod tests {
     }
 
     #[test]
+    fn a_part_that_panics_the_decoder_does_not_end_the_pass() {
+        let (_dir, datasets, first) = setup(&[50], 3);
+        let partition = datasets.partitions(&first, DatasetKind::History).unwrap()[0].1.clone();
+        super::super::schema::fixtures::damage_footer_to_panic_the_decoder(&partition.join("part-001.parquet"));
+        // A series maintained after `a/cpu`, with a day past retention.
+        let second = SeriesKey { service: "b".into(), signal: "cpu".into() };
+        let old = datasets.series_directory(&second, DatasetKind::History).join(super::super::partition_name(0));
+        write_batch_atomically(&old, "part-000.parquet", &rows_to_batch(&[row(0)]).unwrap()).unwrap();
+        // Before, the panic ended the pass at `a/cpu`'s day 50, every pass: `b/cpu` kept its old
+        // day for ever.
+        let report = maintain(&datasets, 30 * DAY_MS, 60 * DAY_MS).unwrap();
+        assert_eq!(report.partitions_deleted, 1);
+        assert!(!old.exists());
+        assert!(partition.join("part-001.parquet.unreadable").exists());
+        assert_eq!((report.files_compacted, report.compacted_files_written), (2, 1), "the two good parts merged");
+        assert_eq!(datasets.read_series(&first, DatasetKind::History, 0, i64::MAX).unwrap().len(), 20);
+    }
+
+    #[test]
     fn a_compaction_interrupted_before_its_manifest_keeps_the_parts() {
         let (_dir, datasets, key) = setup(&[5], 2);
         let partition = datasets.partitions(&key, DatasetKind::History).unwrap()[0].1.clone();

@@ -401,6 +401,24 @@ mod tests {
     }
 
     #[test]
+    fn a_part_that_panics_the_decoder_is_set_aside_like_any_damaged_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let datasets = Datasets::new(dir.path());
+        let key = SeriesKey { service: "a".into(), signal: "cpu".into() };
+        write_day(&datasets, &key, "part-1.parquet", &[DAY_MS - 1]);
+        let partition = write_day(&datasets, &key, "part-1.parquet", &[DAY_MS, DAY_MS + 1]);
+        write_day(&datasets, &key, "part-2.parquet", &[DAY_MS + 2, DAY_MS + 3]);
+        let damaged = partition.join("part-2.parquet");
+        schema::fixtures::damage_footer_to_panic_the_decoder(&damaged);
+        // Before, the panic unwound out of the start's last-timestamp scan: the daemon refused
+        // to start.
+        assert_eq!(datasets.last_timestamp_until(&key, i64::MAX).unwrap().newest, Some(DAY_MS + 1));
+        assert!(!damaged.exists());
+        assert!(partition.join("part-2.parquet.unreadable").exists());
+        assert_eq!(datasets.read_series(&key, DatasetKind::History, 0, i64::MAX).unwrap().len(), 3);
+    }
+
+    #[test]
     fn series_are_listed_from_the_tree_with_names_decoded() {
         let dir = tempfile::tempdir().unwrap();
         let datasets = Datasets::new(dir.path());

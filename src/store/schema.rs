@@ -136,7 +136,29 @@ fn is_a_point_schema(schema: &Schema) -> bool {
 
 /// Reads every row of one history or anomalies file, checking its schema; a file of an earlier
 /// version reads with nulls in the feature columns it lacks.
+///
+/// Every read of a part goes through here, and the Parquet decoder does not always *return* an
+/// error for a damaged file: some footers make it panic (parquet 60 asserts that a column
+/// chunk's offset and size are not negative, arrow-rs issues #7102 and #9705 list more). Such a
+/// panic is caught here and returned as [`StoreError::Parquet`], the damaged-file error, so that
+/// [`read_part`](super::read_part) sets the file aside as it does any damaged file, instead of the
+/// panic failing the daemon's start, ending a maintenance pass or a training job midway.
 pub fn read_rows(path: &Path) -> Result<Vec<PointRow>, StoreError> {
+    // The closure owns nothing shared: a panic leaves no half-updated state behind to observe.
+    std::panic::catch_unwind(|| decode_rows(path)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|m| (*m).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_owned());
+        Err(StoreError::Parquet {
+            path: path.to_owned(),
+            source: parquet::errors::ParquetError::General(format!("the decoder panicked: {message}")),
+        })
+    })
+}
+
+fn decode_rows(path: &Path) -> Result<Vec<PointRow>, StoreError> {
     let file = File::open(path).map_err(|source| StoreError::Io { path: path.to_owned(), source })?;
     let parquet = |source: parquet::errors::ParquetError| StoreError::Parquet { path: path.to_owned(), source };
     let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet)?.build().map_err(parquet)?;
@@ -255,6 +277,33 @@ pub(super) mod fixtures {
         )
         .unwrap()
     }
+
+    /// Rewrites the good part file at `path` with its first column chunk said to start at byte
+    /// −1. The footer decodes, and reading the rows then *panics* in parquet 60
+    /// (`ColumnChunkMetaData::byte_range` asserts the offset is not negative) instead of
+    /// returning an error: the damage a flipped byte in a footer's varint can do.
+    pub(in crate::store) fn damage_footer_to_panic_the_decoder(path: &Path) {
+        use parquet::file::metadata::{ParquetMetaDataReader, ParquetMetaDataWriter};
+        let bytes = std::fs::read(path).unwrap();
+        let footer_len = u32::from_le_bytes(bytes[bytes.len() - 8..bytes.len() - 4].try_into().unwrap()) as usize;
+        let metadata = ParquetMetaDataReader::new().parse_and_finish(&File::open(path).unwrap()).unwrap();
+        let mut builder = metadata.into_builder();
+        let mut row_groups = builder.take_row_groups();
+        let mut row_group = row_groups.remove(0).into_builder();
+        let mut columns = row_group.take_columns();
+        columns[0] = columns[0]
+            .clone()
+            .into_builder()
+            .set_dictionary_page_offset(None)
+            .set_data_page_offset(-1)
+            .build()
+            .unwrap();
+        row_groups.insert(0, row_group.set_column_metadata(columns).build().unwrap());
+        let metadata = builder.set_row_groups(row_groups).build();
+        let mut damaged = bytes[..bytes.len() - 8 - footer_len].to_vec();
+        ParquetMetaDataWriter::new(&mut damaged, &metadata).finish().unwrap();
+        std::fs::write(path, damaged).unwrap();
+    }
 }
 
 #[cfg(test)]
@@ -321,6 +370,22 @@ mod tests {
         // Written again (as compaction does), the file is of the current schema, nulls kept.
         super::super::write_batch_atomically(dir.path(), "new.parquet", &rows_to_batch(&rows).unwrap()).unwrap();
         assert_eq!(read_rows(&dir.path().join("new.parquet")).unwrap(), rows);
+    }
+
+    #[test]
+    fn a_footer_that_panics_the_decoder_is_a_parquet_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows: Vec<PointRow> = (0..10).map(super::fixtures::plain_row).collect();
+        super::super::write_batch_atomically(dir.path(), "p.parquet", &rows_to_batch(&rows).unwrap()).unwrap();
+        let path = dir.path().join("p.parquet");
+        super::fixtures::damage_footer_to_panic_the_decoder(&path);
+        // The decoder itself panics on this file (what read_rows must not pass on).
+        let decoded = std::panic::catch_unwind(|| decode_rows(&path));
+        assert!(decoded.is_err(), "the fixture no longer panics parquet: {decoded:?}");
+        let error = read_rows(&path).unwrap_err();
+        assert!(matches!(error, StoreError::Parquet { .. }), "{error:?}");
+        let message = error.to_string();
+        assert!(message.contains("the decoder panicked: column start and length should not be negative"), "{message}");
     }
 
     #[test]
