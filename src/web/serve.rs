@@ -1,38 +1,81 @@
 //! Serving a router over HTTP, or HTTPS when the web config has `tls_server_config`, until a
-//! shutdown signal; both paths go through `axum::serve` and its graceful shutdown.
+//! shutdown signal, then letting open requests finish.
+//!
+//! We drive hyper's HTTP/1 connections ourselves rather than through `axum::serve`, because that
+//! sets no timer: without one hyper's header-read timeout never fires, so a client that sends half
+//! a request head, or an idle keep-alive connection, would hold a file descriptor forever, and
+//! nothing bounds how many such connections there are. Every connection here, TLS handshake
+//! included, holds one of [`MAX_CONNECTIONS`] permits: past the cap, new connections wait in the
+//! kernel's accept queue instead of using up the process's descriptors. Limits on what a
+//! connection does once its request head is in (a body sent slowly, an answer not read) are not
+//! ours: the graceful shutdown's grace in `run` bounds those at stop.
 //!
 //! TLS uses rustls with the aws-lc-rs provider (the one reqwest already builds), passed
 //! explicitly rather than installed process-wide. The certificate and key are read once at start:
 //! unlike exporter-toolkit, which re-reads them on every handshake, a rotated certificate needs a
-//! restart. Handshakes run in their own tasks with a timeout, so a slow or silent client never
-//! holds up the others. We speak HTTP/1.1 only (ALPN says so).
+//! restart. Handshakes run in their connection's own task with a timeout, so a slow or silent
+//! client never holds up the others. We speak HTTP/1.1 only (ALPN says so).
 //!
 //! This module does not authenticate; routes do that with [`super::auth`].
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::Request;
 use axum::http::HeaderMap;
 use axum::middleware::Next;
-use axum::serve::{Listener, ListenerExt as _};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
+use tower_service::Service as _;
 
 use super::web_config::{ClientAuth, TlsVersion, WebConfig, WebError, describe_io};
 
 /// How long a client has to finish the TLS handshake before its connection is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a connection may go without a complete request head: from its start (after the TLS
+/// handshake) and again from the end of each answer. hyper starts this clock as soon as it waits
+/// for a head, so it is also how long an idle keep-alive connection stays open. Prometheus and
+/// Alertmanager open a new connection when theirs was closed, at the cost of one handshake.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many connections (TLS handshakes included) are served at once. The usual soft
+/// `RLIMIT_NOFILE` is 1024, and the daemon needs the rest for `/logs` files, datasets, the
+/// incident journal and its own requests to Prometheus and Slack.
+pub const MAX_CONNECTIONS: usize = 512;
+
+/// How long and how many connections the server keeps open; tests shrink them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnectionLimits {
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
+        }
+    }
+}
 
 /// Binds `listen` and serves `router` on it until `shutdown` completes, then lets open requests
 /// finish. Plain HTTP without `tls_server_config`, HTTPS with it; `http_server_config.headers`
@@ -54,6 +97,17 @@ pub async fn serve_listener(
     web_config: Option<&WebConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), WebError> {
+    serve_listener_with_limits(router, listener, web_config, ConnectionLimits::default(), shutdown).await
+}
+
+/// [`serve_listener`] with the given connection limits.
+pub(crate) async fn serve_listener_with_limits(
+    router: Router,
+    listener: TcpListener,
+    web_config: Option<&WebConfig>,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), WebError> {
     let address = listener.local_addr().map_err(WebError::Serve)?;
     let router = match web_config {
         Some(config) if !config.response_headers().is_empty() => {
@@ -61,20 +115,120 @@ pub async fn serve_listener(
         }
         _ => router,
     };
-    match web_config.map(rustls_server_config).transpose()?.flatten() {
+    let tls = match web_config.map(rustls_server_config).transpose()?.flatten() {
         None => {
             if web_config.is_some_and(WebConfig::basic_auth_enabled) {
                 tracing::warn!(%address, "basic auth over plain http sends passwords in clear text; set tls_server_config");
             }
             tracing::info!(%address, "listening on http");
-            let listener = listener.tap_io(|tcp| set_nodelay(tcp));
-            axum::serve(listener, router).with_graceful_shutdown(shutdown).await.map_err(WebError::Serve)
+            None
         }
         Some(tls_config) => {
             tracing::info!(%address, "listening on https");
-            let listener =
-                TlsListener { tcp: listener, acceptor: TlsAcceptor::from(tls_config), handshakes: JoinSet::new() };
-            axum::serve(listener, router).with_graceful_shutdown(shutdown).await.map_err(WebError::Serve)
+            Some(TlsAcceptor::from(tls_config))
+        }
+    };
+    serve_connections(listener, router, tls, limits, shutdown).await;
+    Ok(())
+}
+
+/// Accepts connections while a permit is free, serves each in its own task, and after `shutdown`
+/// stops accepting and waits for the open connections to end gracefully.
+///
+/// The tasks live in a `JoinSet`, so if the caller stops waiting (the grace in `run` ran out) and
+/// drops this future, they are aborted with it rather than left running.
+async fn serve_connections(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<TlsAcceptor>,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let (stopping, stop_signal) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    let mut shutdown = pin!(shutdown);
+    loop {
+        // The permit is taken before `accept`: past the cap, connections stay in the kernel's
+        // queue and use none of our descriptors.
+        let permit = tokio::select! {
+            permit = Arc::clone(&permits).acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    handle_accept_error(e).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        set_nodelay(&tcp);
+        let connection =
+            Connection { router: router.clone(), limits, stop_signal: stop_signal.clone(), _permit: permit };
+        connections.spawn(connection.serve(tcp, peer, tls.clone()));
+        // Reap the connections that ended, so the set holds no more than the open ones.
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    tracing::debug!(open = connections.len(), "stopped accepting; waiting for open connections");
+    let _ = stopping.send(true);
+    while connections.join_next().await.is_some() {}
+}
+
+/// What one connection's task needs: the router, the limits, the stop signal, and the permit it
+/// holds until it ends.
+struct Connection {
+    router: Router,
+    limits: ConnectionLimits,
+    stop_signal: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Connection {
+    async fn serve(mut self, tcp: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>) {
+        let Some(acceptor) = tls else {
+            return self.serve_http(TokioIo::new(tcp), peer).await;
+        };
+        let handshake = handshake(acceptor, tcp, peer, self.limits.handshake_timeout);
+        let stream = tokio::select! {
+            stream = handshake => stream,
+            // A connection still in its handshake has no request to finish.
+            () = stopping(&mut self.stop_signal) => None,
+        };
+        if let Some(stream) = stream {
+            self.serve_http(TokioIo::new(stream), peer).await;
+        }
+    }
+
+    /// Serves HTTP/1 requests on `io` until the client closes, a timeout closes it, or the stop
+    /// signal ends it after its current request.
+    async fn serve_http<Io>(mut self, io: Io, peer: SocketAddr)
+    where
+        Io: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let router = self.router;
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            // Routers are always ready; `call` on a clone is what `axum::serve` does too.
+            let response: axum::routing::future::RouteFuture<Infallible> = router.clone().call(request.map(Body::new));
+            response
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder.timer(TokioTimer::new()).header_read_timeout(self.limits.header_read_timeout);
+        let mut connection = pin!(builder.serve_connection(io, service));
+        let served = tokio::select! {
+            served = connection.as_mut() => served,
+            () = stopping(&mut self.stop_signal) => {
+                // Closes the connection now if it is idle, or after the answer it is writing.
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        if let Err(e) = served {
+            // Timeouts, resets and malformed requests are the client's business.
+            tracing::trace!(%peer, error = %e, "connection ended with an error");
         }
     }
 }
@@ -170,52 +324,20 @@ fn set_nodelay(tcp: &TcpStream) {
     }
 }
 
-/// A listener that hands `axum::serve` connections whose TLS handshake has finished.
-///
-/// Handshakes run in a `JoinSet` owned by the listener: they progress concurrently, and when
-/// graceful shutdown drops the listener the unfinished ones are aborted with it.
-struct TlsListener {
-    tcp: TcpListener,
-    acceptor: TlsAcceptor,
-    handshakes: JoinSet<Option<(TlsStream<TcpStream>, SocketAddr)>>,
-}
-
-impl Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            tokio::select! {
-                accepted = self.tcp.accept() => match accepted {
-                    Ok((tcp, peer)) => {
-                        set_nodelay(&tcp);
-                        let acceptor = self.acceptor.clone();
-                        self.handshakes.spawn(handshake(acceptor, tcp, peer));
-                    }
-                    Err(e) => handle_accept_error(e).await,
-                },
-                Some(finished) = self.handshakes.join_next(), if !self.handshakes.is_empty() => {
-                    if let Ok(Some(connection)) = finished {
-                        return connection;
-                    }
-                }
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.tcp.local_addr()
-    }
+/// Completes once the server is stopping.
+async fn stopping(stop_signal: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`: drop it here, not across the caller's awaits.
+    let _ = stop_signal.wait_for(|stopping| *stopping).await;
 }
 
 async fn handshake(
     acceptor: TlsAcceptor,
     tcp: TcpStream,
     peer: SocketAddr,
-) -> Option<(TlsStream<TcpStream>, SocketAddr)> {
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-        Ok(Ok(stream)) => Some((stream, peer)),
+    timeout: Duration,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => Some(stream),
         // A client's failed handshake is its own problem (wrong CA, port scan): debug, not warn.
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "tls handshake failed");
@@ -372,6 +494,127 @@ mod tests {
         assert_eq!(body, "ok");
         stop.send(()).unwrap();
         tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap().unwrap();
+    }
+
+    /// Limits small enough for a test to see them act; `max_connections` as the test needs.
+    fn quick_limits(max_connections: usize) -> ConnectionLimits {
+        ConnectionLimits {
+            handshake_timeout: Duration::from_millis(300),
+            header_read_timeout: Duration::from_millis(300),
+            max_connections,
+        }
+    }
+
+    /// Serves a `/-/healthy` router on a loopback port with `limits` until the returned sender
+    /// fires or is dropped.
+    async fn start_healthy(
+        web_config: Option<WebConfig>,
+        limits: ConnectionLimits,
+    ) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<Result<(), WebError>>) {
+        let router = Router::new().route("/-/healthy", get(|| async { "ok" }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            serve_listener_with_limits(router, listener, web_config.as_ref(), limits, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        (address, stop, server)
+    }
+
+    /// Everything the server sends until it closes the connection, or `None` if it is still open
+    /// after `within`.
+    async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> Option<String> {
+        use tokio::io::AsyncReadExt as _;
+        let mut received = Vec::new();
+        match tokio::time::timeout(within, stream.read_to_end(&mut received)).await {
+            Ok(_) => Some(String::from_utf8_lossy(&received).into_owned()),
+            Err(_) => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_half_sent_request_head_is_closed_after_the_header_read_timeout() {
+        use tokio::io::AsyncWriteExt as _;
+        let (address, _stop, _server) = start_healthy(None, quick_limits(8)).await;
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        // No blank line: the head never ends.
+        stream.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        let received = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+        assert!(received.is_some(), "the connection is still open 5 s after a 300 ms header-read timeout");
+    }
+
+    #[tokio::test]
+    async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout() {
+        use tokio::io::AsyncWriteExt as _;
+        let (address, _stop, _server) = start_healthy(None, quick_limits(8)).await;
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        stream.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let received = read_until_closed(&mut stream, Duration::from_secs(5))
+            .await
+            .expect("the idle keep-alive connection is still open 5 s after a 300 ms header-read timeout");
+        assert!(received.starts_with("HTTP/1.1 200 OK\r\n"), "{received}");
+        assert!(received.ends_with("ok"), "{received}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_past_the_cap_waits_until_one_closes() {
+        use tokio::io::AsyncWriteExt as _;
+        let limits = ConnectionLimits { header_read_timeout: Duration::from_secs(30), ..quick_limits(1) };
+        let (address, stop, server) = start_healthy(None, limits).await;
+        let holder = TcpStream::connect(address).await.unwrap();
+        let mut waiting = TcpStream::connect(address).await.unwrap();
+        waiting.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        assert_eq!(
+            read_until_closed(&mut waiting, Duration::from_millis(500)).await,
+            None,
+            "a second connection was served while the only permit was held"
+        );
+
+        drop(holder);
+        let received = read_until_closed(&mut waiting, Duration::from_secs(5))
+            .await
+            .expect("the waiting connection is not served once the first one closed");
+        assert!(received.starts_with("HTTP/1.1 200 OK\r\n"), "{received}");
+
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_pending_tls_handshake_holds_a_permit_and_is_dropped_at_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, ca_pem) = tls_web_config(dir.path());
+        let limits = ConnectionLimits { handshake_timeout: Duration::from_secs(30), ..quick_limits(1) };
+        let (address, stop, server) = start_healthy(Some(config), limits).await;
+        // A client that connects and never says hello.
+        let silent = TcpStream::connect(address).await.unwrap();
+        let client = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()])
+            .build()
+            .unwrap();
+        let url = format!("https://{address}/-/healthy");
+        let request = client.get(&url).basic_auth("alice", Some("alice-pw")).send();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), request).await.is_err(),
+            "a handshake was served while the only permit was held by another"
+        );
+
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap().unwrap();
+        drop(silent);
+    }
+
+    #[tokio::test]
+    async fn a_silent_tls_client_is_dropped_after_the_handshake_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, _) = tls_web_config(dir.path());
+        let (address, _stop, _server) = start_healthy(Some(config), quick_limits(8)).await;
+        let mut silent = TcpStream::connect(address).await.unwrap();
+        let received = read_until_closed(&mut silent, Duration::from_secs(5)).await;
+        assert!(received.is_some(), "the silent client is still connected 5 s after a 300 ms handshake timeout");
     }
 
     #[test]
