@@ -141,7 +141,7 @@ fn discovered_services(glob: &str) -> Vec<String> {
 
 /// The globs of `service`. The name only selects among configured entries and listed
 /// directories; it is never joined into a path unless it is one of those directory names.
-fn globs_of(settings: &LogsSettings, service: &str) -> Result<Vec<String>, LogsError> {
+pub(crate) fn globs_of(settings: &LogsSettings, service: &str) -> Result<Vec<String>, LogsError> {
     if let Some(globs) = settings.services.get(service) {
         return Ok(globs.clone());
     }

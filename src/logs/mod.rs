@@ -196,6 +196,16 @@ impl LogIndex {
     /// [`Correlation::lines_skipped`].
     pub fn correlate(&self, query: &LogQuery) -> Result<Correlation, LogsError> {
         let started = Instant::now();
+        self.check(query)?;
+        let listing = files::list(&self.settings, &query.service)?;
+        Ok(self.correlate_listed(query, listing, started))
+    }
+
+    /// Refuses what [`LogIndex::correlate`] would refuse before reading anything: an empty
+    /// window, one wider than `logs.max_window`, or an unknown service. It opens no file, so the
+    /// web handler asks it before taking a turn: a request that can never succeed is told so even
+    /// while every turn is busy, instead of being told to retry.
+    pub fn check(&self, query: &LogQuery) -> Result<(), LogsError> {
         if query.from_ms >= query.to_ms {
             return Err(LogsError::InvalidParameter {
                 parameter: "from",
@@ -207,8 +217,7 @@ impl LogIndex {
         if width_ms > max_ms {
             return Err(LogsError::WindowTooWide { width_seconds: width_ms / 1000, max_seconds: max_ms / 1000 });
         }
-        let listing = files::list(&self.settings, &query.service)?;
-        Ok(self.correlate_listed(query, listing, started))
+        files::globs_of(&self.settings, &query.service).map(drop)
     }
 
     /// [`LogIndex::correlate`] once the query is checked and the service's files listed: opens

@@ -87,7 +87,9 @@ async fn answer(
     };
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     let query = params.to_query(logs.index.settings(), now_ms)?;
-    // After the parameters are checked, so a bad request is told what is wrong with it first.
+    logs.index.check(&query)?;
+    // After the query is checked (its service and width too), so a request that can never
+    // succeed gets its 404 or 400, not a 429 that invites a retry.
     let Some(scan_turn) = logs.index.turns().try_take() else {
         logs.metrics.queries_rejected.inc();
         return Err(ApiError::too_many_requests(format!(
@@ -432,6 +434,15 @@ mod tests {
         // A bad request is still told what is wrong with it, busy or not.
         let (status, _, body) = get(&app, "/logs?service=orders&time=yesterday").await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        // So is one for a service without logs, or a window wider than logs.max_window: retrying
+        // those could never succeed.
+        let (status, _, body) = get(&app, "/logs?service=nope&format=json").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("nope"), "{body}");
+        let (status, _, body) = get(&app, "/logs?service=orders&from=0&to=1790000000000&format=json").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with("window: ") && message.contains("wider than logs.max_window"), "{message}");
 
         let mut text = String::new();
         prometheus_client::encoding::prometheus_text::encode(&mut text, &registry).unwrap();
