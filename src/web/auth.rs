@@ -26,6 +26,9 @@
 //! | other basic-auth user                              | yes    | yes     | no    |
 //! | `Authorization: Bearer <webhook_bearer_token_file>`| no     | yes     | no    |
 //!
+//! Whatever the role, a request that changes state (not GET, HEAD, OPTIONS or TRACE) is refused
+//! with 403 when a browser sent it from another site's page: see [`is_cross_site_change`].
+//!
 //! A basic-auth user may post alerts because Alertmanager's `http_config` can send basic auth
 //! instead of a token. The webhook token opens the webhook only, so a leaked Alertmanager config
 //! exposes nothing else. As in exporter-toolkit, the probes need credentials too when auth is on.
@@ -131,6 +134,13 @@ pub enum AuthRejection {
         /// The role the route requires.
         required: Role,
     },
+    /// A request that changes state came from another site's page (`Sec-Fetch-Site: cross-site`,
+    /// or an `Origin` that is not this server): 403, whatever its credentials.
+    #[error(
+        "a request that changes state is not taken from another site's page \
+         (Sec-Fetch-Site: cross-site, or an Origin other than this server)"
+    )]
+    CrossSite,
     /// The password check itself failed (its blocking task panicked): 500.
     #[error("credential check failed")]
     Internal,
@@ -142,7 +152,7 @@ impl IntoResponse for AuthRejection {
             AuthRejection::MissingCredentials | AuthRejection::BadCredentials => {
                 (StatusCode::UNAUTHORIZED, "unauthorized")
             }
-            AuthRejection::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
+            AuthRejection::Forbidden { .. } | AuthRejection::CrossSite => (StatusCode::FORBIDDEN, "forbidden"),
             AuthRejection::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         let body = serde_json::json!({ "error": { "code": code, "message": self.to_string() } });
@@ -404,6 +414,9 @@ where
         let mut inner = std::mem::replace(&mut self.inner, fresh);
         let authenticator = self.authenticator.clone();
         let role = self.role;
+        if is_cross_site_change(&request) {
+            return Box::pin(async { Ok(AuthRejection::CrossSite.into_response()) });
+        }
         Box::pin(async move {
             match authenticator.authorize(request.headers(), role).await {
                 Ok(principal) => {
@@ -414,6 +427,32 @@ where
             }
         })
     }
+}
+
+/// Whether `request` would change state (its method is not safe) and a browser sent it from
+/// another site's page.
+///
+/// Browsers attach cached Basic credentials to a cross-site form post, and a form post is a
+/// "simple" request that needs no CORS preflight; so without this check any page the user opens
+/// could retrain models or acknowledge incidents with their credentials. Browsers mark such
+/// requests with `Sec-Fetch-Site: cross-site`, and send an `Origin` with every POST. Clients that
+/// are not browsers (curl, Alertmanager, Prometheus) send neither header, so they are not
+/// affected. The `Origin` is compared with the `Host` the client asked for: behind a proxy that
+/// rewrites `Host`, a browser's post from the exporter's own page is refused too.
+fn is_cross_site_change(request: &Request) -> bool {
+    if request.method().is_safe() {
+        return false;
+    }
+    let headers = request.headers();
+    let cross_site =
+        headers.get("sec-fetch-site").is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"cross-site"));
+    let foreign_origin = headers.get(header::ORIGIN).is_some_and(|origin| {
+        let host = headers.get(header::HOST).and_then(|host| host.to_str().ok());
+        // `Origin` is `scheme://host[:port]`, or `null` from an opaque origin (never this server).
+        let origin_host = origin.to_str().ok().and_then(|origin| origin.split_once("://")).map(|(_, host)| host);
+        !matches!((origin_host, host), (Some(origin_host), Some(host)) if origin_host.eq_ignore_ascii_case(host))
+    });
+    cross_site || foreign_origin
 }
 
 #[cfg(test)]
@@ -520,6 +559,59 @@ mod tests {
             json,
             serde_json::json!({"error": {"code": "forbidden", "message": "this route needs the admin role"}})
         );
+    }
+
+    async fn call_with_headers(app: Router, method: &str, uri: &str, headers: &[(&str, &str)]) -> (StatusCode, String) {
+        let mut request = http::Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = app.oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_cross_site_post_is_refused_whatever_its_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(&authenticator(dir.path()));
+        let alice = basic("alice", "alice-pw");
+        let host = ("host", "exporter:10110");
+        for (uri, from_elsewhere) in [
+            ("/retrain", [("origin", "https://evil.example"), ("sec-fetch-site", "cross-site")].as_slice()),
+            ("/retrain", &[("sec-fetch-site", "cross-site")]),
+            ("/retrain", &[("origin", "https://evil.example")]),
+            ("/retrain", &[("origin", "null")]),
+            ("/alerts", &[("origin", "http://evil.example")]),
+        ] {
+            let mut headers = vec![("authorization", alice.as_str()), host];
+            headers.extend_from_slice(from_elsewhere);
+            let (status, body) = call_with_headers(app.clone(), "POST", uri, &headers).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{uri} {from_elsewhere:?}: {body}");
+            let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(json["error"]["code"], "forbidden", "{body}");
+            assert!(json["error"]["message"].as_str().unwrap().contains("another site"), "{body}");
+        }
+
+        // curl and Alertmanager send neither header; a browser on the exporter's own page sends
+        // its own origin; a cross-site link to a page only reads.
+        for headers in [
+            vec![("authorization", alice.as_str()), host],
+            vec![("authorization", alice.as_str()), host, ("origin", "http://Exporter:10110")],
+            vec![("authorization", alice.as_str()), host, ("sec-fetch-site", "same-origin")],
+        ] {
+            let (status, body) = call_with_headers(app.clone(), "POST", "/retrain", &headers).await;
+            assert_eq!(status, StatusCode::OK, "{headers:?}: {body}");
+        }
+        let (status, _) = call_with_headers(
+            app,
+            "GET",
+            "/metrics",
+            &[("authorization", alice.as_str()), host, ("sec-fetch-site", "cross-site"), ("origin", "https://grafana")],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
     }
 
     #[tokio::test]
