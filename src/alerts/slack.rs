@@ -1083,20 +1083,28 @@ mod tests {
         notifier.notify(&store.record(alerts, received_at_ms).unwrap());
     }
 
+    /// A notifier started as the daemon starts one: from the journal of `store`, kept in `dir`.
+    fn start_from(store: &IncidentStore, url: &str, metrics: &SlackMetrics, dir: &Path) -> SlackNotifier {
+        SlackNotifier::start(&config(), url.to_owned(), None, metrics.clone(), &store.events_in_recorded_order(), dir)
+    }
+
+    /// Restarts the store and notifier kept in `dir` and checks that nothing is owed: the
+    /// restart posts nothing.
+    async fn assert_a_restart_owes_nothing(dir: &Path, url: &str) {
+        let after = SlackMetrics::default();
+        let store = IncidentStore::open(dir).unwrap();
+        let _notifier = start_from(&store, url, &after, dir);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(outcomes(&after), BTreeMap::new(), "the restart posted again");
+    }
+
     #[tokio::test]
     async fn an_incident_posted_before_a_restart_has_its_resolution_posted_after_it() {
         let dir = tempfile::tempdir().unwrap();
         let (url, posts) = scripted_slack(vec![]).await;
         let before = SlackMetrics::default();
         let store = IncidentStore::open(dir.path()).unwrap();
-        let notifier = SlackNotifier::start(
-            &config(),
-            url.clone(),
-            None,
-            before.clone(),
-            &store.events_in_recorded_order(),
-            dir.path(),
-        );
+        let notifier = start_from(&store, &url, &before, dir.path());
         receive(&store, &notifier, &[alert("aa", "critical", AlertStatus::Firing)], 2_000);
         wait_for(&before, 1).await;
         drop((notifier, store));
@@ -1104,8 +1112,7 @@ mod tests {
         // The restart: a new store and notifier from the journal on disk.
         let after = SlackMetrics::default();
         let store = IncidentStore::open(dir.path()).unwrap();
-        let notifier =
-            SlackNotifier::start(&config(), url, None, after.clone(), &store.events_in_recorded_order(), dir.path());
+        let notifier = start_from(&store, &url, &after, dir.path());
         // Alertmanager's repeat of the firing alert, then a new high alert in the same episode:
         // neither pages again.
         receive(&store, &notifier, &[alert("aa", "critical", AlertStatus::Firing)], 3_000);
@@ -1140,14 +1147,7 @@ mod tests {
         let (url, posts) = scripted_slack(vec![]).await;
         let metrics = SlackMetrics::default();
         let store = IncidentStore::open(dir.path()).unwrap();
-        let notifier = SlackNotifier::start(
-            &config(),
-            url.clone(),
-            None,
-            metrics.clone(),
-            &store.events_in_recorded_order(),
-            dir.path(),
-        );
+        let notifier = start_from(&store, &url, &metrics, dir.path());
         receive(&store, &notifier, &[alert("aa", "critical", AlertStatus::Firing)], 2_000);
         wait_for(&metrics, 1).await;
         // Alertmanager sends the second occurrence only: the first one's resolution is lost. The
@@ -1168,12 +1168,7 @@ mod tests {
 
         // A restart replays the same decisions: nothing is owed.
         drop((notifier, store));
-        let after = SlackMetrics::default();
-        let store = IncidentStore::open(dir.path()).unwrap();
-        let _notifier =
-            SlackNotifier::start(&config(), url, None, after.clone(), &store.events_in_recorded_order(), dir.path());
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        assert_eq!(outcomes(&after), BTreeMap::new());
+        assert_a_restart_owes_nothing(dir.path(), &url).await;
     }
 
     #[tokio::test]
@@ -1182,14 +1177,7 @@ mod tests {
         let (url, posts) = scripted_slack(vec![]).await;
         let metrics = SlackMetrics::default();
         let store = Arc::new(IncidentStore::open(dir.path()).unwrap());
-        let notifier = SlackNotifier::start(
-            &config(),
-            url.clone(),
-            None,
-            metrics.clone(),
-            &store.events_in_recorded_order(),
-            dir.path(),
-        );
+        let notifier = start_from(&store, &url, &metrics, dir.path());
         receive(&store, &notifier, &[alert("aa", "critical", AlertStatus::Firing)], 2_000);
         receive(&store, &notifier, &[alert("aa", "critical", AlertStatus::Resolved)], 3_000);
         wait_for(&metrics, 2).await;
@@ -1226,12 +1214,7 @@ mod tests {
 
         // The restart owes nothing, and posts nothing again.
         drop((notifier, store));
-        let after = SlackMetrics::default();
-        let store = IncidentStore::open(dir.path()).unwrap();
-        let _notifier =
-            SlackNotifier::start(&config(), url, None, after.clone(), &store.events_in_recorded_order(), dir.path());
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        assert_eq!(outcomes(&after), BTreeMap::new());
+        assert_a_restart_owes_nothing(dir.path(), &url).await;
         assert_eq!(posts.lock().unwrap().len(), 3);
     }
 
@@ -1402,14 +1385,7 @@ mod tests {
         let (url, posts) = scripted_slack(vec![]).await;
         let restart = |metrics: &SlackMetrics| {
             let store = IncidentStore::open(dir.path()).unwrap();
-            let notifier = SlackNotifier::start(
-                &config(),
-                url.clone(),
-                None,
-                metrics.clone(),
-                &store.events_in_recorded_order(),
-                dir.path(),
-            );
+            let notifier = start_from(&store, &url, metrics, dir.path());
             (store, notifier)
         };
         let after = SlackMetrics::default();
