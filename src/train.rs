@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use tokio::sync::mpsc::UnboundedSender;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::detect::{DetectorParams, SeriesDetector, read_metadata};
 use crate::engine::SeriesKey;
@@ -170,6 +170,12 @@ pub struct JobStatus {
     pub trained: usize,
     /// Models that failed.
     pub failed: usize,
+    /// Series a scheduled or start-up job left alone for want of history in the training window:
+    /// new ones still warming up live, and gone ones (no longer scraped, whose dataset stays until
+    /// `retention`). Not failures: counting them as such fired `AnomalyExporterTrainingFailures`
+    /// every day for every service that had gone away. A job asked for with `POST /retrain`
+    /// reports them as failures, since someone asked for those models.
+    pub skipped: usize,
     /// The first few failures, `service/signal: reason`.
     pub errors: Vec<String>,
 }
@@ -264,6 +270,7 @@ impl Drop for JobInProgress<'_> {
             trained = status.trained,
             failed = status.failed,
             reason = status.reason,
+            skipped = status.skipped,
             "training job finished"
         );
     }
@@ -335,6 +342,7 @@ impl Trainer {
                 total: keys.len(),
                 trained: 0,
                 failed: 0,
+                skipped: 0,
                 errors: Vec::new(),
             };
             table.jobs.insert(id, status.clone());
@@ -376,6 +384,10 @@ impl Trainer {
                 Ok(model) => {
                     status.trained += 1;
                     let _ = self.swaps.send(ModelSwap { key: key.clone(), bytes: model.bytes });
+                }
+                Err(TrainError::NotEnoughRows { rows, needed }) if status.reason != "api" => {
+                    status.skipped += 1;
+                    debug!(service = %key.service, signal = %key.signal, rows, needed, "not enough history to retrain: skipped");
                 }
                 Err(error) => {
                     self.metrics.training_failures.inc();
@@ -573,6 +585,7 @@ mod tests {
                 total: 3,
                 trained: 0,
                 failed: 0,
+                skipped: 0,
                 errors: Vec::new(),
             };
             table.jobs.insert(id, status);
@@ -590,6 +603,45 @@ mod tests {
         assert_eq!((status.state, status.trained, status.failed), ("failed", 0, 3));
         assert!(status.errors[1].starts_with("b/cpu: training panicked"), "{:?}", status.errors);
         assert_eq!(trainer.metrics.training_failures.get(), 3);
+    }
+
+    #[test]
+    fn a_scheduled_job_skips_series_without_enough_history_and_an_asked_for_one_fails_them() {
+        let (swaps, _swapped) = tokio::sync::mpsc::unbounded_channel();
+        let dir = tempfile::tempdir().unwrap();
+        let trainer = Trainer::new(
+            Datasets::new(dir.path()),
+            DetectorParams::default(),
+            Duration::from_secs(3600),
+            DatasetMetrics::default(),
+            swaps,
+        );
+        let keys: Vec<SeriesKey> =
+            ["gone", "new"].iter().map(|s| SeriesKey { service: (*s).into(), signal: "cpu".into() }).collect();
+        for (id, reason) in [(1, "schedule"), (2, "startup"), (3, "api")] {
+            let status = JobStatus {
+                job: id,
+                state: "running",
+                reason,
+                total: 2,
+                trained: 0,
+                failed: 0,
+                skipped: 0,
+                errors: Vec::new(),
+            };
+            trainer.table().jobs.insert(id, status);
+            // The gone series has no row left in the window, the new one too few.
+            trainer.run_job_with(id, &keys, |key| {
+                Err(TrainError::NotEnoughRows { rows: if key.service == "gone" { 0 } else { 12 }, needed: 62 })
+            });
+        }
+        for id in [1, 2] {
+            let status = trainer.status(id).unwrap();
+            assert_eq!((status.state, status.failed, status.skipped), ("done", 0, 2), "{status:?}");
+        }
+        let asked = trainer.status(3).unwrap();
+        assert_eq!((asked.state, asked.failed, asked.skipped), ("failed", 2, 0));
+        assert_eq!(trainer.metrics.training_failures.get(), 2, "only the asked-for job's");
     }
 
     #[tokio::test]
