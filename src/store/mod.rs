@@ -26,6 +26,7 @@ pub mod writer;
 
 use crate::calendar::{civil_from_days, days_from_civil};
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 pub(crate) use atomic::list_files;
@@ -276,6 +277,13 @@ pub fn read_part(path: &Path) -> Result<Vec<PointRow>, StoreError> {
     match read_rows(path) {
         Ok(rows) => Ok(rows),
         Err(error @ (StoreError::Parquet { .. } | StoreError::Schema(_))) => {
+            // The decoder reports a failed read (EIO, a file that is not a regular file) as its
+            // own error, as it does damage: read the bytes once more, and set the file aside only
+            // when they can be read, so a file-system error never hides a good file.
+            let reread = File::open(path).and_then(|mut file| std::io::copy(&mut file, &mut std::io::sink()));
+            if let Err(source) = reread {
+                return Err(StoreError::Io { path: path.to_owned(), source });
+            }
             let mut aside = path.as_os_str().to_owned();
             aside.push(UNREADABLE_SUFFIX);
             let aside = PathBuf::from(aside);
@@ -398,6 +406,20 @@ mod tests {
         let kept = partition.join("part-2.parquet.unreadable");
         assert_eq!(std::fs::read(&kept).unwrap(), b"PAR1 torn by a disk", "kept byte for byte");
         assert_eq!(datasets.read_series(&key, DatasetKind::History, 0, i64::MAX).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_part_the_file_system_cannot_read_is_an_error_and_is_not_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        // A read that fails in the file system, not in the bytes: the path opens, and every
+        // read of it fails (EISDIR). The decoder reports that as a Parquet error, as damage.
+        let unreadable = dir.path().join("part-1.parquet");
+        std::fs::create_dir(&unreadable).unwrap();
+        assert!(matches!(read_rows(&unreadable), Err(StoreError::Parquet { .. })), "the decoder calls it damage");
+        let error = read_part(&unreadable).unwrap_err();
+        assert!(matches!(error, StoreError::Io { .. }), "{error:?}");
+        assert!(unreadable.exists(), "left where it is");
+        assert!(!dir.path().join("part-1.parquet.unreadable").exists());
     }
 
     #[test]
