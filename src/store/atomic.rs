@@ -65,7 +65,7 @@ fn write_atomically(
         let path = path.to_owned();
         move |source: std::io::Error| StoreError::Io { path, source }
     };
-    std::fs::create_dir_all(directory).map_err(io(directory))?;
+    create_directories_durably(directory)?;
     let temporary = directory.join(format!(
         "{TEMPORARY_PREFIX}{}-{}-{file_name}",
         std::process::id(),
@@ -134,6 +134,34 @@ pub fn sync_directory(directory: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Creates `directory` and its missing parents, fsyncing the parent of each one it creates: a new
+/// directory's entry lives in its parent, and until that is on disk a power cut can take the
+/// directory away, with every file fsynced inside it (a new day's partition, a series' first
+/// model). Nothing is synced when the directory exists, as it does for all but a day's first
+/// write.
+fn create_directories_durably(directory: &Path) -> Result<(), StoreError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source: std::io::Error| StoreError::Io { path, source }
+    };
+    if directory.is_dir() {
+        return Ok(());
+    }
+    let missing: Vec<&Path> =
+        directory.ancestors().take_while(|ancestor| !ancestor.as_os_str().is_empty() && !ancestor.is_dir()).collect();
+    for created in missing.into_iter().rev() {
+        match std::fs::create_dir(created) {
+            Ok(()) => {}
+            // Another writer made it meanwhile; its parent is synced all the same.
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists && created.is_dir() => {}
+            Err(error) => return Err(io(created)(error)),
+        }
+        let parent = created.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        sync_directory(parent)?;
+    }
+    Ok(())
+}
+
 /// Removes temporaries a crash left in `directory` (not recursive); returns how many.
 pub fn remove_stale_temporaries(directory: &Path) -> Result<usize, StoreError> {
     let mut removed = 0;
@@ -179,6 +207,20 @@ mod tests {
     use super::*;
     use arrow_array::{Int64Array, StringArray};
     use std::sync::Arc;
+
+    #[test]
+    fn directories_are_created_level_by_level_and_a_file_in_the_way_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let partition = dir.path().join("history").join("a").join("cpu").join("date=2026-12-07");
+        create_directories_durably(&partition).unwrap();
+        assert!(partition.is_dir());
+        create_directories_durably(&partition).unwrap();
+        write_bytes_atomically(&partition.join("next"), "model.aem", b"x").unwrap();
+        assert_eq!(std::fs::read(partition.join("next").join("model.aem")).unwrap(), b"x");
+        std::fs::write(dir.path().join("file"), b"").unwrap();
+        let error = create_directories_durably(&dir.path().join("file").join("below")).unwrap_err();
+        assert!(matches!(error, StoreError::Io { .. }), "{error:?}");
+    }
 
     fn batch() -> RecordBatch {
         RecordBatch::try_from_iter([
