@@ -558,38 +558,50 @@ mod tests {
         assert_eq!(trainer.submit(Some("a"), None, "api").unwrap().job, 1);
     }
 
-    #[test]
-    fn a_job_that_panics_releases_its_series_and_is_marked_failed() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A trainer with default settings over the datasets in `dir`; the models it sends are dropped.
+    fn trainer_over(dir: &std::path::Path) -> Trainer {
         let (swaps, _swapped) = tokio::sync::mpsc::unbounded_channel();
-        let trainer = Arc::new(Trainer::new(
-            Datasets::new(dir.path()),
+        Trainer::new(
+            Datasets::new(dir),
             DetectorParams::default(),
             Duration::from_secs(3600),
             DatasetMetrics::default(),
             swaps,
-        ));
-        let keys: Vec<SeriesKey> =
-            ["a", "b", "c"].iter().map(|s| SeriesKey { service: (*s).into(), signal: "cpu".into() }).collect();
-        // What `submit_keys` records before it hands the job to a blocking thread.
-        let id = 7;
-        {
-            let mut table = trainer.table();
-            for key in &keys {
-                table.busy.insert(key.clone(), id);
-            }
-            let status = JobStatus {
-                job: id,
-                state: "running",
-                reason: "api",
-                total: 3,
-                trained: 0,
-                failed: 0,
-                skipped: 0,
-                errors: Vec::new(),
-            };
-            table.jobs.insert(id, status);
+        )
+    }
+
+    /// The cpu series of `services`.
+    fn cpu_series(services: &[&str]) -> Vec<SeriesKey> {
+        services.iter().map(|s| SeriesKey { service: (*s).into(), signal: "cpu".into() }).collect()
+    }
+
+    /// What `submit_keys` records before it hands job `id` to a blocking thread: its series busy
+    /// and its status running.
+    fn record_running_job(trainer: &Trainer, id: u64, reason: &'static str, keys: &[SeriesKey]) {
+        let mut table = trainer.table();
+        for key in keys {
+            table.busy.insert(key.clone(), id);
         }
+        let status = JobStatus {
+            job: id,
+            state: "running",
+            reason,
+            total: keys.len(),
+            trained: 0,
+            failed: 0,
+            skipped: 0,
+            errors: Vec::new(),
+        };
+        table.jobs.insert(id, status);
+    }
+
+    #[test]
+    fn a_job_that_panics_releases_its_series_and_is_marked_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let trainer = trainer_over(dir.path());
+        let keys = cpu_series(&["a", "b", "c"]);
+        let id = 7;
+        record_running_job(&trainer, id, "api", &keys);
         let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             trainer.run_job_with(id, &keys, |key| {
                 assert_ne!(key.service, "b", "a bug in training b");
@@ -607,29 +619,11 @@ mod tests {
 
     #[test]
     fn a_scheduled_job_skips_series_without_enough_history_and_an_asked_for_one_fails_them() {
-        let (swaps, _swapped) = tokio::sync::mpsc::unbounded_channel();
         let dir = tempfile::tempdir().unwrap();
-        let trainer = Trainer::new(
-            Datasets::new(dir.path()),
-            DetectorParams::default(),
-            Duration::from_secs(3600),
-            DatasetMetrics::default(),
-            swaps,
-        );
-        let keys: Vec<SeriesKey> =
-            ["gone", "new"].iter().map(|s| SeriesKey { service: (*s).into(), signal: "cpu".into() }).collect();
+        let trainer = trainer_over(dir.path());
+        let keys = cpu_series(&["gone", "new"]);
         for (id, reason) in [(1, "schedule"), (2, "startup"), (3, "api")] {
-            let status = JobStatus {
-                job: id,
-                state: "running",
-                reason,
-                total: 2,
-                trained: 0,
-                failed: 0,
-                skipped: 0,
-                errors: Vec::new(),
-            };
-            trainer.table().jobs.insert(id, status);
+            record_running_job(&trainer, id, reason, &keys);
             // The gone series has no row left in the window, the new one too few.
             trainer.run_job_with(id, &keys, |key| {
                 Err(TrainError::NotEnoughRows { rows: if key.service == "gone" { 0 } else { 12 }, needed: 62 })
