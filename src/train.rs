@@ -216,6 +216,27 @@ struct JobTable {
     busy: BTreeMap<SeriesKey, u64>,
 }
 
+impl JobTable {
+    /// Records job `id` as running on `keys`, each marked busy with it; returns its status.
+    fn start_job(&mut self, id: u64, reason: &'static str, keys: &[SeriesKey]) -> JobStatus {
+        for key in keys {
+            self.busy.insert(key.clone(), id);
+        }
+        let status = JobStatus {
+            job: id,
+            state: "running",
+            reason,
+            total: keys.len(),
+            trained: 0,
+            failed: 0,
+            skipped: 0,
+            errors: Vec::new(),
+        };
+        self.jobs.insert(id, status.clone());
+        status
+    }
+}
+
 /// Jobs kept for `GET /retrain/<id>` after they end.
 const FINISHED_JOBS_KEPT: usize = 100;
 
@@ -332,20 +353,7 @@ impl Trainer {
             }
             table.next_id += 1;
             let id = table.next_id;
-            for key in &keys {
-                table.busy.insert(key.clone(), id);
-            }
-            let status = JobStatus {
-                job: id,
-                state: "running",
-                reason,
-                total: keys.len(),
-                trained: 0,
-                failed: 0,
-                skipped: 0,
-                errors: Vec::new(),
-            };
-            table.jobs.insert(id, status.clone());
+            let status = table.start_job(id, reason, &keys);
             while table.jobs.len() > FINISHED_JOBS_KEPT {
                 let Some(oldest) = table.jobs.iter().find(|(_, j)| j.state != "running").map(|(id, _)| *id) else {
                     break;
@@ -575,33 +583,13 @@ mod tests {
         services.iter().map(|s| SeriesKey { service: (*s).into(), signal: "cpu".into() }).collect()
     }
 
-    /// What `submit_keys` records before it hands job `id` to a blocking thread: its series busy
-    /// and its status running.
-    fn record_running_job(trainer: &Trainer, id: u64, reason: &'static str, keys: &[SeriesKey]) {
-        let mut table = trainer.table();
-        for key in keys {
-            table.busy.insert(key.clone(), id);
-        }
-        let status = JobStatus {
-            job: id,
-            state: "running",
-            reason,
-            total: keys.len(),
-            trained: 0,
-            failed: 0,
-            skipped: 0,
-            errors: Vec::new(),
-        };
-        table.jobs.insert(id, status);
-    }
-
     #[test]
     fn a_job_that_panics_releases_its_series_and_is_marked_failed() {
         let dir = tempfile::tempdir().unwrap();
         let trainer = trainer_over(dir.path());
         let keys = cpu_series(&["a", "b", "c"]);
         let id = 7;
-        record_running_job(&trainer, id, "api", &keys);
+        trainer.table().start_job(id, "api", &keys);
         let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             trainer.run_job_with(id, &keys, |key| {
                 assert_ne!(key.service, "b", "a bug in training b");
@@ -623,7 +611,7 @@ mod tests {
         let trainer = trainer_over(dir.path());
         let keys = cpu_series(&["gone", "new"]);
         for (id, reason) in [(1, "schedule"), (2, "startup"), (3, "api")] {
-            record_running_job(&trainer, id, reason, &keys);
+            trainer.table().start_job(id, reason, &keys);
             // The gone series has no row left in the window, the new one too few.
             trainer.run_job_with(id, &keys, |key| {
                 Err(TrainError::NotEnoughRows { rows: if key.service == "gone" { 0 } else { 12 }, needed: 62 })
